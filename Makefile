@@ -1,0 +1,28 @@
+# The README's two commands are `make demo` and `make test`; every target
+# bootstraps first, so each one works on a fresh machine.
+VENV := .venv
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: setup demo test test-unit test-kernel bench clean
+
+setup:
+	scripts/bootstrap
+
+demo: setup
+	$(VENV)/bin/netplane demo
+
+# unit (no root) and kernel (root, throwaway namespaces) tiers
+test: setup
+	$(PYTEST) -m "not vm"
+
+test-unit: setup
+	$(PYTEST) tests/unit
+
+test-kernel: setup
+	$(PYTEST) -m kernel
+
+bench: setup
+	$(VENV)/bin/python benchmarks/cni_latency.py
+
+clean:
+	rm -rf build $(VENV) netplane/_ext/*.so netplane/_ext/*.c ext/*.c

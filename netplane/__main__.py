@@ -1,0 +1,3 @@
+from netplane.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""`netplane cni install`: put the plugin where a runtime looks for it.
+
+The executable is the thin client (shim.py) with two things filled in: a
+shebang naming a real interpreter (a per-pod program cannot afford the
+~70 ms of a pyenv-style shim script), and the standalone command it falls
+back to. Both files are written to a temporary name and renamed, so a
+runtime never runs or reads half a file.
+"""
+import json
+import os
+import sys
+from pathlib import Path
+
+from netplane.cni import config, shim, versions
+from netplane.cni.errors import CniError
+from netplane.cni.server import parse_address
+
+PLUGIN_NAME = "netplane"
+CONFLIST_NAME = "10-netplane.conflist"
+
+
+class InstallError(Exception):
+    pass
+
+
+def render_shim(python: str, agent_socket: str) -> str:
+    lines = Path(shim.__file__).read_text().splitlines(keepends=True)
+    replacements = {
+        "#!": f"#!{python} -IS\n",
+        "AGENT_SOCKET = ": f"AGENT_SOCKET = {parse_address(agent_socket)!r}\n",
+        "STANDALONE = ": f"STANDALONE = {[python, '-I', '-m', 'netplane.cni.standalone']!r}\n",
+    }
+    done = set()
+    for i, line in enumerate(lines):
+        for prefix, new in replacements.items():
+            if prefix not in done and line.startswith(prefix):
+                lines[i] = new
+                done.add(prefix)
+    if done != set(replacements):
+        raise InstallError(f"shim template lacks {sorted(set(replacements) - done)}")
+    return "".join(lines)
+
+
+def check_interpreter(python: str) -> None:
+    try:
+        with open(python, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise InstallError(f"interpreter {python}: {exc.strerror}") from None
+    if head.startswith(b"#!"):
+        raise InstallError(f"{python} is a script wrapper, not an interpreter; pass --python with a real one")
+
+
+def conflist(name: str, plugin_conf: dict) -> dict:
+    """A one-plugin conflist, validated by the same parser ADD will use."""
+    conf = {"type": PLUGIN_NAME, **plugin_conf}
+    try:
+        config.parse({"cniVersion": versions.LATEST, "name": name, **conf})
+    except CniError as err:
+        raise InstallError(str(err)) from None
+    return {"cniVersion": versions.LATEST, "name": name, "plugins": [conf]}
+
+
+def install(bin_dir: str, conf_dir: str | None = None, *, python: str = sys.executable,
+            agent_socket: str = "@netplane-cni", name: str = "netplane", plugin_conf: dict | None = None) -> list[str]:
+    check_interpreter(python)
+    written = [_write_atomic(os.path.join(bin_dir, PLUGIN_NAME), render_shim(python, agent_socket), 0o755)]
+    if conf_dir:
+        body = json.dumps(conflist(name, plugin_conf or {}), indent=2) + "\n"
+        written.append(_write_atomic(os.path.join(conf_dir, CONFLIST_NAME), body, 0o644))
+    return written
+
+
+def _write_atomic(path: str, text: str, mode: int) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,105 @@
+"""The CNI_* environment of one plugin run, parsed and validated.
+
+Nothing here touches the disk or the kernel: an invalid container ID or
+interface name is refused before any path is built from it.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from netplane.cni.errors import INVALID_ENVIRONMENT, UNKNOWN_CONTAINER, CniError
+
+VERBS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
+
+# What each verb needs from the environment, as the spec and libcni's skel
+# define it. The plugin never delegates, but a runtime that omits CNI_PATH is
+# broken and should hear so from every plugin alike.
+REQUIRED = {
+    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"),
+    "GC": ("CNI_PATH",),
+    "STATUS": ("CNI_PATH",),
+    "VERSION": (),
+}
+
+# Container IDs become file names under dataDir, so the spec's character set
+# is enforced strictly and the length is capped well below NAME_MAX (255)
+# to leave room for the interface name in the attachment record's name.
+CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
+MAX_CONTAINER_ID = 200
+MAX_IFNAME = 15  # IFNAMSIZ - 1
+
+
+@dataclass(frozen=True)
+class Invocation:
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    path: str = ""
+    args: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_environment(env: Mapping[str, str]) -> Invocation:
+    command = env.get("CNI_COMMAND", "")
+    if not command:
+        raise CniError(INVALID_ENVIRONMENT, "required environment variables missing", "CNI_COMMAND")
+    if command not in VERBS:
+        raise CniError(INVALID_ENVIRONMENT, f"unknown CNI_COMMAND {command!r}", "expected one of " + ", ".join(VERBS))
+    missing = [name for name in REQUIRED[command] if not env.get(name)]
+    if missing:
+        raise CniError(INVALID_ENVIRONMENT, "required environment variables missing", ", ".join(missing))
+    inv = Invocation(
+        command=command,
+        container_id=env.get("CNI_CONTAINERID", ""),
+        netns=env.get("CNI_NETNS", ""),
+        ifname=env.get("CNI_IFNAME", ""),
+        path=env.get("CNI_PATH", ""),
+        args=parse_cni_args(env.get("CNI_ARGS", "")),
+    )
+    if "CNI_CONTAINERID" in REQUIRED[command]:
+        validate_container_id(inv.container_id)
+    if "CNI_IFNAME" in REQUIRED[command]:
+        validate_ifname(inv.ifname, "CNI_IFNAME")
+    return inv
+
+
+def validate_container_id(container_id: str) -> None:
+    if not container_id:
+        raise CniError(UNKNOWN_CONTAINER, "missing container ID")
+    if len(container_id) > MAX_CONTAINER_ID:
+        raise CniError(INVALID_ENVIRONMENT, "container ID too long",
+                       f"{len(container_id)} characters, at most {MAX_CONTAINER_ID}")
+    if not CONTAINER_ID.match(container_id):
+        raise CniError(INVALID_ENVIRONMENT, "invalid characters in container ID", container_id)
+
+
+def ifname_problem(name: str) -> str:
+    """Why `name` is not a valid Linux interface name, or "" if it is."""
+    if not name:
+        return "is empty"
+    if len(name.encode()) > MAX_IFNAME:
+        return f"is longer than {MAX_IFNAME} bytes"
+    if name in (".", ".."):
+        return "may not be '.' or '..'"
+    if any(c in name for c in "/:") or any(c.isspace() for c in name):
+        return "may not contain '/', ':' or whitespace"
+    return ""
+
+
+def validate_ifname(name: str, what: str) -> None:
+    problem = ifname_problem(name)
+    if problem:
+        raise CniError(INVALID_ENVIRONMENT, f"invalid interface name in {what}", f"{name!r} {problem}")
+
+
+def parse_cni_args(raw: str) -> dict[str, str]:
+    """CNI_ARGS is 'K1=V1;K2=V2'."""
+    out = {}
+    for pair in filter(None, raw.split(";")):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CniError(INVALID_ENVIRONMENT, "malformed CNI_ARGS", f"{pair!r} is not KEY=VALUE")
+        out[key] = value
+    return out

@@ -1,0 +1,91 @@
+"""Allocate and release an attachment's addresses; all decisions, no I/O.
+
+Everything runs under the store's lock, which serialises concurrent plugin
+runs and agent threads alike. The attachment record is written before the
+address files: a crash between the two leaves a record naming addresses
+that were never taken (harmless, and DEL clears it) rather than taken
+addresses that no record points to.
+"""
+import netaddr
+
+from netplane.cni.config import Attachment
+from netplane.cni.errors import ATTACHMENT_EXISTS, INTERNAL, RANGE_EXHAUSTED, CniError
+from netplane.cni.ipam.pool import Pool
+from netplane.cni.ipam.store import Store
+
+
+def allocate(store: Store, owner: Attachment, pools: list[Pool]) -> list[str]:
+    """One address from each pool for `owner`, in pool order."""
+    with store.locked():
+        if store.has_record(owner):
+            raise CniError(ATTACHMENT_EXISTS, "attachment already exists",
+                           f"container {owner.container_id} already has interface {owner.ifname} on this "
+                           f"network ({', '.join(store.lookup(owner))}); DEL it first")
+        chosen = [_pick(store, pool) for pool in pools]
+        store.record(owner, chosen)
+        try:
+            for ip in chosen:
+                if not store.try_reserve(ip, owner):
+                    raise CniError(INTERNAL, "address store changed under its lock", ip)
+        except BaseException:
+            _release_locked(store, owner)
+            raise
+        for pool, ip in zip(pools, chosen):
+            store.set_last_reserved(pool.version, ip)
+        return chosen
+
+
+def _pick(store: Store, pool: Pool) -> str:
+    for candidate in pool.candidates(_parse_ip(store.last_reserved(pool.version))):
+        ip = str(candidate)
+        if store.is_free(ip):
+            return ip
+    raise CniError(RANGE_EXHAUSTED, "no free address left",
+                   f"all {pool.size} pod addresses in {pool.subnet} are taken")
+
+
+def release(store: Store, owner: Attachment) -> list[str]:
+    """Free everything `owner` holds; returns the addresses. Idempotent."""
+    with store.locked():
+        return _release_locked(store, owner)
+
+
+def _release_locked(store: Store, owner: Attachment) -> list[str]:
+    ips = store.lookup(owner)
+    for ip in ips:
+        store.unreserve(ip, owner)
+    store.forget(owner)
+    return ips
+
+
+def addresses_of(store: Store, owner: Attachment) -> list[str]:
+    with store.locked():
+        return store.lookup(owner) if store.has_record(owner) else []
+
+
+def collect_garbage(store: Store, valid: frozenset[Attachment]) -> list[Attachment]:
+    """Release every attachment not in `valid`; returns those released."""
+    with store.locked():
+        stale = [owner for owner in store.owners() if owner not in valid]
+        for owner in stale:
+            _release_locked(store, owner)
+        return stale
+
+
+def in_use(store: Store, pool: Pool) -> int:
+    """How many of the pool's addresses are reserved."""
+    with store.locked():
+        return sum(1 for ips in store.owners().values() for ip in ips if _in_pool(pool, ip))
+
+
+def _in_pool(pool: Pool, text: str) -> bool:
+    ip = _parse_ip(text)
+    return ip is not None and pool.usable(ip)
+
+
+def _parse_ip(text: str | None) -> netaddr.IPAddress | None:
+    """An address read back from disk; anything unparsable counts as absent."""
+    try:
+        return netaddr.IPAddress(text) if text else None
+    except (netaddr.AddrFormatError, ValueError):
+        return None

@@ -1,0 +1,73 @@
+"""ADD and DEL: an attachment's life, from address to wired pod and back.
+
+ADD takes addresses first (the cheap step that can fail on a full range),
+then wires the pod; if wiring fails, the addresses go back, so a failed ADD
+leaves nothing behind. DEL needs nothing but the attachment key: the veth
+name is derived from it and IPAM is keyed by it, so DEL works with the
+namespace gone, the record gone, or both, and twice in a row.
+"""
+import logging
+
+from netplane import nodestate
+from netplane.cni import result as res
+from netplane.cni import wiring
+from netplane.cni.config import Attachment, NetConf
+from netplane.cni.invocation import Invocation
+from netplane.cni.ipam import allocator
+from netplane.cni.ipam.pool import Pool
+from netplane.cni.ipam.store import DiskStore
+from netplane.netlink.channel import Channel
+
+log = logging.getLogger("netplane.cni")
+
+
+def network(conf: NetConf) -> tuple[list[Pool], int]:
+    """The pools and MTU for this node: from the config, else the agent's state file."""
+    if conf.subnets:
+        return [Pool(s) for s in conf.subnets], conf.mtu or wiring.DEFAULT_MTU
+    state = nodestate.read(conf.state_file)
+    return [Pool(s) for s in state.pod_cidrs], conf.mtu or state.mtu or wiring.DEFAULT_MTU
+
+
+def store_for(conf: NetConf) -> DiskStore:
+    return DiskStore(conf.data_dir, conf.name)
+
+
+def add(inv: Invocation, conf: NetConf, netns_fd: int) -> dict:
+    owner = Attachment(inv.container_id, inv.ifname)
+    pools, mtu = network(conf)
+    store = store_for(conf)
+    ips = allocator.allocate(store, owner, pools)
+    try:
+        plan = wiring.plan(conf, owner, pools, ips, mtu)
+        with Channel.open() as node:
+            bridge_mac = wiring.attach(plan, node, netns_fd)
+    except BaseException:
+        allocator.release(store, owner)
+        raise
+    log.info("ADD %s/%s: %s via %s", owner.container_id, owner.ifname, ", ".join(ips), plan.host_ifname)
+    result = result_of(plan, inv.netns, bridge_mac)
+    if conf.prev_result is not None:
+        result = result.merged_after(res.decode(conf.prev_result))
+    return res.encode(result, conf.cni_version)
+
+
+def result_of(plan: wiring.Plan, sandbox: str, bridge_mac: str) -> res.Result:
+    pod = 2  # index of the pod interface below
+    return res.Result(
+        interfaces=(res.Interface(plan.bridge, bridge_mac),
+                    res.Interface(plan.host_ifname, plan.host_mac),
+                    res.Interface(plan.pod_ifname, plan.pod_mac, sandbox=sandbox, mtu=plan.mtu)),
+        ips=tuple(res.IPConfig(a.cidr, gw.ip, pod) for a, gw in zip(plan.pod_addresses, plan.gateways)),
+        routes=tuple(res.Route("0.0.0.0/0" if gw.version == 4 else "::/0", gw.ip) for gw in plan.gateways),
+    )
+
+
+def delete(inv: Invocation, conf: NetConf) -> None:
+    owner = Attachment(inv.container_id, inv.ifname)
+    # The link goes first: its addresses must not be handed out again while
+    # a pod could still be using them.
+    with Channel.open() as node:
+        wiring.detach(wiring.host_ifname(owner), node)
+    released = allocator.release(store_for(conf), owner)
+    log.info("DEL %s/%s: released %s", owner.container_id, owner.ifname, ", ".join(released) or "nothing")

@@ -1,0 +1,117 @@
+"""One plugin run: environment and stdin in, exit code and stdout out.
+
+This is the single entry point behind both paths: the agent calls run() on
+a warm worker thread for each request its thin client forwards, and the
+standalone path calls it in a fresh process. It never raises and never
+prints: every failure becomes the spec's error JSON, and anything
+unexpected is logged with its traceback and reported as code 999.
+"""
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+from netplane.cni import check, config, housekeeping, lifecycle, versions
+from netplane.cni.errors import (INCOMPATIBLE_VERSION, INTERNAL, INVALID_ENVIRONMENT, UNKNOWN_CONTAINER,
+                                 CniError)
+from netplane.cni.invocation import Invocation, parse_environment
+from netplane.netlink import netns
+
+log = logging.getLogger("netplane.cni")
+
+
+@dataclass(frozen=True)
+class Reply:
+    exit_code: int
+    stdout: bytes
+
+
+def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None) -> Reply:
+    started = time.perf_counter()
+    version = versions.LATEST
+    command = env.get("CNI_COMMAND", "?")
+    try:
+        inv = parse_environment(env)
+        if inv.command == "VERSION":
+            return _ok(version_info(stdin))
+        raw = config.decode(stdin)
+        version = config.cni_version(raw)
+        if not versions.allows(version, inv.command):
+            raise CniError(INCOMPATIBLE_VERSION, f"config version does not allow {inv.command}",
+                           f"config is {version!r}; {inv.command} needs {versions.VERB_INTRODUCED[inv.command]} or later")
+        conf = config.parse(raw)
+        return _ok(_dispatch(inv, conf, netns_fd))
+    except CniError as err:
+        log.warning("%s failed: %s (code %d)", command, err, err.code)
+        return _error(err, version)
+    except Exception as exc:  # a bug or a kernel surprise: report, never crash
+        log.exception("%s failed unexpectedly", command)
+        return _error(CniError(INTERNAL, str(exc) or type(exc).__name__), version)
+    finally:
+        log.debug("%s took %.2f ms", command, (time.perf_counter() - started) * 1e3)
+
+
+def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None) -> dict | None:
+    if inv.command == "ADD":
+        with pod_netns(inv, netns_fd) as fd:
+            return lifecycle.add(inv, conf, fd)
+    if inv.command == "DEL":
+        lifecycle.delete(inv, conf)
+        return None
+    if inv.command == "CHECK":
+        with pod_netns(inv, netns_fd) as fd:
+            check.check(inv, conf, fd)
+        return None
+    if inv.command == "GC":
+        housekeeping.gc(conf)
+        return None
+    housekeeping.status(conf)  # STATUS
+    return None
+
+
+def version_info(stdin: bytes) -> dict:
+    """VERSION echoes the version it was asked about, as the spec says."""
+    asked = versions.LATEST
+    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError):
+        value = json.loads(stdin or b"{}").get("cniVersion")
+        if value in versions.SUPPORTED:
+            asked = value
+    return {"cniVersion": asked, "supportedVersions": list(versions.SUPPORTED)}
+
+
+@contextlib.contextmanager
+def pod_netns(inv: Invocation, passed_fd: int | None) -> Iterator[int]:
+    """The pod's namespace as a descriptor, checked to be a real, foreign netns.
+
+    The agent receives the descriptor from its client (which opened
+    CNI_NETNS in the runtime's own mount namespace); the standalone path
+    opens the path itself.
+    """
+    fd = passed_fd
+    if fd is None:
+        try:
+            fd = netns.open_netns(inv.netns)
+        except FileNotFoundError:
+            raise CniError(UNKNOWN_CONTAINER, "network namespace does not exist", inv.netns) from None
+        except OSError as exc:
+            raise CniError(INVALID_ENVIRONMENT, "cannot open CNI_NETNS", f"{inv.netns}: {exc.strerror}") from None
+    try:
+        if not netns.is_netns(fd):
+            raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS is not a network namespace", inv.netns)
+        if netns.same_netns(fd, netns.own_netns_path()):
+            raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS is the node's own network namespace", inv.netns)
+        yield fd
+    finally:
+        if passed_fd is None:
+            os.close(fd)
+
+
+def _ok(body: dict | None) -> Reply:
+    return Reply(0, json.dumps(body, indent=2).encode() + b"\n" if body else b"")
+
+
+def _error(err: CniError, version: str) -> Reply:
+    return Reply(1, json.dumps(err.to_dict(version), indent=2).encode() + b"\n")

@@ -1,0 +1,123 @@
+"""The agent side of the CNI fast path: serve the thin client's requests.
+
+One thread per connection runs plugin.run() with the request's
+environment, stdin and netns descriptor. Threads are safe here: the
+IPAM store serialises on its flock, netlink sockets are per request, and
+pod namespaces are entered only on throwaway threads (netlink.netns).
+
+The socket is reachable by any process in the node's network namespace,
+so only root (or this agent's own user) may talk to it.
+"""
+import array
+import logging
+import os
+import socket
+import socketserver
+import struct
+import threading
+
+from netplane.cni import plugin, shim
+
+log = logging.getLogger("netplane.agent.cni")
+
+DEFAULT_ADDRESS = shim.AGENT_SOCKET
+MAX_REQUEST = 4 << 20      # network configs are kilobytes; refuse anything absurd
+MAX_CONCURRENT = 64
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: "CniServer"
+
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        fd = None
+        try:
+            if not self.server.trusted(conn):
+                return
+            data, fd = _receive(conn)
+            if not data:
+                return  # a readiness probe: connected, sent nothing
+            env, stdin = shim.decode_request(data)
+            with self.server.slots:
+                reply = self.server.handler(env, stdin, fd)
+            conn.sendall(shim.encode_reply(reply.exit_code, reply.stdout))
+        except (OSError, ValueError) as exc:
+            log.warning("dropped a CNI request: %s", exc)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+class CniServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, handler=plugin.run) -> None:
+        self.handler = handler
+        self.slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        self.address = address
+        if not address.startswith("\0") and os.path.exists(address):
+            os.unlink(address)  # a stale socket file from a previous run
+        super().__init__(address, _Handler)
+
+    def trusted(self, conn: socket.socket) -> bool:
+        pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if uid in (0, os.getuid()):
+            return True
+        log.warning("refused a CNI request from pid %d, uid %d", pid, uid)
+        return False
+
+    def server_close(self) -> None:
+        super().server_close()
+        if not self.address.startswith("\0"):
+            try:
+                os.unlink(self.address)
+            except FileNotFoundError:
+                pass
+
+
+def _receive(conn: socket.socket) -> tuple[bytes, int | None]:
+    """Read the whole request; the netns descriptor rides on the first chunk."""
+    fds = array.array("i")
+    data, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    for extra in fds[1:]:
+        os.close(extra)
+    fd = fds[0] if fds else None
+    chunks, size = [data], len(data)
+    while data:
+        data = conn.recv(65536)
+        chunks.append(data)
+        size += len(data)
+        if size > MAX_REQUEST:
+            if fd is not None:
+                os.close(fd)
+            raise ValueError(f"request larger than {MAX_REQUEST} bytes")
+    return b"".join(chunks), fd
+
+
+def answers(address: str = DEFAULT_ADDRESS, netns_fd: int | None = None) -> bool:
+    """Is an agent serving `address`? Asked from inside netns_fd if given
+    (an abstract address is only visible from its own namespace)."""
+    from netplane.netlink.netns import call_in_netns
+
+    def probe() -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(address)
+            except OSError:
+                return False
+            return True
+
+    return probe() if netns_fd is None else call_in_netns(netns_fd, probe)
+
+
+def display(address: str) -> str:
+    return "@" + address[1:] if address.startswith("\0") else address
+
+
+def parse_address(text: str) -> str:
+    """'@name' is an abstract socket (scoped to the netns); anything else a path."""
+    return "\0" + text[1:] if text.startswith("@") else text

@@ -1,0 +1,26 @@
+"""The plugin without an agent: the same work, done in this process.
+
+The thin client execs this when no agent answers on the node. It imports
+pyroute2 and the rest cold (about 0.3 s), which is the price of needing
+nothing running; the result is the same as through the agent.
+"""
+import logging
+import os
+import sys
+
+from netplane.cni import plugin
+from netplane.logs import configure_logging
+
+
+def main() -> int:
+    # Runtimes read stdout as the result, so logs go to stderr only.
+    configure_logging(os.environ.get("NETPLANE_LOG_LEVEL", "WARNING"), stream=sys.stderr)
+    reply = plugin.run(os.environ, sys.stdin.buffer.read())
+    sys.stdout.buffer.write(reply.stdout)
+    sys.stdout.buffer.flush()
+    return reply.exit_code
+
+
+if __name__ == "__main__":
+    logging.captureWarnings(True)
+    sys.exit(main())

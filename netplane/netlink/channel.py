@@ -1,0 +1,169 @@
+"""One NETLINK_ROUTE socket: send a batch of requests, collect their acks."""
+import errno
+import os
+import socket
+import struct
+from dataclasses import dataclass, field
+
+from netplane.netlink import netns
+
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_MULTI = 0x2
+NLM_F_ACK = 0x4
+NLM_F_ACK_TLVS = 0x200
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NLMSGERR_ATTR_MSG = 1
+SOL_NETLINK = 270
+HEADER = struct.Struct("=IHHII")  # length, type, flags, seq, pid
+
+
+@dataclass
+class Request:
+    """One rtnetlink message to send, as plain data.
+
+    `msg` is a pyroute2 message object with its fields and attributes set;
+    `what` says in words what it does, for error messages.
+    """
+    msg: object
+    type: int
+    flags: int
+    what: str
+    tolerate: frozenset = frozenset()
+    replies: list = field(default_factory=list)  # raw reply messages, filled on send
+
+
+class NetlinkError(OSError):
+    def __init__(self, code: int, what: str, detail: str = "") -> None:
+        text = f"{what}: {os.strerror(code)}" + (f" ({detail})" if detail else "")
+        super().__init__(code, text)
+        self.what = what
+
+
+class Channel:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.seq = 0
+        # Ask for the kernel's own error text, and not the echoed request.
+        for opt in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
+            sock.setsockopt(SOL_NETLINK, opt, 1)
+
+    @classmethod
+    def open(cls, netns_fd: int | None = None) -> "Channel":
+        """A channel in this thread's namespace, or in the one netns_fd names."""
+        if netns_fd is None:
+            return cls(_route_socket())
+        return cls(netns.call_in_netns(netns_fd, _route_socket))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "Channel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def send(self, *requests: Request) -> list[Request]:
+        """Send the batch in one write and wait for every ack.
+
+        The kernel runs the messages in order. The first failure whose errno
+        the request does not tolerate is raised after all acks are read, so
+        the socket is clean for the next batch.
+        """
+        by_seq = {}
+        chunks = []
+        for req in requests:
+            self.seq += 1
+            by_seq[self.seq] = req
+            req.replies = []
+            hdr = req.msg["header"]
+            hdr["type"], hdr["flags"], hdr["sequence_number"] = req.type, req.flags | NLM_F_REQUEST | NLM_F_ACK, self.seq
+            req.msg.encode()
+            chunks.append(bytes(req.msg.data))
+        self.sock.send(b"".join(chunks))
+        failure = None
+        pending = set(by_seq)
+        while pending:
+            for seq, code, detail, raw in _parse(self.sock.recv(1 << 16)):
+                req = by_seq.get(seq)
+                if req is None:
+                    continue
+                if raw is not None:
+                    req.replies.append(raw)
+                    continue
+                pending.discard(seq)
+                if code and code not in req.tolerate and failure is None:
+                    failure = NetlinkError(code, req.what, detail)
+        if failure:
+            raise failure
+        return list(requests)
+
+    def dump(self, req: Request) -> list[bytes]:
+        """Run a dump request; returns the raw reply messages."""
+        self.seq += 1
+        hdr = req.msg["header"]
+        hdr["type"], hdr["flags"], hdr["sequence_number"] = req.type, req.flags | NLM_F_REQUEST, self.seq
+        req.msg.encode()
+        self.sock.send(bytes(req.msg.data))
+        out = []
+        while True:
+            for seq, code, detail, raw in _parse(self.sock.recv(1 << 16)):
+                if seq != self.seq:
+                    continue
+                if raw is not None:
+                    out.append(raw)
+                elif code:
+                    raise NetlinkError(code, req.what, detail)
+                else:
+                    return out
+
+
+def _route_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    sock.bind((0, 0))
+    return sock
+
+
+def _parse(data: bytes):
+    """Yield (seq, errno, kernel message, raw) for each message in a read.
+
+    raw is the message bytes for data replies and None for acks, errors and
+    the end of a dump (errno 0 there).
+    """
+    offset = 0
+    while offset + HEADER.size <= len(data):
+        length, mtype, flags, seq, _ = HEADER.unpack_from(data, offset)
+        if length < HEADER.size:
+            break
+        body = data[offset + HEADER.size: offset + length]
+        if mtype == NLMSG_ERROR:
+            code = -struct.unpack_from("=i", body)[0]
+            yield seq, code, _ext_ack_message(body, flags) if code else "", None
+        elif mtype == NLMSG_DONE:
+            yield seq, 0, "", None
+        else:
+            yield seq, 0, "", data[offset: offset + length]
+        offset += (length + 3) & ~3
+
+
+def _ext_ack_message(body: bytes, flags: int) -> str:
+    if not flags & NLM_F_ACK_TLVS:
+        return ""
+    offset = 4 + HEADER.size  # error code, then the (capped) original header
+    while offset + 4 <= len(body):
+        length, kind = struct.unpack_from("=HH", body, offset)
+        if length < 4:
+            break
+        if kind & 0x3FFF == NLMSGERR_ATTR_MSG:
+            return body[offset + 4: offset + length].rstrip(b"\0").decode(errors="replace")
+        offset += (length + 3) & ~3
+    return ""
+
+
+ENODEV = errno.ENODEV
+EEXIST = errno.EEXIST
+EADDRNOTAVAIL = errno.EADDRNOTAVAIL
+ESRCH = errno.ESRCH

@@ -1,0 +1,20 @@
+"""Build hook for the Cython sources in ext/.
+
+Everything else about the package lives in pyproject.toml. The extension
+modules land inside the package as netplane._ext.<name>; netplane.fastpath
+picks them up when present and falls back to the pure-Python twins.
+"""
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+EXTENSIONS = [
+    Extension("netplane._ext.naming", ["ext/naming.pyx"]),
+]
+
+setup(
+    ext_modules=cythonize(
+        EXTENSIONS,
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False},
+    ),
+)
