@@ -44,6 +44,8 @@ def _agent_parser(sub) -> None:
                    help="this node's pod CIDR (repeat for dual-stack); publishes the node state file")
     p.add_argument("--mtu", type=int, help="pod MTU to publish in the node state file")
     p.add_argument("--state-file", default=config.DEFAULT_STATE_FILE, help="node state file the plugin reads")
+    p.add_argument("--sync-teardown", action="store_true",
+                   help="delete a pod's veth inside DEL instead of cutting it off and deleting it in the background")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-file", help="log here instead of stderr")
     p.set_defaults(func=_agent)
@@ -77,7 +79,7 @@ def _agent(args) -> int:
         except CniError as err:
             raise UsageError(err.details) from None
         agent.publish_node_state(args.state_file, args.node_name, cidrs, mtu)
-    return agent.run(args.cni_socket)
+    return agent.run(args.cni_socket, deferred_teardown=not args.sync_teardown)
 
 
 def _cni_install(args) -> int:

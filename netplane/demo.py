@@ -58,8 +58,8 @@ def _demo(sb: sandbox.Sandbox, tmp: str, count: int) -> int:
     return 1 if gaps else 0
 
 
-def start_agent(sb: sandbox.Sandbox, node: str, log_file: str):
-    agent = sb.spawn(node, [sys.executable, "-m", "netplane", "agent", "--log-file", log_file])
+def start_agent(sb: sandbox.Sandbox, node: str, log_file: str, *flags: str):
+    agent = sb.spawn(node, [sys.executable, "-m", "netplane", "agent", "--log-file", log_file, *flags])
     fd = open_netns(node)
     try:
         sandbox.wait_for(lambda: agent.poll() is not None or answers(netns_fd=fd), what="the agent")

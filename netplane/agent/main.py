@@ -1,9 +1,12 @@
 """`netplane agent`: run the node agent until SIGTERM or SIGINT."""
+import functools
 import logging
 import signal
 import threading
 
 from netplane import nodestate
+from netplane.cni import plugin
+from netplane.cni.reaper import Reaper
 from netplane.cni.server import CniServer, display, parse_address
 
 log = logging.getLogger("netplane.agent")
@@ -14,8 +17,9 @@ def publish_node_state(path: str, node_name: str, pod_cidrs, mtu: int | None) ->
     log.info("node state written to %s: %s", path, ", ".join(map(str, pod_cidrs)))
 
 
-def run(cni_socket: str) -> int:
-    server = CniServer(parse_address(cni_socket))
+def run(cni_socket: str, deferred_teardown: bool = True) -> int:
+    reaper = Reaper().start() if deferred_teardown else None
+    server = CniServer(parse_address(cni_socket), handler=functools.partial(plugin.run, reaper=reaper))
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -31,5 +35,7 @@ def run(cni_socket: str) -> int:
         server.serve_forever(poll_interval=0.5)
     finally:
         server.server_close()
+        if reaper:
+            reaper.stop()
     log.info("stopped")
     return 0

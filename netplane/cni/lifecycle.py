@@ -16,6 +16,7 @@ from netplane.cni.invocation import Invocation
 from netplane.cni.ipam import allocator
 from netplane.cni.ipam.pool import Pool
 from netplane.cni.ipam.store import DiskStore
+from netplane.cni.reaper import Reaper
 from netplane.netlink.channel import Channel
 
 log = logging.getLogger("netplane.cni")
@@ -63,11 +64,16 @@ def result_of(plan: wiring.Plan, sandbox: str, bridge_mac: str) -> res.Result:
     )
 
 
-def delete(inv: Invocation, conf: NetConf) -> None:
+def delete(inv: Invocation, conf: NetConf, reaper: Reaper | None = None) -> None:
+    """Detach first, release second: an address must not be handed out
+    while the old pod can still use it. With a reaper (the agent), the link
+    is cut off at once and deleted in the background; without, now."""
     owner = Attachment(inv.container_id, inv.ifname)
-    # The link goes first: its addresses must not be handed out again while
-    # a pod could still be using them.
+    host = wiring.host_ifname(owner)
     with Channel.open() as node:
-        wiring.detach(wiring.host_ifname(owner), node)
+        if reaper:
+            reaper.retire(node, host)
+        else:
+            wiring.detach(host, node)
     released = allocator.release(store_for(conf), owner)
     log.info("DEL %s/%s: released %s", owner.container_id, owner.ifname, ", ".join(released) or "nothing")

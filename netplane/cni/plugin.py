@@ -18,6 +18,7 @@ from netplane.cni import check, config, housekeeping, lifecycle, versions
 from netplane.cni.errors import (INCOMPATIBLE_VERSION, INTERNAL, INVALID_ENVIRONMENT, UNKNOWN_CONTAINER,
                                  CniError)
 from netplane.cni.invocation import Invocation, parse_environment
+from netplane.cni.reaper import Reaper
 from netplane.netlink import netns
 
 log = logging.getLogger("netplane.cni")
@@ -29,7 +30,7 @@ class Reply:
     stdout: bytes
 
 
-def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None) -> Reply:
+def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reaper: Reaper | None = None) -> Reply:
     started = time.perf_counter()
     version = versions.LATEST
     command = env.get("CNI_COMMAND", "?")
@@ -43,10 +44,10 @@ def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None) -> Re
             raise CniError(INCOMPATIBLE_VERSION, f"config version does not allow {inv.command}",
                            f"config is {version!r}; {inv.command} needs {versions.VERB_INTRODUCED[inv.command]} or later")
         conf = config.parse(raw)
-        return _ok(_dispatch(inv, conf, netns_fd))
+        return _ok(_dispatch(inv, conf, netns_fd, reaper))
     except CniError as err:
         log.warning("%s failed: %s (code %d)", command, err, err.code)
-        return _error(err, version)
+        return _error(err, version if version != versions.LATEST else _asked_version(stdin))
     except Exception as exc:  # a bug or a kernel surprise: report, never crash
         log.exception("%s failed unexpectedly", command)
         return _error(CniError(INTERNAL, str(exc) or type(exc).__name__), version)
@@ -54,12 +55,12 @@ def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None) -> Re
         log.debug("%s took %.2f ms", command, (time.perf_counter() - started) * 1e3)
 
 
-def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None) -> dict | None:
+def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reaper: Reaper | None) -> dict | None:
     if inv.command == "ADD":
         with pod_netns(inv, netns_fd) as fd:
             return lifecycle.add(inv, conf, fd)
     if inv.command == "DEL":
-        lifecycle.delete(inv, conf)
+        lifecycle.delete(inv, conf, reaper)
         return None
     if inv.command == "CHECK":
         with pod_netns(inv, netns_fd) as fd:
@@ -74,12 +75,17 @@ def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None) -> di
 
 def version_info(stdin: bytes) -> dict:
     """VERSION echoes the version it was asked about, as the spec says."""
-    asked = versions.LATEST
-    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError):
+    return {"cniVersion": _asked_version(stdin), "supportedVersions": list(versions.SUPPORTED)}
+
+
+def _asked_version(stdin: bytes) -> str:
+    """The config's cniVersion if stdin has one we speak, else our latest:
+    errors found before the config is parsed still answer in its version."""
+    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError, TypeError):
         value = json.loads(stdin or b"{}").get("cniVersion")
         if value in versions.SUPPORTED:
-            asked = value
-    return {"cniVersion": asked, "supportedVersions": list(versions.SUPPORTED)}
+            return value
+    return versions.LATEST
 
 
 @contextlib.contextmanager

@@ -134,4 +134,6 @@ def _error_json(code: int, msg: str, exc) -> bytes:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Everything went out through posix.write, so nothing is buffered:
+    # skip interpreter finalisation, which costs ~1.5 ms per pod.
+    posix._exit(main())

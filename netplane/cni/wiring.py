@@ -129,8 +129,9 @@ def _ensure_forwarding(families: set[int]) -> None:
     the node's namespace, never the host's unless the node is the host.
     """
     for version in families:
-        path = FORWARDING[version]
-        with open(path, "r+") as f:
-            if f.read().strip() != "1":
-                f.seek(0)
-                f.write("1")
+        fd = os.open(FORWARDING[version], os.O_RDWR | os.O_CLOEXEC)
+        try:
+            if os.read(fd, 8).strip() != b"1":
+                os.write(fd, b"1")
+        finally:
+            os.close(fd)

@@ -24,10 +24,11 @@ HEADER = struct.Struct("=IHHII")  # length, type, flags, seq, pid
 class Request:
     """One rtnetlink message to send, as plain data.
 
-    `msg` is a pyroute2 message object with its fields and attributes set;
-    `what` says in words what it does, for error messages.
+    `body` is the encoded message after the netlink header (the channel adds
+    the header with its own sequence number); `what` says in words what the
+    request does, for error messages.
     """
-    msg: object
+    body: bytes
     type: int
     flags: int
     what: str
@@ -55,7 +56,7 @@ class Channel:
         """A channel in this thread's namespace, or in the one netns_fd names."""
         if netns_fd is None:
             return cls(_route_socket())
-        return cls(netns.call_in_netns(netns_fd, _route_socket))
+        return cls(netns.call_in_netns_inline(netns_fd, _route_socket))
 
     def close(self) -> None:
         self.sock.close()
@@ -79,10 +80,7 @@ class Channel:
             self.seq += 1
             by_seq[self.seq] = req
             req.replies = []
-            hdr = req.msg["header"]
-            hdr["type"], hdr["flags"], hdr["sequence_number"] = req.type, req.flags | NLM_F_REQUEST | NLM_F_ACK, self.seq
-            req.msg.encode()
-            chunks.append(bytes(req.msg.data))
+            chunks.append(self._frame(req, NLM_F_ACK))
         self.sock.send(b"".join(chunks))
         failure = None
         pending = set(by_seq)
@@ -104,10 +102,7 @@ class Channel:
     def dump(self, req: Request) -> list[bytes]:
         """Run a dump request; returns the raw reply messages."""
         self.seq += 1
-        hdr = req.msg["header"]
-        hdr["type"], hdr["flags"], hdr["sequence_number"] = req.type, req.flags | NLM_F_REQUEST, self.seq
-        req.msg.encode()
-        self.sock.send(bytes(req.msg.data))
+        self.sock.send(self._frame(req, 0))
         out = []
         while True:
             for seq, code, detail, raw in _parse(self.sock.recv(1 << 16)):
@@ -119,6 +114,11 @@ class Channel:
                     raise NetlinkError(code, req.what, detail)
                 else:
                     return out
+
+
+    def _frame(self, req: Request, extra_flags: int) -> bytes:
+        flags = req.flags | NLM_F_REQUEST | extra_flags
+        return HEADER.pack(HEADER.size + len(req.body), req.type, flags, self.seq, 0) + req.body
 
 
 def _route_socket() -> socket.socket:

@@ -1,49 +1,47 @@
 """rtnetlink requests as plain data; nothing here touches a socket.
 
-Each builder returns a channel.Request around a pyroute2 message. Keeping
-them pure means unit tests can decode exactly what would be sent, and the
-same builders serve the CNI plugin now and the node agent later.
+Each builder returns a channel.Request holding the encoded message body
+(everything after the netlink header). Keeping them pure lets unit tests
+check exactly what would be sent, and the same builders serve the CNI
+plugin now and the node agent later. Replies are decoded with pyroute2.
 """
-import socket
 import struct
 
-from pyroute2.netlink import NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL
-from pyroute2.netlink.rtnl import (RTM_DELLINK, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE, RTM_NEWADDR,
-                                   RTM_NEWLINK, RTM_NEWROUTE, RTM_SETLINK)
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from netplane.netlink import wire as w
 from netplane.netlink.channel import EEXIST, ENODEV, Request
 
+# message types (linux/rtnetlink.h) and request flags (linux/netlink.h)
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
+RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 20, 22, 24, 26
+NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x300, 0x200, 0x400
 CREATE = NLM_F_CREATE | NLM_F_EXCL
+IFF_UP = 0x1
 IFA_F_NODAD = 0x02
-RT_TABLE_MAIN = 254
-RTPROT_BOOT = 3
-RTN_UNICAST = 1
-FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
+BR_STATE_DISABLED = 0
+# Links waiting for deferred deletion carry this netdev group, so one
+# RTM_DELLINK by group removes a whole batch ("np" in ASCII).
+REAP_GROUP = 0x6E70
 
 
 def get_link(name: str) -> Request:
-    msg = ifinfmsg()
-    msg["attrs"] = [("IFLA_IFNAME", name)]
-    return Request(msg, RTM_GETLINK, 0, f"look up link {name}")
+    return Request(w.ifinfomsg() + w.string(w.IFLA_IFNAME, name), RTM_GETLINK, 0, f"look up link {name}")
 
 
 def new_bridge(name: str, mac: str, mtu: int) -> Request:
     """Create the node bridge, already up; an existing one is left alone."""
-    msg = ifinfmsg()
-    msg["flags"] = msg["change"] = IFF_UP
-    msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_ADDRESS", mac), ("IFLA_MTU", mtu),
-                    ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})]
-    return Request(msg, RTM_NEWLINK, CREATE, f"create bridge {name}", tolerate=frozenset({EEXIST}))
+    body = (w.ifinfomsg(flags=IFF_UP, change=IFF_UP) + w.string(w.IFLA_IFNAME, name) + w.mac(w.IFLA_ADDRESS, mac)
+            + w.u32(w.IFLA_MTU, mtu) + w.nest(w.IFLA_LINKINFO, w.string(w.IFLA_INFO_KIND, "bridge")))
+    return Request(body, RTM_NEWLINK, CREATE, f"create bridge {name}", tolerate=frozenset({EEXIST}))
 
 
 def set_up(name: str) -> Request:
-    msg = ifinfmsg()
-    msg["flags"] = msg["change"] = IFF_UP
-    msg["attrs"] = [("IFLA_IFNAME", name)]
-    return Request(msg, RTM_SETLINK, 0, f"set {name} up")
+    body = w.ifinfomsg(flags=IFF_UP, change=IFF_UP) + w.string(w.IFLA_IFNAME, name)
+    return Request(body, RTM_SETLINK, 0, f"set {name} up")
 
 
 def new_veth(host: str, host_mac: str, master: int, mtu: int,
@@ -56,95 +54,82 @@ def new_veth(host: str, host_mac: str, master: int, mtu: int,
     The pod end cannot be created up: the kernel opens it before the two
     ends are linked (veth_open then fails with ENOTCONN).
     """
-    msg = ifinfmsg()
-    msg["flags"] = msg["change"] = IFF_UP
-    peer_attrs = [("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_netns_fd),
-                  ("IFLA_MTU", mtu), ("IFLA_ADDRESS", peer_mac)]
-    msg["attrs"] = [
-        ("IFLA_IFNAME", host), ("IFLA_ADDRESS", host_mac), ("IFLA_MTU", mtu), ("IFLA_MASTER", master),
-        ("IFLA_LINKINFO", {"attrs": [
-            ("IFLA_INFO_KIND", "veth"),
-            ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}),
-        ]}),
-    ]
-    return Request(msg, RTM_NEWLINK, CREATE, f"create veth {host} <-> {peer}")
+    peer_body = (w.ifinfomsg() + w.string(w.IFLA_IFNAME, peer) + w.s32(w.IFLA_NET_NS_FD, peer_netns_fd)
+                 + w.u32(w.IFLA_MTU, mtu) + w.mac(w.IFLA_ADDRESS, peer_mac))
+    body = (w.ifinfomsg(flags=IFF_UP, change=IFF_UP) + w.string(w.IFLA_IFNAME, host) + w.mac(w.IFLA_ADDRESS, host_mac)
+            + w.u32(w.IFLA_MTU, mtu) + w.u32(w.IFLA_MASTER, master)
+            + w.nest(w.IFLA_LINKINFO, w.string(w.IFLA_INFO_KIND, "veth"),
+                     w.nest(w.IFLA_INFO_DATA, w.attr(w.VETH_INFO_PEER, peer_body))))
+    return Request(body, RTM_NEWLINK, CREATE, f"create veth {host} <-> {peer}")
 
 
 def set_hairpin(name: str) -> Request:
     """Let frames leave the bridge port they came in on, so a pod can reach
     itself through a service address that the node DNATs back to it."""
-    msg = ifinfmsg()
-    msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [
-        ("IFLA_INFO_SLAVE_KIND", "bridge"),
-        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]}),
-    ]})]
-    return Request(msg, RTM_NEWLINK, 0, f"turn hairpin on for {name}")
+    return Request(_bridge_port(name, w.u8(w.IFLA_BRPORT_MODE, 1)), RTM_NEWLINK, 0, f"turn hairpin on for {name}")
+
+
+def retire_port(name: str) -> Request:
+    """Disable a bridge port and tag its link for deferred deletion.
+
+    Unlike deleting or moving a link, which wait out an RCU grace period
+    (~17 ms here), this takes effect at once: a disabled port forwards
+    nothing either way, so the pod behind it is cut off immediately.
+    """
+    body = _bridge_port(name, w.u8(w.IFLA_BRPORT_STATE, BR_STATE_DISABLED)) + w.u32(w.IFLA_GROUP, REAP_GROUP)
+    return Request(body, RTM_NEWLINK, 0, f"retire bridge port {name}", tolerate=frozenset({ENODEV}))
+
+
+def _bridge_port(name: str, *port_attrs: bytes) -> bytes:
+    return (w.ifinfomsg() + w.string(w.IFLA_IFNAME, name)
+            + w.nest(w.IFLA_LINKINFO, w.string(w.IFLA_INFO_SLAVE_KIND, "bridge"),
+                     w.nest(w.IFLA_INFO_SLAVE_DATA, *port_attrs)))
 
 
 def del_link(name: str) -> Request:
-    msg = ifinfmsg()
-    msg["attrs"] = [("IFLA_IFNAME", name)]
-    return Request(msg, RTM_DELLINK, 0, f"delete link {name}", tolerate=frozenset({ENODEV}))
+    return Request(w.ifinfomsg() + w.string(w.IFLA_IFNAME, name), RTM_DELLINK, 0, f"delete link {name}",
+                   tolerate=frozenset({ENODEV}))
+
+
+def del_group(group: int) -> Request:
+    """Delete every link in a netdev group: one unregister batch, one RCU wait."""
+    return Request(w.ifinfomsg() + w.u32(w.IFLA_GROUP, group), RTM_DELLINK, 0, f"delete links in group {group:#x}",
+                   tolerate=frozenset({ENODEV}))
 
 
 def new_address(index: int, address: str, prefixlen: int, version: int, *,
                 exist_ok: bool = False, what: str = "") -> Request:
     """Add an address. DAD is skipped for IPv6: IPAM already guarantees the
     address is unique, and DAD would leave it unusable for about a second."""
-    msg = ifaddrmsg()
-    msg["family"], msg["prefixlen"], msg["index"] = FAMILY[version], prefixlen, index
-    msg["flags"] = IFA_F_NODAD if version == 6 else 0
-    msg["attrs"] = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+    flags = IFA_F_NODAD if version == 6 else 0
+    body = (w.IFADDRMSG.pack(w.FAMILY[version], prefixlen, flags, 0, index)
+            + w.ip(w.IFA_ADDRESS, address, version) + w.ip(w.IFA_LOCAL, address, version))
     tolerate = frozenset({EEXIST}) if exist_ok else frozenset()
-    return Request(msg, RTM_NEWADDR, CREATE, what or f"add address {address}/{prefixlen}", tolerate=tolerate)
+    return Request(body, RTM_NEWADDR, CREATE, what or f"add address {address}/{prefixlen}", tolerate=tolerate)
 
 
 def new_default_route(index: int, gateway: str, version: int) -> Request:
-    msg = rtmsg()
-    msg["family"], msg["dst_len"], msg["table"] = FAMILY[version], 0, RT_TABLE_MAIN
-    msg["proto"], msg["scope"], msg["type"] = RTPROT_BOOT, 0, RTN_UNICAST
-    msg["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", index)]
-    return Request(msg, RTM_NEWROUTE, CREATE, f"add default route via {gateway}")
+    body = (w.RTMSG.pack(w.FAMILY[version], 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0)
+            + w.ip(w.RTA_GATEWAY, gateway, version) + w.u32(w.RTA_OIF, index))
+    return Request(body, RTM_NEWROUTE, CREATE, f"add default route via {gateway}")
 
 
 def dump_links() -> Request:
-    return Request(ifinfmsg(), RTM_GETLINK, NLM_F_DUMP, "list links")
+    return Request(w.ifinfomsg(), RTM_GETLINK, NLM_F_DUMP, "list links")
 
 
 def dump_addresses() -> Request:
-    return Request(ifaddrmsg(), RTM_GETADDR, NLM_F_DUMP, "list addresses")
+    return Request(w.IFADDRMSG.pack(0, 0, 0, 0, 0), RTM_GETADDR, NLM_F_DUMP, "list addresses")
 
 
 def dump_routes(version: int) -> Request:
-    msg = rtmsg()
-    msg["family"] = FAMILY[version]
-    return Request(msg, RTM_GETROUTE, NLM_F_DUMP, f"list IPv{version} routes")
+    body = w.RTMSG.pack(w.FAMILY[version], 0, 0, 0, 0, 0, 0, 0, 0)
+    return Request(body, RTM_GETROUTE, NLM_F_DUMP, f"list IPv{version} routes")
 
 
 def link_index(raw: bytes) -> int:
     """ifi_index from a raw RTM_NEWLINK reply, without decoding the rest."""
     return struct.unpack_from("=i", raw, 16 + 4)[0]
-
-
-def decode_link(raw: bytes) -> ifinfmsg:
-    msg = ifinfmsg(raw)
-    msg.decode()
-    return msg
-
-
-def decode_address(raw: bytes) -> ifaddrmsg:
-    msg = ifaddrmsg(raw)
-    msg.decode()
-    return msg
-
-
-def decode_route(raw: bytes) -> rtmsg:
-    msg = rtmsg(raw)
-    msg.decode()
-    return msg
-
-
-IFLA_ADDRESS = 1
 
 
 def link_attr(raw: bytes, kind: int) -> bytes | None:
@@ -162,5 +147,21 @@ def link_attr(raw: bytes, kind: int) -> bytes | None:
 
 
 def link_mac(raw: bytes) -> str:
-    value = link_attr(raw, IFLA_ADDRESS) or b""
-    return ":".join(f"{b:02x}" for b in value)
+    return ":".join(f"{b:02x}" for b in link_attr(raw, w.IFLA_ADDRESS) or b"")
+
+
+def decode_link(raw: bytes) -> ifinfmsg:
+    return _decoded(ifinfmsg(raw))
+
+
+def decode_address(raw: bytes) -> ifaddrmsg:
+    return _decoded(ifaddrmsg(raw))
+
+
+def decode_route(raw: bytes) -> rtmsg:
+    return _decoded(rtmsg(raw))
+
+
+def _decoded(msg):
+    msg.decode()
+    return msg

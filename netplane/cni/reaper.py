@@ -1,0 +1,90 @@
+"""Deferred deletion of retired veth pairs, in batches, off the DEL path.
+
+Removing a network device from a namespace, by deletion or by a move,
+waits out RCU grace periods: about 17 ms here, most of a DEL. The agent
+therefore splits DEL in two:
+- at once, on the caller's thread: disable the node end's bridge port
+  (the pod is cut off from the node and every other pod that instant) and
+  release the addresses, which can be reused safely because nothing
+  reaches the old interface any more;
+- here, in the background: delete every retired link with one
+  RTM_DELLINK for their netdev group, so a burst of DELs shares one wait.
+The standalone plugin has no background, so it deletes synchronously.
+
+A retired link that outlives the agent (a crash) is deleted when the
+runtime removes the pod's namespace, and the next agent start reaps any
+that remain. ADD for the same attachment deletes a lingering retired link
+by name before it creates the new pair.
+"""
+import logging
+import threading
+import time
+
+from netplane.netlink import messages as m
+from netplane.netlink.channel import Channel, NetlinkError
+
+log = logging.getLogger("netplane.cni.reaper")
+
+
+class Reaper:
+    def __init__(self, linger: float = 0.005) -> None:
+        self.linger = linger  # wait this long for more DELs to join a batch
+        self._cond = threading.Condition()
+        self._queued = 0      # retirements so far
+        self._reaped = 0      # retirements covered by a finished batch delete
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="cni-reaper", daemon=True)
+
+    def start(self) -> "Reaper":
+        self.reap()  # leftovers from a previous run
+        self._thread.start()
+        return self
+
+    def retire(self, node: Channel, host_ifname: str) -> None:
+        """Cut the link off now and queue it for deletion."""
+        try:
+            node.send(m.retire_port(host_ifname))
+        except NetlinkError as err:
+            # Not a bridge port any more (someone detached it): nothing
+            # cheap isolates it, so pay for the synchronous delete.
+            log.warning("cannot retire %s (%s); deleting it now", host_ifname, err)
+            node.send(m.del_link(host_ifname))
+            return
+        with self._cond:
+            self._queued += 1
+            self._cond.notify_all()
+
+    def reap(self) -> None:
+        with Channel.open() as node:
+            node.send(m.del_group(m.REAP_GROUP))
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every link retired so far is gone (tests, shutdown)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._reaped >= self._queued, timeout)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+        self.reap()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queued > self._reaped or self._stopping)
+                if self._stopping:
+                    return
+            time.sleep(self.linger)
+            with self._cond:
+                batch = self._queued  # every retirement counted here is already on the link
+            try:
+                self.reap()
+            except OSError:
+                log.exception("deferred deletion failed; retrying with the next batch")
+                time.sleep(0.5)
+                continue
+            with self._cond:
+                self._reaped = batch
+                self._cond.notify_all()
