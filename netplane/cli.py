@@ -63,6 +63,9 @@ def _cni_parser(sub) -> None:
     p.add_argument("--mtu", type=int, help="pod MTU")
     p.add_argument("--data-dir", help=f"IPAM directory (default {config.DEFAULT_DATA_DIR})")
     p.add_argument("--state-file", help=f"node state file (default {config.DEFAULT_STATE_FILE})")
+    p.add_argument("--cni-version", default="1.0.0", choices=["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+                   help="cniVersion of the conflist (default 1.0.0, which every current runtime parses; "
+                        "1.1.0 enables GC and STATUS)")
     p.add_argument("--agent-socket", default="@netplane-cni", help="the agent socket the plugin tries first")
     p.add_argument("--python", default=sys.executable, help="interpreter for the plugin (default: this one)")
     p.set_defaults(func=_cni_install)
@@ -73,13 +76,18 @@ def _agent(args) -> int:
 
     configure_logging(args.log_level, path=args.log_file)
     if args.pod_cidr:
-        try:
-            cidrs = config.parse_subnets(args.pod_cidr, "--pod-cidr")
-            mtu = config.parse_mtu(args.mtu, "--mtu") if args.mtu is not None else None
-        except CniError as err:
-            raise UsageError(err.details) from None
+        cidrs = _flag(config.parse_subnets, args.pod_cidr, "--pod-cidr")
+        mtu = _flag(config.parse_mtu, args.mtu, "--mtu") if args.mtu is not None else None
         agent.publish_node_state(args.state_file, args.node_name, cidrs, mtu)
     return agent.run(args.cni_socket, deferred_teardown=not args.sync_teardown)
+
+
+def _flag(parse, value, flag: str):
+    """Validate a flag with the config parser, reporting it by its flag name."""
+    try:
+        return parse(value, flag)
+    except CniError as err:
+        raise UsageError(f"{flag}: {err.details}") from None
 
 
 def _cni_install(args) -> int:
@@ -90,7 +98,7 @@ def _cni_install(args) -> int:
         ("dataDir", args.data_dir), ("stateFile", args.state_file)) if value is not None}
     try:
         written = install.install(args.bin_dir, args.conf_dir, python=args.python, agent_socket=args.agent_socket,
-                                  name=args.name, plugin_conf=plugin_conf)
+                                  name=args.name, plugin_conf=plugin_conf, cni_version=args.cni_version)
     except install.InstallError as err:
         raise UsageError(str(err)) from None
     for path in written:

@@ -18,10 +18,15 @@ from netplane.netlink import messages as m
 from netplane.netlink.channel import ENODEV, Channel, NetlinkError
 
 
-def check(inv: Invocation, conf: NetConf, netns_fd: int) -> None:
+def expected(conf: NetConf) -> res.Result:
+    """What ADD reported; validated before any namespace is opened."""
     if conf.prev_result is None:
         raise CniError(INVALID_CONFIG, "CHECK needs 'prevResult'", "pass the result of the ADD being checked")
-    prev = res.decode(conf.prev_result)
+    return res.decode(conf.prev_result)
+
+
+def check(inv: Invocation, conf: NetConf, netns_fd: int) -> None:
+    prev = expected(conf)
     owner = Attachment(inv.container_id, inv.ifname)
     pod_if, ips = _ours(prev, inv)
     _check_reservations(conf, owner, ips)

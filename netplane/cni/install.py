@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from netplane.cni import config, shim, versions
+from netplane.cni import config, shim
 from netplane.cni.errors import CniError
 from netplane.cni.server import parse_address
 
@@ -77,24 +77,31 @@ def check_interpreter(python: str) -> None:
         raise InstallError(f"{python} is a script wrapper, not an interpreter; pass --python with a real one")
 
 
-def conflist(name: str, plugin_conf: dict) -> dict:
+# 1.0.0 is the newest version that every runtime still in use parses
+# (podman 4's libcni rejects 1.1.0 results); pass 1.1.0 for GC and STATUS.
+DEFAULT_CONFLIST_VERSION = "1.0.0"
+
+
+def conflist(name: str, plugin_conf: dict, cni_version: str = DEFAULT_CONFLIST_VERSION) -> dict:
     """A one-plugin conflist, validated by the same parser ADD will use."""
     conf = {"type": PLUGIN_NAME, **plugin_conf}
     try:
-        config.parse({"cniVersion": versions.LATEST, "name": name, **conf})
+        config.parse({"cniVersion": cni_version, "name": name, **conf})
     except CniError as err:
         raise InstallError(str(err)) from None
-    return {"cniVersion": versions.LATEST, "name": name, "plugins": [conf]}
+    return {"cniVersion": cni_version, "name": name, "plugins": [conf]}
 
 
 def install(bin_dir: str, conf_dir: str | None = None, *, python: str = sys.executable,
-            agent_socket: str = "@netplane-cni", name: str = "netplane", plugin_conf: dict | None = None) -> list[str]:
+            agent_socket: str = "@netplane-cni", name: str = "netplane", plugin_conf: dict | None = None,
+            cni_version: str = DEFAULT_CONFLIST_VERSION) -> list[str]:
+    # Everything is validated and rendered before the first file is written.
     check_interpreter(python)
-    written = [_write_atomic(os.path.join(bin_dir, PLUGIN_NAME), render_shim(python, agent_socket), 0o755)]
+    files = [(os.path.join(bin_dir, PLUGIN_NAME), render_shim(python, agent_socket), 0o755)]
     if conf_dir:
-        body = json.dumps(conflist(name, plugin_conf or {}), indent=2) + "\n"
-        written.append(_write_atomic(os.path.join(conf_dir, CONFLIST_NAME), body, 0o644))
-    return written
+        body = json.dumps(conflist(name, plugin_conf or {}, cni_version), indent=2) + "\n"
+        files.append((os.path.join(conf_dir, CONFLIST_NAME), body, 0o644))
+    return [_write_atomic(path, text, mode) for path, text, mode in files]
 
 
 def _write_atomic(path: str, text: str, mode: int) -> str:

@@ -63,6 +63,7 @@ def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reape
         lifecycle.delete(inv, conf, reaper)
         return None
     if inv.command == "CHECK":
+        check.expected(conf)
         with pod_netns(inv, netns_fd) as fd:
             check.check(inv, conf, fd)
         return None
