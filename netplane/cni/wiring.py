@@ -132,6 +132,6 @@ def _ensure_forwarding(families: set[int]) -> None:
         fd = os.open(FORWARDING[version], os.O_RDWR | os.O_CLOEXEC)
         try:
             if os.read(fd, 8).strip() != b"1":
-                os.write(fd, b"1")
+                os.pwrite(fd, b"1", 0)  # at offset 0: a strict sysctl ignores writes elsewhere
         finally:
             os.close(fd)

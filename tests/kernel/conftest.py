@@ -1,0 +1,130 @@
+"""Kernel tier: real network namespaces on this machine's kernel, as root.
+
+Every test builds its node and pods as throwaway namespaces through a
+Sandbox, which removes them afterwards, also on failure. A session-wide
+guard snapshots the host namespace first and fails the run if anything in
+it changed. Most tests run twice: through the agent (the fast path) and
+standalone (no agent), because both must behave the same.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from netplane import sandbox
+from netplane.cni import install, runtime
+from netplane.cni.ipam.store import DiskStore
+from netplane.demo import start_agent
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/kernel/" in str(item.fspath):
+            item.add_marker(pytest.mark.kernel)
+            if os.geteuid() != 0:
+                item.add_marker(pytest.mark.skip(reason="kernel tier needs root"))
+
+
+def host_snapshot() -> dict:
+    def out(*argv):
+        return subprocess.run(argv, capture_output=True, text=True).stdout
+    return {
+        "links": sorted(line.split(":")[1].strip() for line in out("ip", "-o", "link").splitlines()),
+        "routes": out("ip", "route") + out("ip", "-6", "route"),
+        "forwarding": [open(p).read() for p in ("/proc/sys/net/ipv4/ip_forward",
+                                                "/proc/sys/net/ipv6/conf/all/forwarding")],
+        "netns": sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else [],
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_untouched():
+    if os.geteuid() != 0:
+        yield
+        return
+    sandbox.reap_stale()
+    before = host_snapshot()
+    yield
+    assert host_snapshot() == before, "the tests changed the host network namespace"
+
+
+@pytest.fixture(scope="session")
+def plugin(tmp_path_factory) -> str:
+    return install.install(str(tmp_path_factory.mktemp("cni-bin")))[0]
+
+
+class Node:
+    """One node namespace with the plugin, its config and helpers to inspect it."""
+
+    def __init__(self, sb: sandbox.Sandbox, plugin: str, tmp, name: str = "node") -> None:
+        self.sb, self.plugin, self.tmp = sb, plugin, tmp
+        self.netns = sb.netns(name)
+        self.conf = {"cniVersion": "1.0.0", "name": "testnet", "type": "netplane",
+                     "subnet": ["10.88.0.0/24", "fd00:88::/64"], "mtu": 1400, "dataDir": str(tmp / "ipam")}
+        self.agent = None
+        self.pods: dict[str, str] = {}
+
+    def start_agent(self, *flags: str):
+        self.agent = start_agent(self.sb, self.netns, str(self.tmp / "agent.log"), *flags)
+        return self.agent
+
+    def pod(self, name: str) -> str:
+        self.pods[name] = self.sb.netns(name)
+        return self.pods[name]
+
+    def cni(self, verb: str, pod: str | None = None, cid: str | None = None, ifname: str = "eth0",
+            netns: str | None = None, **conf) -> runtime.Outcome:
+        env = runtime.env_for(verb, container_id=cid or pod or "", ifname=ifname if verb in ("ADD", "DEL", "CHECK") else "",
+                              netns=netns if netns is not None else self.pods.get(pod, "") if pod else "")
+        body = {**self.conf, **conf}
+        return runtime.invoke(self.plugin, env, {k: v for k, v in body.items() if v is not None},
+                              node_netns=self.netns)
+
+    def add(self, pod: str, **kw) -> dict:
+        if pod not in self.pods:
+            self.pod(pod)
+        out = self.cni("ADD", pod, **kw)
+        assert out.ok, out.stdout.decode() + out.stderr.decode()
+        return out.json()
+
+    def ip(self, netns: str, *args: str):
+        return json.loads(self.sb.run(netns, ["ip", "-j", *args]).stdout or "[]")
+
+    def node_links(self) -> list[dict]:
+        return self.ip(self.netns, "-d", "link", "show")
+
+    def veths(self) -> list[str]:
+        return [l["ifname"] for l in self.node_links() if l.get("linkinfo", {}).get("info_kind") == "veth"]
+
+    def pod_addresses(self, pod: str, ifname: str = "eth0") -> set[str]:
+        [link] = self.ip(self.pods[pod], "addr", "show", "dev", ifname)
+        return {f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"] if a.get("scope") == "global"}
+
+    def ping(self, pod: str, address: str) -> bool:
+        return self.sb.run(self.pods[pod], ["ping", "-c1", "-W1", address], check=False).returncode == 0
+
+    def reserved(self) -> dict:
+        return DiskStore(self.conf["dataDir"], self.conf["name"]).owners()
+
+    def wait_for_no_veths(self) -> None:
+        sandbox.wait_for(lambda: not self.veths(), timeout=10, what="retired veths to be deleted")
+
+
+@pytest.fixture
+def sb():
+    with sandbox.Sandbox() as box:
+        yield box
+
+
+@pytest.fixture
+def node(sb, plugin, tmp_path) -> Node:
+    return Node(sb, plugin, tmp_path)
+
+
+@pytest.fixture(params=["agent", "standalone"])
+def mode(request, node) -> str:
+    if request.param == "agent":
+        node.start_agent()
+    return request.param
