@@ -3,8 +3,9 @@
 Removing a network device from a namespace, by deletion or by a move,
 waits out RCU grace periods: about 17 ms here, most of a DEL. The agent
 therefore splits DEL in two:
-- at once, on the caller's thread: disable the node end's bridge port
-  (the pod is cut off from the node and every other pod that instant) and
+- at once, on the caller's thread: take the node end of the veth down
+  (its bridge port stops forwarding and the pod end loses carrier, so the
+  pod is cut off from the node and every other pod that instant) and
   release the addresses, which can be reused safely because nothing
   reaches the old interface any more;
 - here, in the background: delete every retired link with one
@@ -43,10 +44,10 @@ class Reaper:
     def retire(self, node: Channel, host_ifname: str) -> None:
         """Cut the link off now and queue it for deletion."""
         try:
-            node.send(m.retire_port(host_ifname))
+            node.send(m.retire_link(host_ifname))
         except NetlinkError as err:
-            # Not a bridge port any more (someone detached it): nothing
-            # cheap isolates it, so pay for the synchronous delete.
+            # Setting a link down does not fail in practice; if it ever
+            # does, pay for the synchronous delete rather than leave it up.
             log.warning("cannot retire %s (%s); deleting it now", host_ifname, err)
             node.send(m.del_link(host_ifname))
             return

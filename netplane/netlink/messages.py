@@ -22,7 +22,6 @@ CREATE = NLM_F_CREATE | NLM_F_EXCL
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
 RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
-BR_STATE_DISABLED = 0
 # Links waiting for deferred deletion carry this netdev group, so one
 # RTM_DELLINK by group removes a whole batch ("np" in ASCII).
 REAP_GROUP = 0x6E70
@@ -69,15 +68,18 @@ def set_hairpin(name: str) -> Request:
     return Request(_bridge_port(name, w.u8(w.IFLA_BRPORT_MODE, 1)), RTM_NEWLINK, 0, f"turn hairpin on for {name}")
 
 
-def retire_port(name: str) -> Request:
-    """Disable a bridge port and tag its link for deferred deletion.
+def retire_link(name: str) -> Request:
+    """Take the node end of a pod's veth down and tag it for deferred deletion.
 
-    Unlike deleting or moving a link, which wait out an RCU grace period
-    (~17 ms here), this takes effect at once: a disabled port forwards
-    nothing either way, so the pod behind it is cut off immediately.
+    Deleting or moving a link waits out RCU grace periods (~17 ms here);
+    this does not. A down bridge port forwards nothing, the pod end loses
+    carrier so it cannot transmit, and only an administrator in the node's
+    namespace could bring it back up. (Disabling the port through its
+    bridge state is not enough: the bridge re-enables a disabled port on
+    its next carrier event.)
     """
-    body = _bridge_port(name, w.u8(w.IFLA_BRPORT_STATE, BR_STATE_DISABLED)) + w.u32(w.IFLA_GROUP, REAP_GROUP)
-    return Request(body, RTM_NEWLINK, 0, f"retire bridge port {name}", tolerate=frozenset({ENODEV}))
+    body = w.ifinfomsg(flags=0, change=IFF_UP) + w.string(w.IFLA_IFNAME, name) + w.u32(w.IFLA_GROUP, REAP_GROUP)
+    return Request(body, RTM_SETLINK, 0, f"retire link {name}", tolerate=frozenset({ENODEV}))
 
 
 def _bridge_port(name: str, *port_attrs: bytes) -> bytes:

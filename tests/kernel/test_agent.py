@@ -1,0 +1,114 @@
+"""What only the agent path does: state file, deferred teardown, trust."""
+import os
+import socket
+
+from netplane import sandbox
+from netplane.cni import shim
+from netplane.netlink.netns import call_in_netns, open_netns
+
+
+def test_pod_cidr_and_mtu_from_the_agents_state_file(node):
+    state = str(node.tmp / "node.json")
+    node.start_agent("--node-name", "n1", "--pod-cidr", "10.90.3.0/24", "--mtu", "1380", "--state-file", state)
+    result = node.add("p1", subnet=None, mtu=None, stateFile=state)
+    assert [ip["address"] for ip in result["ips"]] == ["10.90.3.2/24"]
+    [link] = node.ip(node.pods["p1"], "link", "show", "eth0")
+    assert link["mtu"] == 1380
+
+
+def test_no_subnet_and_no_state_file_says_so(node):
+    node.pod("p1")
+    out = node.cni("ADD", "p1", subnet=None, stateFile=str(node.tmp / "absent.json"))
+    err = out.json()
+    assert err["code"] == 11 and "pod CIDR is unknown" in err["msg"] and "absent.json" in err["details"]
+    assert node.reserved() == {} and node.veths() == []
+
+
+def test_del_cuts_the_pod_off_before_returning(node):
+    node.start_agent()
+    a, b = node.add("a"), node.add("b")
+    b4 = b["ips"][0]["address"].split("/")[0]
+    host_b = b["interfaces"][1]["name"]
+    assert node.ping("a", b4)
+    assert node.cni("DEL", "b").ok
+    # Right after DEL: b's veth may still exist for a few ms, but it is down
+    # and its addresses are free, so nothing reaches it any more.
+    links = {l["ifname"]: l for l in node.ip(node.netns, "-d", "link", "show")}
+    if host_b in links:
+        assert "UP" not in links[host_b]["flags"]
+        assert links[host_b]["linkinfo"]["info_slave_data"]["state"] == "disabled"
+    assert [owner.container_id for owner in node.reserved()] == ["a"]
+    assert not node.ping("a", b4)
+    sandbox.wait_for(lambda: host_b not in [l["ifname"] for l in node.node_links()], what="the reaper")
+
+
+def test_re_add_right_after_del_works(node):
+    node.start_agent()
+    first = node.add("p1")
+    assert node.cni("DEL", "p1").ok
+    second = node.add("p1")
+    assert second["interfaces"][1]["name"] == first["interfaces"][1]["name"]
+    assert node.ping("p1", "10.88.0.1")
+
+
+def test_agent_restart_reaps_retired_links_and_keeps_pods(node):
+    node.start_agent()
+    node.add("keep")
+    node.add("gone")
+    node.sb.stop(node.agent)                       # SIGTERM: the reaper drains on the way out
+    node.start_agent()
+    assert node.cni("DEL", "gone").ok
+    sandbox.wait_for(lambda: len(node.veths()) == 1, what="the retired veth to go")
+    assert node.ping("keep", "10.88.0.1")
+
+
+def test_agent_refuses_clients_that_are_not_root(node):
+    node.start_agent()
+    request = shim.encode_request({b"CNI_COMMAND": b"VERSION"}, b"{}")
+
+    def as_nobody() -> bytes:
+        pid = os.fork()
+        if pid == 0:  # child: drop to nobody, ask the agent, report what came back
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.connect(shim.AGENT_SOCKET)
+                    sock.sendall(request)
+                    sock.shutdown(socket.SHUT_WR)
+                    os._exit(0 if sock.recv(100) == b"" else 1)
+            except BaseException:
+                os._exit(2)
+        return os.waitpid(pid, 0)[1]
+
+    fd = open_netns(node.netns)
+    try:
+        status = call_in_netns(fd, as_nobody)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, "a non-root client got an answer"
+    assert "refused a CNI request" in open(node.tmp / "agent.log").read()
+
+
+def test_a_retired_link_cuts_the_pod_off_while_it_still_exists(node):
+    """The mechanism behind the agent's fast DEL, without the background
+    deletion racing the check: the retired link stays until reap()."""
+    from netplane.cni.reaper import Reaper
+    from netplane.netlink.channel import Channel
+
+    a, b = node.add("a"), node.add("b")                 # standalone path: no agent running
+    b4 = b["ips"][0]["address"].split("/")[0]
+    host_b = b["interfaces"][1]["name"]
+    assert node.ping("a", b4) and node.ping("b", "10.88.0.1")
+    reaper = Reaper()                                   # never started: nothing deletes in the background
+    fd = open_netns(node.netns)
+    try:
+        call_in_netns(fd, lambda: reaper.retire(Channel.open(), host_b))
+        assert host_b in node.veths()                   # still there ...
+        assert not node.ping("a", b4)                   # ... and unreachable from other pods
+        assert not node.ping("b", "10.88.0.1")          # and cannot reach the node
+        assert node.ping("a", "10.88.0.1")              # while everyone else is fine
+        call_in_netns(fd, reaper.reap)
+    finally:
+        os.close(fd)
+    assert host_b not in node.veths()
