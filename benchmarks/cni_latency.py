@@ -122,7 +122,9 @@ def measure(sb: sandbox.Sandbox, tmp: str, args) -> dict:
     np_conf = netplane_conf(f"{tmp}/np")
     # Every plugin process is a child of this one, so enter the node once
     # here rather than paying for an nsenter exec inside every sample.
-    setns(open_netns(node))
+    node_fd = open_netns(node)
+    setns(node_fd)
+    os.close(node_fd)
     ref.batch(1, "warmup")
     contenders = [ref]
     for name, flags in AGENT_MODES:

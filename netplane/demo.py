@@ -99,6 +99,6 @@ def teardown(sb: sandbox.Sandbox, plugin: str, conf: dict, node: str, pods: dict
             print(f"DEL {name} failed: {out.stdout.decode()}", file=sys.stderr)
             return 1
         timings.append(out.seconds * 1e3)
-    left = DiskStore(conf["dataDir"], conf["name"]).owners()
-    print(f"\nDEL ms: {', '.join(f'{t:.1f}' for t in timings)}; addresses still reserved: {len(left)}")
-    return len(left)
+    left = sum(len(ips) for ips in DiskStore(conf["dataDir"], conf["name"]).owners().values())
+    print(f"\nDEL ms: {', '.join(f'{t:.1f}' for t in timings)}; addresses still reserved: {left}")
+    return left

@@ -1,7 +1,67 @@
-"""Shared test configuration: the tiers and how they are selected.
+"""Shared test configuration: the tiers, and the guard on the host.
 
-- unit:   no root, no kernel changes; the default for plain `pytest tests/unit`.
+- unit:   no root and no kernel changes (`pytest tests/unit`).
 - kernel: root and throwaway network namespaces on this machine's kernel.
 - vm:     another kernel booted with virtme-ng (none yet).
-`make test` runs unit and kernel; kernel tests skip themselves without root.
+`make test` runs unit and kernel as root. Whenever the tests run as root,
+every test is bracketed by a snapshot of the host's network namespace,
+and a test that changed it fails: nothing may touch the host.
 """
+import json
+import os
+import subprocess
+
+import pytest
+
+from netplane import sandbox
+
+
+def _ip_json(*args: str):
+    out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True).stdout
+    return json.loads(out or "[]")
+
+
+def host_snapshot() -> dict:
+    # Link details without counters, addresses, routes and the sysctls the
+    # plugin sets: enough to see any link, address, route or forwarding
+    # change. Namespace bind mounts and top-level cgroups (the podman test
+    # makes one) are listed too, so leaks show up.
+    links = [{k: v for k, v in link.items() if k not in ("stats64", "stats")}
+             for link in _ip_json("-d", "link", "show")]
+    return {
+        "links": links,
+        "addresses": [(a["ifname"], a.get("addr_info")) for a in _ip_json("addr", "show")],
+        "routes": _ip_json("route", "show", "table", "all") + _ip_json("-6", "route", "show", "table", "all"),
+        "forwarding": [open(p).read() for p in ("/proc/sys/net/ipv4/ip_forward",
+                                                "/proc/sys/net/ipv6/conf/all/forwarding")],
+        "netns": sorted(os.listdir(sandbox.RUN_NETNS)) if os.path.isdir(sandbox.RUN_NETNS) else [],
+        "cgroups": sorted(f"{h}/{d}" for h in os.listdir(CGROUPS) for d in _subdirs(f"{CGROUPS}/{h}")),
+    }
+
+
+CGROUPS = "/sys/fs/cgroup"
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        return [e.name for e in os.scandir(path) if e.is_dir()]
+    except OSError:
+        return []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reap_leftovers_of_killed_runs():
+    if os.geteuid() == 0:
+        sandbox.reap_stale()
+
+
+@pytest.fixture(autouse=True)
+def host_untouched():
+    if os.geteuid() != 0:
+        yield
+        return
+    before = host_snapshot()
+    yield
+    after = host_snapshot()
+    changed = [key for key in before if before[key] != after[key]]
+    assert not changed, f"the test changed the host network namespace: {changed}"

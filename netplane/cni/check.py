@@ -25,8 +25,7 @@ def expected(conf: NetConf) -> res.Result:
     return res.decode(conf.prev_result)
 
 
-def check(inv: Invocation, conf: NetConf, netns_fd: int) -> None:
-    prev = expected(conf)
+def check(inv: Invocation, conf: NetConf, prev: res.Result, netns_fd: int) -> None:
     owner = Attachment(inv.container_id, inv.ifname)
     pod_if, ips = _ours(prev, inv)
     _check_reservations(conf, owner, ips)

@@ -76,7 +76,7 @@ def parse(raw: dict) -> NetConf:
     if raw.get("type") != PLUGIN_TYPE:
         raise _invalid("type", f"must be {PLUGIN_TYPE!r}, got {raw.get('type')!r}")
     if "ipam" in raw:
-        raise CniError(UNSUPPORTED_FIELD, "unsupported field 'ipam'",
+        raise CniError(UNSUPPORTED_FIELD, f"unsupported field 'ipam': {json.dumps(raw['ipam'])}",
                        "netplane allocates pod addresses itself from 'subnet'")
     return NetConf(
         cni_version=cni_version(raw),

@@ -21,15 +21,19 @@ def gc(conf: NetConf) -> None:
     if conf.valid_attachments is None:
         raise CniError(INVALID_CONFIG, "GC needs the list of valid attachments",
                        f"missing key {GC_KEYS[0]!r}")
-    stale = allocator.collect_garbage(store_for(conf), conf.valid_attachments)
+    store = store_for(conf)
+    stale = allocator.stale_attachments(store, conf.valid_attachments)
     failures = []
     with Channel.open() as node:
         for owner in stale:
+            # As in DEL: the link goes before its addresses are free again.
             try:
                 wiring.detach(wiring.host_ifname(owner), node)
             except OSError as exc:  # keep going: clean as much as we can
                 failures.append(f"{owner.container_id}/{owner.ifname}: {exc}")
-    log.info("GC released %d stale attachment(s)", len(stale))
+                continue
+            allocator.release(store, owner)
+    log.info("GC released %d of %d stale attachment(s)", len(stale) - len(failures), len(stale))
     if failures:
         raise CniError(INTERNAL, "GC could not remove every stale interface", "; ".join(failures))
 

@@ -7,19 +7,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from netplane.cni.errors import INVALID_ENVIRONMENT, UNKNOWN_CONTAINER, CniError
+from netplane.cni.errors import INVALID_ENVIRONMENT, CniError
 
 VERBS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
 
-# What each verb needs from the environment, as the spec and libcni's skel
-# define it. The plugin never delegates, but a runtime that omits CNI_PATH is
-# broken and should hear so from every plugin alike.
+# What each verb needs from the environment, as the CNI spec defines it.
+# CNI_PATH is optional there (libcni's skel insists on it anyway); netplane
+# delegates to no other plugin, so it never needs it.
 REQUIRED = {
-    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
-    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
-    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"),
-    "GC": ("CNI_PATH",),
-    "STATUS": ("CNI_PATH",),
+    "ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
+    "DEL": ("CNI_CONTAINERID", "CNI_IFNAME"),
+    "GC": (),
+    "STATUS": (),
     "VERSION": (),
 }
 
@@ -66,8 +66,6 @@ def parse_environment(env: Mapping[str, str]) -> Invocation:
 
 
 def validate_container_id(container_id: str) -> None:
-    if not container_id:
-        raise CniError(UNKNOWN_CONTAINER, "missing container ID")
     if len(container_id) > MAX_CONTAINER_ID:
         raise CniError(INVALID_ENVIRONMENT, "container ID too long",
                        f"{len(container_id)} characters, at most {MAX_CONTAINER_ID}")

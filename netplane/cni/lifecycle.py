@@ -1,8 +1,8 @@
 """ADD and DEL: an attachment's life, from address to wired pod and back.
 
-ADD takes addresses first (the cheap step that can fail on a full range),
-then wires the pod; if wiring fails, the addresses go back, so a failed ADD
-leaves nothing behind. DEL needs nothing but the attachment key: the veth
+ADD validates everything it was given, takes addresses (the cheap step that
+can fail on a full range), then wires the pod; if wiring fails, the links
+are removed and the addresses go back, so a failed ADD leaves nothing behind. DEL needs nothing but the attachment key: the veth
 name is derived from it and IPAM is keyed by it, so DEL works with the
 namespace gone, the record gone, or both, and twice in a row.
 """
@@ -34,7 +34,8 @@ def store_for(conf: NetConf) -> DiskStore:
     return DiskStore(conf.data_dir, conf.name)
 
 
-def add(inv: Invocation, conf: NetConf, netns_fd: int) -> dict:
+def add(inv: Invocation, conf: NetConf, netns_fd: int, prev: res.Result | None = None) -> dict:
+    """Wire one attachment; `prev` is an earlier plugin's result in a chain."""
     owner = Attachment(inv.container_id, inv.ifname)
     pools, mtu = network(conf)
     store = store_for(conf)
@@ -48,9 +49,7 @@ def add(inv: Invocation, conf: NetConf, netns_fd: int) -> dict:
         raise
     log.info("ADD %s/%s: %s via %s", owner.container_id, owner.ifname, ", ".join(ips), plan.host_ifname)
     result = result_of(plan, inv.netns, bridge_mac)
-    if conf.prev_result is not None:
-        result = result.merged_after(res.decode(conf.prev_result))
-    return res.encode(result, conf.cni_version)
+    return res.encode(result.merged_after(prev) if prev else result, conf.cni_version)
 
 
 def result_of(plan: wiring.Plan, sandbox: str, bridge_mac: str) -> res.Result:

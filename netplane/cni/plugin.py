@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
-from netplane.cni import check, config, housekeeping, lifecycle, versions
+from netplane.cni import check, config, housekeeping, lifecycle, result, versions
 from netplane.cni.errors import (INCOMPATIBLE_VERSION, INTERNAL, INVALID_ENVIRONMENT, UNKNOWN_CONTAINER,
                                  CniError)
 from netplane.cni.invocation import Invocation, parse_environment
@@ -57,15 +57,17 @@ def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reape
 
 def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reaper: Reaper | None) -> dict | None:
     if inv.command == "ADD":
+        # A chained ADD's prevResult is checked before anything is opened or taken.
+        prev = result.decode(conf.prev_result) if conf.prev_result is not None else None
         with pod_netns(inv, netns_fd) as fd:
-            return lifecycle.add(inv, conf, fd)
+            return lifecycle.add(inv, conf, fd, prev)
     if inv.command == "DEL":
         lifecycle.delete(inv, conf, reaper)
         return None
     if inv.command == "CHECK":
-        check.expected(conf)
+        expected = check.expected(conf)
         with pod_netns(inv, netns_fd) as fd:
-            check.check(inv, conf, fd)
+            check.check(inv, conf, expected, fd)
         return None
     if inv.command == "GC":
         housekeeping.gc(conf)
@@ -75,8 +77,14 @@ def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reape
 
 
 def version_info(stdin: bytes) -> dict:
-    """VERSION echoes the version it was asked about, as the spec says."""
-    return {"cniVersion": _asked_version(stdin), "supportedVersions": list(versions.SUPPORTED)}
+    """VERSION echoes the version it was asked about, as the spec says, even
+    one it does not speak: supportedVersions tells the runtime what to use."""
+    asked = versions.LATEST
+    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError, TypeError):
+        value = json.loads(stdin or b"{}").get("cniVersion")
+        if isinstance(value, str) and value:
+            asked = value
+    return {"cniVersion": asked, "supportedVersions": list(versions.SUPPORTED)}
 
 
 def _asked_version(stdin: bytes) -> str:

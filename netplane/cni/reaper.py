@@ -70,6 +70,9 @@ class Reaper:
             self._cond.notify_all()
         self._thread.join(timeout=10)
         self.reap()
+        with self._cond:
+            self._reaped = self._queued
+            self._cond.notify_all()
 
     def _loop(self) -> None:
         while True:
@@ -82,8 +85,8 @@ class Reaper:
                 batch = self._queued  # every retirement counted here is already on the link
             try:
                 self.reap()
-            except OSError:
-                log.exception("deferred deletion failed; retrying with the next batch")
+            except Exception:  # keep the thread alive: the next batch retries
+                log.exception("deferred deletion failed; retrying")
                 time.sleep(0.5)
                 continue
             with self._cond:

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import socketserver
+import stat
 import struct
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,6 +26,7 @@ log = logging.getLogger("netplane.agent.cni")
 DEFAULT_ADDRESS = shim.AGENT_SOCKET
 MAX_REQUEST = 4 << 20      # network configs are kilobytes; refuse anything absurd
 MAX_CONCURRENT = 64
+CLIENT_TIMEOUT = 30.0      # the client sends everything at once; a silent one is stuck
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -32,6 +34,7 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         conn: socket.socket = self.request
+        conn.settimeout(CLIENT_TIMEOUT)
         fd = None
         try:
             if not self.server.trusted(conn):
@@ -56,8 +59,8 @@ class CniServer(socketserver.UnixStreamServer):
         self.handler = handler
         self.workers = ThreadPoolExecutor(MAX_CONCURRENT, thread_name_prefix="cni")
         self.address = address
-        if not address.startswith("\0") and os.path.exists(address):
-            os.unlink(address)  # a stale socket file from a previous run
+        if not address.startswith("\0"):
+            _remove_stale_socket(address)
         super().__init__(address, _Handler)
 
     def trusted(self, conn: socket.socket) -> bool:
@@ -88,8 +91,22 @@ class CniServer(socketserver.UnixStreamServer):
                 pass
 
 
+def _remove_stale_socket(path: str) -> None:
+    """A socket file left by a dead agent may go; anything else may not."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(f"{path} exists and is not a socket")
+    if answers(path):
+        raise OSError(f"another agent is serving {path}")
+    os.unlink(path)
+
+
 def _receive(conn: socket.socket) -> tuple[bytes, int | None]:
-    """Read the whole request; the netns descriptor rides on the first chunk."""
+    """Read the whole request; the netns descriptor rides on the first chunk.
+    On any failure the descriptor is closed before the error propagates."""
     fds = array.array("i")
     data, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(fds.itemsize))
     for level, kind, payload in ancdata:
@@ -98,16 +115,19 @@ def _receive(conn: socket.socket) -> tuple[bytes, int | None]:
     for extra in fds[1:]:
         os.close(extra)
     fd = fds[0] if fds else None
-    chunks, size = [data], len(data)
-    while data:
-        data = conn.recv(65536)
-        chunks.append(data)
-        size += len(data)
-        if size > MAX_REQUEST:
-            if fd is not None:
-                os.close(fd)
-            raise ValueError(f"request larger than {MAX_REQUEST} bytes")
-    return b"".join(chunks), fd
+    try:
+        chunks, size = [data], len(data)
+        while data:
+            data = conn.recv(65536)
+            chunks.append(data)
+            size += len(data)
+            if size > MAX_REQUEST:
+                raise ValueError(f"request larger than {MAX_REQUEST} bytes")
+        return b"".join(chunks), fd
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
 
 
 def answers(address: str = DEFAULT_ADDRESS, netns_fd: int | None = None) -> bool:

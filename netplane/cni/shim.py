@@ -127,9 +127,15 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[posix.write(fd, data):]
 
 
+def _json_char(c: str) -> str:
+    if c in '"\\':
+        return "\\" + c
+    return c if c >= " " else "\\u%04x" % ord(c)
+
+
 def _error_json(code: int, msg: str, exc) -> bytes:
     """The spec's error object, built without the json module (8 ms to import)."""
-    details = str(exc).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    details = "".join(_json_char(c) for c in str(exc))
     return ('{"cniVersion": "1.1.0", "code": %d, "msg": "%s", "details": "%s"}\n' % (code, msg, details)).encode()
 
 

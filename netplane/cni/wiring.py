@@ -2,8 +2,8 @@
 
 plan() is pure: from the config and the allocated addresses it derives every
 name, MAC and address the kernel will be given. attach() applies a plan in
-four netlink round trips (two on the node, two in the pod); detach() undoes
-it with one. Names and MACs are derived, never random, so DEL, GC and CHECK
+four netlink batches (two on the node, two in the pod); detach() undoes it
+with one. Names and MACs are derived, never random, so DEL, GC and CHECK
 can find everything again from the attachment key alone.
 """
 import hashlib
@@ -75,18 +75,23 @@ def plan(conf: NetConf, owner: Attachment, pools: list[Pool], pod_ips: list[str]
 
 
 def attach(p: Plan, node: Channel, pod_netns_fd: int) -> str:
-    """Apply a plan; returns the bridge's MAC. On failure the veth pair is
-    removed (taking the pod end with it) before the error propagates; the
-    shared bridge stays."""
+    """Apply a plan; returns the bridge's MAC.
+
+    On any failure from the veth batch on, the pair is deleted (taking the
+    pod end with it) before the error propagates: the kernel runs every
+    message of a batch even after one fails, so the veth may exist although
+    the gateway address or hairpin before or after it failed. The shared
+    bridge stays.
+    """
     bridge_index, bridge_mac = _ensure_bridge(p, node)
-    node.send(
-        *[m.new_address(bridge_index, gw.ip, gw.prefixlen, gw.version, exist_ok=True,
-                        what=f"add gateway {gw.cidr} to {p.bridge}") for gw in p.gateways],
-        m.del_link(p.host_ifname),  # a leftover from a crash; IPAM says nothing live owns it
-        m.new_veth(p.host_ifname, p.host_mac, bridge_index, p.mtu, p.pod_ifname, p.pod_mac, pod_netns_fd),
-        m.set_hairpin(p.host_ifname),
-    )
     try:
+        node.send(
+            *[m.new_address(bridge_index, gw.ip, gw.prefixlen, gw.version, exist_ok=True,
+                            what=f"add gateway {gw.cidr} to {p.bridge}") for gw in p.gateways],
+            m.del_link(p.host_ifname),  # a leftover from a crash; IPAM says nothing live owns it
+            m.new_veth(p.host_ifname, p.host_mac, bridge_index, p.mtu, p.pod_ifname, p.pod_mac, pod_netns_fd),
+            m.set_hairpin(p.host_ifname),
+        )
         _configure_pod(p, pod_netns_fd)
     except BaseException:
         detach(p.host_ifname, node)

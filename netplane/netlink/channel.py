@@ -10,14 +10,18 @@ from netplane.netlink import netns
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
-NLM_F_MULTI = 0x2
 NLM_F_ACK = 0x4
+NLM_F_DUMP_INTR = 0x10
 NLM_F_ACK_TLVS = 0x200
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 NLMSGERR_ATTR_MSG = 1
 SOL_NETLINK = 270
 HEADER = struct.Struct("=IHHII")  # length, type, flags, seq, pid
+# The kernel answers in microseconds; only a wedged kernel takes this long,
+# and an agent worker must not hang on it forever.
+TIMEOUT = 30.0
+DUMP_RETRIES = 5
 
 
 @dataclass
@@ -36,6 +40,10 @@ class Request:
     replies: list = field(default_factory=list)  # raw reply messages, filled on send
 
 
+class DumpInterrupted(Exception):
+    """The dumped table changed while it was being read; read it again."""
+
+
 class NetlinkError(OSError):
     def __init__(self, code: int, what: str, detail: str = "") -> None:
         text = f"{what}: {os.strerror(code)}" + (f" ({detail})" if detail else "")
@@ -46,6 +54,7 @@ class NetlinkError(OSError):
 class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.sock.settimeout(TIMEOUT)
         self.seq = 0
         # Ask for the kernel's own error text, and not the echoed request.
         for opt in (NETLINK_EXT_ACK, NETLINK_CAP_ACK):
@@ -70,9 +79,11 @@ class Channel:
     def send(self, *requests: Request) -> list[Request]:
         """Send the batch in one write and wait for every ack.
 
-        The kernel runs the messages in order. The first failure whose errno
-        the request does not tolerate is raised after all acks are read, so
-        the socket is clean for the next batch.
+        The kernel runs the messages in order, and runs all of them: a batch
+        is not a transaction, so later messages take effect even when an
+        earlier one failed. The first failure whose errno the request does
+        not tolerate is raised after all acks are read, so the socket is
+        clean for the next batch.
         """
         by_seq = {}
         chunks = []
@@ -85,7 +96,7 @@ class Channel:
         failure = None
         pending = set(by_seq)
         while pending:
-            for seq, code, detail, raw in _parse(self.sock.recv(1 << 16)):
+            for seq, code, detail, raw in _parse(self.sock.recv(1 << 18)):
                 req = by_seq.get(seq)
                 if req is None:
                     continue
@@ -101,19 +112,29 @@ class Channel:
 
     def dump(self, req: Request) -> list[bytes]:
         """Run a dump request; returns the raw reply messages."""
+        for _ in range(DUMP_RETRIES):
+            try:
+                return self._dump_once(req)
+            except DumpInterrupted:
+                continue
+        raise NetlinkError(errno.EAGAIN, req.what, "the table kept changing while it was read")
+
+    def _dump_once(self, req: Request) -> list[bytes]:
         self.seq += 1
         self.sock.send(self._frame(req, 0))
-        out = []
+        out, interrupted = [], False
         while True:
-            for seq, code, detail, raw in _parse(self.sock.recv(1 << 16)):
+            for seq, code, detail, raw in _parse(self.sock.recv(1 << 18)):
                 if seq != self.seq:
                     continue
-                if raw is not None:
-                    out.append(raw)
-                elif code:
+                if raw is None and code:
                     raise NetlinkError(code, req.what, detail)
-                else:
+                if raw is None:
+                    if interrupted:
+                        raise DumpInterrupted()
                     return out
+                interrupted |= bool(HEADER.unpack_from(raw)[2] & NLM_F_DUMP_INTR)
+                out.append(raw)
 
 
     def _frame(self, req: Request, extra_flags: int) -> bytes:
@@ -143,7 +164,9 @@ def _parse(data: bytes):
             code = -struct.unpack_from("=i", body)[0]
             yield seq, code, _ext_ack_message(body, flags) if code else "", None
         elif mtype == NLMSG_DONE:
-            yield seq, 0, "", None
+            # A dump that failed part way carries its errno in the DONE message.
+            code = -struct.unpack_from("=i", body)[0] if len(body) >= 4 else 0
+            yield seq, code, "", None
         else:
             yield seq, 0, "", data[offset: offset + length]
         offset += (length + 3) & ~3
@@ -165,5 +188,3 @@ def _ext_ack_message(body: bytes, flags: int) -> str:
 
 ENODEV = errno.ENODEV
 EEXIST = errno.EEXIST
-EADDRNOTAVAIL = errno.EADDRNOTAVAIL
-ESRCH = errno.ESRCH

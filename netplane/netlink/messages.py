@@ -116,10 +116,6 @@ def new_default_route(index: int, gateway: str, version: int) -> Request:
     return Request(body, RTM_NEWROUTE, CREATE, f"add default route via {gateway}")
 
 
-def dump_links() -> Request:
-    return Request(w.ifinfomsg(), RTM_GETLINK, NLM_F_DUMP, "list links")
-
-
 def dump_addresses() -> Request:
     return Request(w.IFADDRMSG.pack(0, 0, 0, 0, 0), RTM_GETADDR, NLM_F_DUMP, "list addresses")
 

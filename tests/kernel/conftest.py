@@ -1,15 +1,13 @@
 """Kernel tier: real network namespaces on this machine's kernel, as root.
 
 Every test builds its node and pods as throwaway namespaces through a
-Sandbox, which removes them afterwards, also on failure. A session-wide
-guard snapshots the host namespace first and fails the run if anything in
-it changed. Most tests run twice: through the agent (the fast path) and
-standalone (no agent), because both must behave the same.
+Sandbox, which removes them afterwards, also on failure; tests/conftest.py
+fails any test that changed the host namespace. Most tests run twice:
+through the agent (the fast path) and standalone (no agent), because both
+must behave the same.
 """
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -25,29 +23,6 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.kernel)
             if os.geteuid() != 0:
                 item.add_marker(pytest.mark.skip(reason="kernel tier needs root"))
-
-
-def host_snapshot() -> dict:
-    def out(*argv):
-        return subprocess.run(argv, capture_output=True, text=True).stdout
-    return {
-        "links": sorted(line.split(":")[1].strip() for line in out("ip", "-o", "link").splitlines()),
-        "routes": out("ip", "route") + out("ip", "-6", "route"),
-        "forwarding": [open(p).read() for p in ("/proc/sys/net/ipv4/ip_forward",
-                                                "/proc/sys/net/ipv6/conf/all/forwarding")],
-        "netns": sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else [],
-    }
-
-
-@pytest.fixture(scope="session", autouse=True)
-def host_untouched():
-    if os.geteuid() != 0:
-        yield
-        return
-    sandbox.reap_stale()
-    before = host_snapshot()
-    yield
-    assert host_snapshot() == before, "the tests changed the host network namespace"
 
 
 @pytest.fixture(scope="session")

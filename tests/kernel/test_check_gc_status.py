@@ -33,9 +33,16 @@ def test_check_reports_a_missing_node_end(node, mode):
 
 def test_check_reports_a_lost_reservation(node, mode):
     result = node.add("p1", **V11)
-    node.add("p2", **V11)
-    other = node.add("p3", **V11)
-    out = check(node, "p1", {**result, "ips": other["ips"]})   # prevResult claims someone else's addresses
+    (node.tmp / "ipam" / "testnet" / "attachments" / "p1:eth0").unlink()
+    (node.tmp / "ipam" / "testnet" / "ips" / "10.88.0.2").unlink()
+    out = check(node, "p1", result)
+    assert out.json()["code"] == CHECK_MISMATCH and "reservations" in out.json()["details"]
+
+
+def test_check_reports_addresses_that_are_not_this_pods(node, mode):
+    result = node.add("p1", **V11)
+    other = node.add("p2", **V11)
+    out = check(node, "p1", {**result, "ips": other["ips"]})
     assert out.json()["code"] == CHECK_MISMATCH and "reservations" in out.json()["details"]
 
 

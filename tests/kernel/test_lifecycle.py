@@ -53,6 +53,31 @@ def test_failed_wiring_releases_the_address_and_removes_links(node, mode):
     assert squatter["link"] == "squatter"   # what was there is left alone
 
 
+def _no_ipv6(node, netns: str) -> None:
+    node.sb.run(netns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+
+
+def test_failure_after_the_veth_exists_on_the_node_side_removes_it(node, mode):
+    """The node refuses the IPv6 gateway in the same batch that creates the
+    veth: the kernel still creates the veth, and ADD must delete it."""
+    _no_ipv6(node, node.netns)
+    node.pod("p1")
+    out = node.cni("ADD", "p1")
+    assert not out.ok and "gateway fd00:88::1/64" in out.json()["msg"]
+    assert node.veths() == [] and node.reserved() == {}
+    assert [l["ifname"] for l in node.ip(node.pods["p1"], "link", "show")] == ["lo"]
+
+
+def test_failure_inside_the_pod_removes_the_pair(node, mode):
+    netns = node.pod("p1")
+    _no_ipv6(node, netns)
+    out = node.cni("ADD", "p1")
+    assert not out.ok and "fd00:88::" in out.json()["msg"]
+    assert node.veths() == [] and node.reserved() == {}
+    assert [l["ifname"] for l in node.ip(netns, "link", "show")] == ["lo"]
+    assert node.add("p2")["ips"]          # the node is still fine for the next pod
+
+
 def test_exhausted_range_fails_cleanly(node, mode):
     small = {"subnet": "10.88.0.0/29"}     # five pod addresses
     for i in range(5):

@@ -12,6 +12,7 @@ import tempfile
 
 import pytest
 
+from netplane import sandbox
 from netplane.cni import install
 from netplane.cni.ipam.store import DiskStore
 
@@ -55,22 +56,35 @@ class Podman:
         return self("inspect", name, "--format", f'{{{{(index .NetworkSettings.Networks "{NETWORK}").IPAddress}}}}')
 
     def close(self) -> None:
-        self("rm", "--force", "--all", "--time", "0", check=False)
-        for hierarchy in os.listdir("/sys/fs/cgroup"):
-            path = f"/sys/fs/cgroup/{hierarchy}{self.cgroup_parent}"
-            for root, dirs, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
-                os.rmdir(root)
-        shutil.rmtree(self.storage, ignore_errors=True)
+        try:
+            self("rm", "--force", "--all", "--time", "0", check=False)
+            for hierarchy in os.listdir("/sys/fs/cgroup"):
+                remove_cgroup_tree(f"/sys/fs/cgroup/{hierarchy}{self.cgroup_parent}")
+        finally:
+            shutil.rmtree(self.storage, ignore_errors=True)
+
+
+def remove_cgroup_tree(path: str) -> None:
+    """Deepest first, each once its processes are gone: `podman rm` returns
+    before conmon has left its cgroup."""
+    for cgroup, _, _ in sorted(os.walk(path), key=lambda walk: -len(walk[0])):
+        sandbox.wait_for(lambda: not open(f"{cgroup}/cgroup.procs").read().strip(), timeout=20,
+                         what=f"the processes in {cgroup} to exit")
+        os.rmdir(cgroup)
 
 
 @pytest.fixture
 def podman(node, tmp_path):
     had_cni_cache = os.path.exists("/var/lib/cni")
     p = Podman(node, tmp_path)
-    yield p
-    p.close()
-    if not had_cni_cache:
-        shutil.rmtree("/var/lib/cni", ignore_errors=True)   # libcni's result cache, created by podman
+    try:
+        yield p
+    finally:
+        try:
+            p.close()
+        finally:
+            if not had_cni_cache:
+                shutil.rmtree("/var/lib/cni", ignore_errors=True)   # libcni's result cache, made by podman
 
 
 def test_busybox_containers_ping_each_other(node, podman):

@@ -81,12 +81,34 @@ def test_release_is_idempotent(store):
     assert allocator.in_use(store, V4) == 0
 
 
-def test_garbage_collection_keeps_only_valid(store):
+def test_stale_attachments_are_those_not_valid(store):
     for n in range(4):
         allocator.allocate(store, owner(n), [V4])
-    released = allocator.collect_garbage(store, frozenset({owner(1), owner(3)}))
-    assert set(released) == {owner(0), owner(2)}
-    assert set(store.owners()) == {owner(1), owner(3)}
+    stale = allocator.stale_attachments(store, frozenset({owner(1), owner(3)}))
+    assert set(stale) == {owner(0), owner(2)}
+    assert set(store.owners()) == {owner(n) for n in range(4)}   # finding them releases nothing
+
+
+class FailingSecondReservation(MemoryStore):
+    def try_reserve(self, ip, owner):
+        if ip.startswith("fd00"):
+            raise OSError(28, "No space left on device")
+        return super().try_reserve(ip, owner)
+
+
+def test_a_failed_reservation_rolls_back_the_whole_attachment():
+    store = FailingSecondReservation()
+    with pytest.raises(OSError):
+        allocator.allocate(store, owner(1), [V4, V6])
+    assert store.ips == {} and store.records == {}
+    assert allocator.allocate(MemoryStore(), owner(1), [V4]) == ["10.0.0.2"]
+
+
+def test_a_failed_cursor_write_keeps_the_allocation(monkeypatch):
+    store = MemoryStore()
+    monkeypatch.setattr(store, "set_last_reserved", lambda *a: (_ for _ in ()).throw(OSError(5, "EIO")))
+    assert allocator.allocate(store, owner(1), [V4]) == ["10.0.0.2"]
+    assert allocator.addresses_of(store, owner(1)) == ["10.0.0.2"]
 
 
 def test_threads_never_share_an_address(store):
@@ -117,9 +139,10 @@ def test_processes_never_share_an_address(tmp_path):
     procs = [ctx.Process(target=_allocate_in_process, args=(str(tmp_path), n, queue)) for n in range(32)]
     for p in procs:
         p.start()
+    got = [queue.get(timeout=60) for _ in procs]
     for p in procs:
-        p.join()
-    got = [queue.get() for _ in procs]
+        p.join(timeout=60)
+        assert p.exitcode == 0
     assert len(set(got)) == 32
 
 
@@ -142,6 +165,33 @@ def test_record_without_address_files_is_cleared_by_release(tmp_path):
         allocator.allocate(store, owner(1), [V4])
     allocator.release(store, owner(1))
     assert allocator.allocate(store, owner(1), [V4]) == ["10.0.0.2"]
+
+
+def test_debris_of_a_killed_writer_is_reclaimed(tmp_path):
+    store = DiskStore(str(tmp_path), "net")
+    allocator.allocate(store, owner(1), [V4])
+    ips = tmp_path / "net" / "ips"
+    (ips / ".10.0.0.3.tmp").write_text("c9\neth0\n")          # killed before the link
+    (ips / "10.0.0.4").write_text("")                         # an older writer killed mid-write
+    (tmp_path / "net" / "attachments" / ".c9:eth0.tmp").write_text("10.0.0.3\n")
+    assert allocator.stale_attachments(store, frozenset({owner(1)})) == []
+    assert sorted(p.name for p in ips.iterdir()) == ["10.0.0.2"]
+    assert [p.name for p in (tmp_path / "net" / "attachments").iterdir()] == ["c1:eth0"]
+
+
+def test_an_interface_named_like_a_temp_file_keeps_its_own_record(tmp_path):
+    store = DiskStore(str(tmp_path), "net")
+    allocator.allocate(store, Attachment("c1", "eth0.tmp"), [V4])
+    allocator.allocate(store, Attachment("c1", "eth0"), [V4])
+    assert allocator.addresses_of(store, Attachment("c1", "eth0.tmp")) == ["10.0.0.2"]
+    assert set(store.owners()) == {Attachment("c1", "eth0.tmp"), Attachment("c1", "eth0")}
+
+
+def test_an_empty_record_falls_back_to_the_address_files(tmp_path):
+    store = DiskStore(str(tmp_path), "net")
+    allocator.allocate(store, owner(1), [V4])
+    (tmp_path / "net" / "attachments" / "c1:eth0").write_text("")
+    assert allocator.release(store, owner(1)) == ["10.0.0.2"]
 
 
 def test_release_never_frees_someone_elses_address(tmp_path):

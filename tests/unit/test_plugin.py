@@ -34,6 +34,7 @@ def test_version_echoes_asked_version():
     code, out = run({"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "0.4.0"}')
     assert code == 0 and out == {"cniVersion": "0.4.0", "supportedVersions": list(versions.SUPPORTED)}
     assert run({"CNI_COMMAND": "VERSION"}, b"")[1]["cniVersion"] == versions.LATEST
+    assert run({"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "0.2.0"}')[1]["cniVersion"] == "0.2.0"
 
 
 @pytest.mark.parametrize("stdin", [b"", b"not json", b'["a list"]'])
@@ -45,8 +46,19 @@ def test_undecodable_stdin_is_code_6(tmp_path, stdin):
 def test_missing_env_is_code_4_naming_them(tmp_path):
     code, out = run({"CNI_COMMAND": "ADD"}, conf(tmp_path))
     assert code == 1 and out["code"] == 4
-    assert out["details"] == "CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_PATH"
+    assert out["details"] == "CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME"
     assert out["cniVersion"] == "1.0.0"  # answered in the config's version
+
+
+def test_unsupported_field_names_key_and_value(tmp_path):
+    code, out = run(env(), conf(tmp_path, ipam={"type": "host-local"}))
+    assert code == 1 and out["code"] == 2 and "ipam" in out["msg"] and "host-local" in out["msg"]
+
+
+def test_bad_prev_result_on_add_is_refused_before_anything_is_taken(tmp_path):
+    code, out = run(env(), conf(tmp_path, prevResult={"ips": [{"address": "x"}]}))
+    assert code == 1 and out["code"] == 7 and "prevResult" in out["msg"]
+    assert not (tmp_path / "ipam").exists()
 
 
 def test_malformed_subnet_is_code_7_naming_the_key(tmp_path):

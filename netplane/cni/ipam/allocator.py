@@ -31,7 +31,10 @@ def allocate(store: Store, owner: Attachment, pools: list[Pool]) -> list[str]:
             _release_locked(store, owner)
             raise
         for pool, ip in zip(pools, chosen):
-            store.set_last_reserved(pool.version, ip)
+            try:
+                store.set_last_reserved(pool.version, ip)
+            except OSError:
+                pass  # only a hint for where the next search starts
         return chosen
 
 
@@ -63,13 +66,12 @@ def addresses_of(store: Store, owner: Attachment) -> list[str]:
         return store.lookup(owner) if store.has_record(owner) else []
 
 
-def collect_garbage(store: Store, valid: frozenset[Attachment]) -> list[Attachment]:
-    """Release every attachment not in `valid`; returns those released."""
+def stale_attachments(store: Store, valid: frozenset[Attachment]) -> list[Attachment]:
+    """Every attachment holding addresses that is not in `valid`; also
+    removes the debris of interrupted writers, which no owner can release."""
     with store.locked():
-        stale = [owner for owner in store.owners() if owner not in valid]
-        for owner in stale:
-            _release_locked(store, owner)
-        return stale
+        store.discard_debris()
+        return [owner for owner in store.owners() if owner not in valid]
 
 
 def in_use(store: Store, pool: Pool) -> int:

@@ -6,12 +6,19 @@ Disk layout under <dataDir>/<network name>/:
     attachments/<cid>:<ifname>  the attachment's addresses, one per line
     last_reserved_ip.<4|6>      where the round-robin search resumes
 
-An address is taken iff its ips/ file exists (created with O_EXCL), and the
-file names its owner. The attachment record lists the owner's addresses so
-DEL finds them in O(1); the allocator writes it before the ips/ files, so
-no taken address is ever missing from a record. Should a record be lost
-anyway, DEL falls back to scanning ips/. ':' can appear in neither a
-container ID nor an interface name, so it separates the two.
+An address is taken iff its ips/ file exists. The file is written in full
+under a temporary name and then hard-linked into place, which fails if the
+address is taken, so a reservation appears complete or not at all (a plugin
+killed mid-write leaves only a temporary file, which GC removes). The
+attachment record lists the owner's addresses so DEL finds them in O(1);
+the allocator writes it before the ips/ files, so no taken address is
+missing from a record. If a record is lost or empty anyway, DEL falls back
+to scanning ips/. ':' can appear in neither a container ID nor an interface
+name, so it separates the two; temporary files start with '.', which no
+container ID or address does.
+
+Nothing is fsynced, as in host-local: pods do not survive a power loss,
+and the runtime's GC after a reboot releases whatever the records say.
 """
 import contextlib
 import fcntl
@@ -34,6 +41,7 @@ class Store(Protocol):
     def owners(self) -> dict[Attachment, list[str]]: ...
     def last_reserved(self, version: int) -> str | None: ...
     def set_last_reserved(self, version: int, ip: str) -> None: ...
+    def discard_debris(self) -> list[str]: ...
 
 
 class MemoryStore:
@@ -87,6 +95,9 @@ class MemoryStore:
     def set_last_reserved(self, version, ip):
         self.last[version] = ip
 
+    def discard_debris(self):
+        return []  # memory writes cannot be interrupted half way
+
 
 class DiskStore:
     def __init__(self, data_dir: str, network: str) -> None:
@@ -109,10 +120,14 @@ class DiskStore:
         return not os.path.exists(os.path.join(self.ips_dir, ip))
 
     def try_reserve(self, ip, owner):
+        tmp = os.path.join(self.ips_dir, f".{ip}.tmp")
+        _write(tmp, _owner_text(owner), os.O_TRUNC)
         try:
-            _write(os.path.join(self.ips_dir, ip), _owner_text(owner), os.O_EXCL)
+            os.link(tmp, os.path.join(self.ips_dir, ip))
         except FileExistsError:
             return False
+        finally:
+            os.unlink(tmp)
         return True
 
     def unreserve(self, ip, owner):
@@ -122,15 +137,13 @@ class DiskStore:
 
     def record(self, owner, ips):
         path = self._record_path(owner)
-        tmp = path + ".tmp"
+        tmp = os.path.join(self.records_dir, f".{os.path.basename(path)}.tmp")
         _write(tmp, "".join(ip + "\n" for ip in ips), os.O_TRUNC)
         os.replace(tmp, path)
 
     def lookup(self, owner):
-        text = _read(self._record_path(owner))
-        if text is not None:
-            return text.split()
-        return [ip for ip, o in self._scan() if o == owner]
+        ips = (_read(self._record_path(owner)) or "").split()
+        return ips or [ip for ip, o in self._scan() if o == owner]
 
     def forget(self, owner):
         with contextlib.suppress(FileNotFoundError):
@@ -143,7 +156,7 @@ class DiskStore:
         out: dict[Attachment, list[str]] = {}
         for name in _listdir(self.records_dir):
             cid, sep, ifname = name.partition(":")
-            if sep and not name.endswith(".tmp"):
+            if sep and not name.startswith("."):
                 out[Attachment(cid, ifname)] = []
         for ip, owner in self._scan():
             out.setdefault(owner, []).append(ip)
@@ -159,12 +172,28 @@ class DiskStore:
     def _record_path(self, owner: Attachment) -> str:
         return os.path.join(self.records_dir, f"{owner.container_id}:{owner.ifname}")
 
+    def discard_debris(self) -> list[str]:
+        """Remove what an interrupted writer left: temporary files, and any
+        address file that names no owner. Call only under the lock."""
+        removed = []
+        for directory in (self.ips_dir, self.records_dir):
+            for name in _listdir(directory):
+                path = os.path.join(directory, name)
+                if name.startswith(".") or (directory == self.ips_dir and _owner_of(path) is None):
+                    os.unlink(path)
+                    removed.append(path)
+        return removed
+
     def _scan(self) -> Iterator[tuple[str, Attachment]]:
         for ip in _listdir(self.ips_dir):
-            text = _read(os.path.join(self.ips_dir, ip))
-            cid, _, ifname = (text or "").rstrip("\n").partition("\n")
-            if cid and ifname:
-                yield ip, Attachment(cid, ifname)
+            owner = None if ip.startswith(".") else _owner_of(os.path.join(self.ips_dir, ip))
+            if owner:
+                yield ip, owner
+
+
+def _owner_of(path: str) -> Attachment | None:
+    cid, _, ifname = (_read(path) or "").rstrip("\n").partition("\n")
+    return Attachment(cid, ifname) if cid and ifname else None
 
 
 def _owner_text(owner: Attachment) -> str:

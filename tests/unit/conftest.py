@@ -1,0 +1,16 @@
+"""The unit tier never reaches the kernel: opening a netlink channel or
+starting an agent is an error here, so a validation bug that lets a unit
+test through to real work fails loudly instead of wiring the host."""
+import pytest
+
+from netplane.agent import main as agent_main
+from netplane.netlink.channel import Channel
+
+
+@pytest.fixture(autouse=True)
+def no_kernel(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("unit tests must not reach the kernel (netlink) or start an agent")
+
+    monkeypatch.setattr(Channel, "open", classmethod(forbidden))
+    monkeypatch.setattr(agent_main, "run", forbidden)
