@@ -32,7 +32,7 @@ from pathlib import Path
 
 from netplane import sandbox
 from netplane.cni import install, runtime
-from netplane.demo import start_agent
+from netplane.agent.launch import start_agent
 from netplane.netlink.netns import open_netns, setns
 
 RESULTS = Path(__file__).parent / "results"
@@ -71,7 +71,7 @@ class Contender:
             times = [0.0] * size
             gate = threading.Barrier(size)
 
-            def worker(i: int) -> None:
+            def worker(i: int, verb=verb, gate=gate, times=times) -> None:
                 gate.wait()
                 times[i] = self.one(verb, i, cids[i])
 

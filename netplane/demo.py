@@ -13,10 +13,9 @@ import sys
 import tempfile
 
 from netplane import sandbox
+from netplane.agent.launch import start_agent
 from netplane.cni import install, runtime
 from netplane.cni.ipam.store import DiskStore
-from netplane.cni.server import answers
-from netplane.netlink.netns import open_netns
 
 SUBNETS = ["10.244.0.0/24", "fd00:10:244::/64"]
 
@@ -56,18 +55,6 @@ def _demo(sb: sandbox.Sandbox, tmp: str, count: int) -> int:
     gaps = print_matrix(sb, pods)
     gaps += teardown(sb, plugin, conf, node, pods)
     return 1 if gaps else 0
-
-
-def start_agent(sb: sandbox.Sandbox, node: str, log_file: str, *flags: str):
-    agent = sb.spawn(node, [sys.executable, "-m", "netplane", "agent", "--log-file", log_file, *flags])
-    fd = open_netns(node)
-    try:
-        sandbox.wait_for(lambda: agent.poll() is not None or answers(netns_fd=fd), what="the agent")
-    finally:
-        os.close(fd)
-    if agent.poll() is not None:
-        raise RuntimeError(f"the agent exited with {agent.returncode}; see {log_file}")
-    return agent
 
 
 def print_matrix(sb: sandbox.Sandbox, pods: dict) -> int:

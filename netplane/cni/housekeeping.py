@@ -50,6 +50,6 @@ def status(conf: NetConf) -> None:
         used = [allocator.in_use(store, pool) for pool in pools]
     except OSError as exc:
         raise CniError(NOT_AVAILABLE, "not ready for ADD", f"data directory {store.root}: {exc}") from None
-    for pool, count in zip(pools, used):
+    for pool, count in zip(pools, used, strict=True):
         if count >= pool.size:
             raise CniError(NOT_AVAILABLE, "not ready for ADD", f"all {pool.size} addresses in {pool.subnet} are taken")

@@ -58,7 +58,7 @@ def result_of(plan: wiring.Plan, sandbox: str, bridge_mac: str) -> res.Result:
         interfaces=(res.Interface(plan.bridge, bridge_mac),
                     res.Interface(plan.host_ifname, plan.host_mac),
                     res.Interface(plan.pod_ifname, plan.pod_mac, sandbox=sandbox, mtu=plan.mtu)),
-        ips=tuple(res.IPConfig(a.cidr, gw.ip, pod) for a, gw in zip(plan.pod_addresses, plan.gateways)),
+        ips=tuple(res.IPConfig(a.cidr, gw.ip, pod) for a, gw in zip(plan.pod_addresses, plan.gateways, strict=True)),
         routes=tuple(res.Route("0.0.0.0/0" if gw.version == 4 else "::/0", gw.ip) for gw in plan.gateways),
     )
 

@@ -47,7 +47,7 @@ def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reape
         return _ok(_dispatch(inv, conf, netns_fd, reaper))
     except CniError as err:
         log.warning("%s failed: %s (code %d)", command, err, err.code)
-        return _error(err, version if version != versions.LATEST else _asked_version(stdin))
+        return _error(err, version if version != versions.LATEST else _answer_version(stdin))
     except Exception as exc:  # a bug or a kernel surprise: report, never crash
         log.exception("%s failed unexpectedly", command)
         return _error(CniError(INTERNAL, str(exc) or type(exc).__name__), version)
@@ -79,22 +79,22 @@ def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reape
 def version_info(stdin: bytes) -> dict:
     """VERSION echoes the version it was asked about, as the spec says, even
     one it does not speak: supportedVersions tells the runtime what to use."""
-    asked = versions.LATEST
-    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError, TypeError):
-        value = json.loads(stdin or b"{}").get("cniVersion")
-        if isinstance(value, str) and value:
-            asked = value
-    return {"cniVersion": asked, "supportedVersions": list(versions.SUPPORTED)}
+    return {"cniVersion": _requested_version(stdin) or versions.LATEST, "supportedVersions": list(versions.SUPPORTED)}
 
 
-def _asked_version(stdin: bytes) -> str:
-    """The config's cniVersion if stdin has one we speak, else our latest:
-    errors found before the config is parsed still answer in its version."""
-    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError, TypeError):
+def _answer_version(stdin: bytes) -> str:
+    """Errors found before the config is parsed still answer in the config's
+    version when we speak it."""
+    requested = _requested_version(stdin)
+    return requested if requested in versions.SUPPORTED else versions.LATEST
+
+
+def _requested_version(stdin: bytes) -> str | None:
+    """The cniVersion string on stdin, if stdin is a JSON object with one."""
+    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError):
         value = json.loads(stdin or b"{}").get("cniVersion")
-        if value in versions.SUPPORTED:
-            return value
-    return versions.LATEST
+        return value if isinstance(value, str) and value else None
+    return None
 
 
 @contextlib.contextmanager

@@ -63,7 +63,7 @@ def mac_from_key(key: str) -> str:
 
 
 def plan(conf: NetConf, owner: Attachment, pools: list[Pool], pod_ips: list[str], mtu: int) -> Plan:
-    addresses = tuple(Address(ip, pool.subnet.prefixlen, pool.version) for ip, pool in zip(pod_ips, pools))
+    addresses = tuple(Address(ip, pool.subnet.prefixlen, pool.version) for ip, pool in zip(pod_ips, pools, strict=True))
     gateways = tuple(Address(str(pool.gateway), pool.subnet.prefixlen, pool.version) for pool in pools)
     host = host_ifname(owner)
     return Plan(

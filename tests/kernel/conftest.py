@@ -14,7 +14,7 @@ import pytest
 from netplane import sandbox
 from netplane.cni import install, runtime
 from netplane.cni.ipam.store import DiskStore
-from netplane.demo import start_agent
+from netplane.agent.launch import start_agent
 
 
 def pytest_collection_modifyitems(items):

@@ -26,7 +26,8 @@ def test_no_subnet_and_no_state_file_says_so(node):
 
 def test_del_cuts_the_pod_off_before_returning(node):
     node.start_agent()
-    a, b = node.add("a"), node.add("b")
+    node.add("a")
+    b = node.add("b")
     b4 = b["ips"][0]["address"].split("/")[0]
     host_b = b["interfaces"][1]["name"]
     assert node.ping("a", b4)
@@ -111,7 +112,8 @@ def test_a_retired_link_cuts_the_pod_off_while_it_still_exists(node):
     from netplane.cni.reaper import Reaper
     from netplane.netlink.channel import Channel
 
-    a, b = node.add("a"), node.add("b")                 # standalone path: no agent running
+    node.add("a")                                       # standalone path: no agent running
+    b = node.add("b")
     b4 = b["ips"][0]["address"].split("/")[0]
     host_b = b["interfaces"][1]["name"]
     assert node.ping("a", b4) and node.ping("b", "10.88.0.1")

@@ -68,7 +68,7 @@ def remove_cgroup_tree(path: str) -> None:
     """Deepest first, each once its processes are gone: `podman rm` returns
     before conmon has left its cgroup."""
     for cgroup, _, _ in sorted(os.walk(path), key=lambda walk: -len(walk[0])):
-        sandbox.wait_for(lambda: not open(f"{cgroup}/cgroup.procs").read().strip(), timeout=20,
+        sandbox.wait_for(lambda cgroup=cgroup: not open(f"{cgroup}/cgroup.procs").read().strip(), timeout=20,
                          what=f"the processes in {cgroup} to exit")
         os.rmdir(cgroup)
 

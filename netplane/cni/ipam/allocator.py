@@ -30,7 +30,7 @@ def allocate(store: Store, owner: Attachment, pools: list[Pool]) -> list[str]:
         except BaseException:
             _release_locked(store, owner)
             raise
-        for pool, ip in zip(pools, chosen):
+        for pool, ip in zip(pools, chosen, strict=True):
             try:
                 store.set_last_reserved(pool.version, ip)
             except OSError:
