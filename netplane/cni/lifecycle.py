@@ -2,9 +2,10 @@
 
 ADD validates everything it was given, takes addresses (the cheap step that
 can fail on a full range), then wires the pod; if wiring fails, the links
-are removed and the addresses go back, so a failed ADD leaves nothing behind. DEL needs nothing but the attachment key: the veth
-name is derived from it and IPAM is keyed by it, so DEL works with the
-namespace gone, the record gone, or both, and twice in a row.
+are removed and the addresses go back, so a failed ADD leaves nothing
+behind. DEL needs nothing but the attachment key: the veth name is derived
+from it and IPAM is keyed by it, so DEL works with the namespace gone, the
+record gone, or both, and twice in a row.
 """
 import logging
 

@@ -32,7 +32,7 @@ class Reply:
 
 def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reaper: Reaper | None = None) -> Reply:
     started = time.perf_counter()
-    version = versions.LATEST
+    version = None  # the config's, once known
     command = env.get("CNI_COMMAND", "?")
     try:
         inv = parse_environment(env)
@@ -47,10 +47,10 @@ def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reape
         return _ok(_dispatch(inv, conf, netns_fd, reaper))
     except CniError as err:
         log.warning("%s failed: %s (code %d)", command, err, err.code)
-        return _error(err, version if version != versions.LATEST else _answer_version(stdin))
+        return _error(err, version or _answer_version(stdin))
     except Exception as exc:  # a bug or a kernel surprise: report, never crash
         log.exception("%s failed unexpectedly", command)
-        return _error(CniError(INTERNAL, str(exc) or type(exc).__name__), version)
+        return _error(CniError(INTERNAL, str(exc) or type(exc).__name__), version or _answer_version(stdin))
     finally:
         log.debug("%s took %.2f ms", command, (time.perf_counter() - started) * 1e3)
 

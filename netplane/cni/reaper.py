@@ -59,20 +59,12 @@ class Reaper:
         with Channel.open() as node:
             node.send(m.del_group(m.REAP_GROUP))
 
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every link retired so far is gone (tests, shutdown)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._reaped >= self._queued, timeout)
-
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout=10)
         self.reap()
-        with self._cond:
-            self._reaped = self._queued
-            self._cond.notify_all()
 
     def _loop(self) -> None:
         while True:

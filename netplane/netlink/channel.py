@@ -22,6 +22,9 @@ HEADER = struct.Struct("=IHHII")  # length, type, flags, seq, pid
 # and an agent worker must not hang on it forever.
 TIMEOUT = 30.0
 DUMP_RETRIES = 5
+# Acks are tens of bytes; a dump part can be tens of kilobytes. Keeping the
+# ack buffer under malloc's mmap threshold keeps ADD's reads cheap.
+ACK_BUFFER, DUMP_BUFFER = 1 << 16, 1 << 18
 
 
 @dataclass
@@ -96,7 +99,7 @@ class Channel:
         failure = None
         pending = set(by_seq)
         while pending:
-            for seq, code, detail, raw in _parse(self.sock.recv(1 << 18)):
+            for seq, code, detail, raw in _parse(self.sock.recv(ACK_BUFFER)):
                 req = by_seq.get(seq)
                 if req is None:
                     continue
@@ -124,7 +127,7 @@ class Channel:
         self.sock.send(self._frame(req, 0))
         out, interrupted = [], False
         while True:
-            for seq, code, detail, raw in _parse(self.sock.recv(1 << 18)):
+            for seq, code, detail, raw in _parse(self.sock.recv(DUMP_BUFFER)):
                 if seq != self.seq:
                     continue
                 if raw is None and code:
