@@ -1,5 +1,7 @@
 """The `netplane` command: one entry point, a subcommand per job."""
 import argparse
+import os
+import socket
 import sys
 
 from netplane.cni import config
@@ -29,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
     _agent_parser(sub)
     _cni_parser(sub)
+    _lab_parser(sub)
     demo = sub.add_parser("demo", help="wire three pods on a throwaway node through the real plugin and ping them")
     demo.add_argument("--pods", type=int, default=3, help="how many pods (default 3)")
     demo.set_defaults(func=_demo)
@@ -36,16 +39,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _agent_parser(sub) -> None:
-    p = sub.add_parser("agent", help="run the node agent (serves the CNI fast path)")
+    p = sub.add_parser("agent", help="run the node agent: the CNI fast path and the pod network across nodes")
     p.add_argument("--cni-socket", default="@netplane-cni",
                    help="where to serve the CNI plugin: @name (abstract, per netns; default) or a path")
-    p.add_argument("--node-name", default="", help="this node's name, recorded in the state file")
+    p.add_argument("--node-name", default="", help="this node's name (default with a node source: the hostname)")
     p.add_argument("--pod-cidr", action="append", default=[],
-                   help="this node's pod CIDR (repeat for dual-stack); publishes the node state file")
-    p.add_argument("--mtu", type=int, help="pod MTU to publish in the node state file")
+                   help="this node's pod CIDR (repeat for dual-stack); publishes the node state file "
+                        "(without a node source)")
+    p.add_argument("--mtu", type=int, help="pod MTU to publish with --pod-cidr")
     p.add_argument("--state-file", default=config.DEFAULT_STATE_FILE, help="node state file the plugin reads")
     p.add_argument("--sync-teardown", action="store_true",
                    help="delete a pod's veth inside DEL instead of cutting it off and deleting it in the background")
+    net = p.add_argument_group("pod network across nodes (needs a node source)")
+    source = net.add_mutually_exclusive_group()
+    source.add_argument("--nodes-file", help="a file of Node manifests (YAML or JSON), watched for changes")
+    source.add_argument("--kubeconfig", help="watch Node objects on the API server this kubeconfig names")
+    source.add_argument("--in-cluster", action="store_true", help="watch Node objects, with in-cluster credentials")
+    net.add_argument("--mode", default="vxlan", choices=["vxlan", "routed"], help="vxlan overlay (default) or routes")
+    net.add_argument("--vni", type=int, default=1, help="VXLAN network identifier (default 1)")
+    net.add_argument("--vxlan-port", type=int, default=8472, help="VXLAN UDP port (default 8472, as Linux and flannel)")
+    net.add_argument("--resync-interval", type=float, default=30.0,
+                     help="seconds between full reconciliations (default 30)")
+    net.add_argument("--status-file", default="/run/netplane/network.json", help="where to report the pod network")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-file", help="log here instead of stderr")
     p.set_defaults(func=_agent)
@@ -71,15 +86,138 @@ def _cni_parser(sub) -> None:
     p.set_defaults(func=_cni_install)
 
 
+def _lab_parser(sub) -> None:
+    lab = sub.add_parser("lab", help="a cluster of nodes and pods in network namespaces on this machine")
+    actions = lab.add_subparsers(metavar="ACTION")
+    up = actions.add_parser("up", help="build the lab: underlay, nodes with agents, pods through the CNI plugin")
+    up.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    up.add_argument("--mode", default="vxlan", choices=["vxlan", "routed"], help="pod network mode (default vxlan)")
+    up.add_argument("--pods-per-node", type=int, default=2, help="pods on each node (default 2)")
+    up.add_argument("--underlay", default="ipv4", choices=["ipv4", "ipv6"],
+                    help="the nodes' first InternalIP family, which VXLAN runs over (default ipv4)")
+    up.add_argument("--resync-interval", type=float, default=10.0, help="agents' reconcile period, s (default 10)")
+    up.set_defaults(func=_lab_up)
+    for action, helptext, func in (("status", "show nodes, agents, pods and addresses", _lab_status),
+                                   ("check", "ping every pod from every pod; non-zero exit on any gap", _lab_check),
+                                   ("down", "remove everything the lab made", _lab_down)):
+        actions.add_parser(action, help=helptext).set_defaults(func=func)
+    run = actions.add_parser("run", help="up, status, check and down in one go (the README's main job)")
+    run.add_argument("--nodes", type=int, default=3)
+    run.add_argument("--mode", action="append", choices=["vxlan", "routed"],
+                     help="mode to run (repeat; default both, one after the other)")
+    run.set_defaults(func=_lab_run)
+    for p in actions.choices.values():
+        p.add_argument("--name", default="default", help="lab name (default 'default'); several labs can coexist")
+        p.add_argument("--root", default="/run/netplane/lab", help=argparse.SUPPRESS)
+
+
+def _lab(args, load: bool = True):
+    from netplane.lab import Lab, LabError
+
+    try:
+        lab = Lab(args.name, args.root)
+        return lab.load() if load else lab
+    except LabError as err:
+        raise UsageError(str(err)) from None
+
+
+def _lab_up(args) -> int:
+    from netplane.lab import LabError
+    from netplane.lab.report import status_lines
+
+    lab = _lab(args, load=False)
+    try:
+        lab.up(args.nodes, args.mode, args.pods_per_node, 4 if args.underlay == "ipv4" else 6, args.resync_interval)
+    except LabError as err:
+        raise UsageError(str(err)) from None
+    print("\n".join(status_lines(lab)))
+    return 0
+
+
+def _lab_status(args) -> int:
+    from netplane.lab.report import status_lines
+
+    print("\n".join(status_lines(_lab(args))))
+    return 0
+
+
+def _lab_check(args) -> int:
+    from netplane.lab.report import check, matrix_lines
+
+    lab = _lab(args)
+    probes = check(lab)
+    print("\n".join(matrix_lines(lab, probes)))
+    return 0 if probes and all(p.ok for p in probes) else 1
+
+
+def _lab_down(args) -> int:
+    removed = _lab(args, load=False).down()
+    print(f"removed {len(removed)} thing(s)" if removed else "nothing to remove")
+    return 0
+
+
+def _lab_run(args) -> int:
+    failures = 0
+    for mode in args.mode or ["vxlan", "routed"]:
+        print(f"=== lab: {args.nodes} nodes, {mode} mode ===")
+        lab = _lab(args, load=False)
+        try:
+            args.mode, args.pods_per_node, args.underlay, args.resync_interval = mode, 2, "ipv4", 10.0
+            _lab_up(args)
+            print()
+            failures += _lab_check(args)
+        finally:
+            lab.down()
+        print()
+    print("lab: all pods reached each other in every mode" if not failures else "lab: gaps found")
+    return 1 if failures else 0
+
+
 def _agent(args) -> int:
     from netplane.agent import main as agent
 
+    network = _pod_network(args)
     configure_logging(args.log_level, path=args.log_file)
     if args.pod_cidr:
+        if network:
+            raise UsageError("--pod-cidr comes from the node source; give one or the other")
         cidrs = _flag(config.parse_subnets, args.pod_cidr, "--pod-cidr")
         mtu = _flag(config.parse_mtu, args.mtu, "--mtu") if args.mtu is not None else None
         agent.publish_node_state(args.state_file, args.node_name, cidrs, mtu)
-    return agent.run(args.cni_socket, deferred_teardown=not args.sync_teardown)
+    return agent.run(args.cni_socket, deferred_teardown=not args.sync_teardown, network=network)
+
+
+def _pod_network(args):
+    """The pod-network controller the flags describe, or None without a node source."""
+    if not (args.nodes_file or args.kubeconfig or args.in_cluster):
+        return None
+    from netplane.podnet.controller import Controller
+    from netplane.podnet.plan import Settings
+
+    if not 1 <= args.vni <= 0xFFFFFF:
+        raise UsageError(f"--vni {args.vni}: must be 1..16777215")
+    if not 1 <= args.vxlan_port <= 65535:
+        raise UsageError(f"--vxlan-port {args.vxlan_port}: must be 1..65535")
+    if not args.resync_interval > 0:
+        raise UsageError("--resync-interval must be positive")
+    settings = Settings(mode=args.mode, vni=args.vni, port=args.vxlan_port)
+    return Controller(_node_source(args), args.node_name or socket.gethostname().lower(), settings,
+                      args.state_file, args.status_file, args.resync_interval)
+
+
+def _node_source(args):
+    from netplane.podnet import sources
+
+    if args.nodes_file:
+        if not os.path.isfile(args.nodes_file):
+            raise UsageError(f"--nodes-file {args.nodes_file}: no such file")
+        return sources.FileSource(os.path.abspath(args.nodes_file))
+    from netplane.kube import client
+
+    try:
+        return sources.KubeSource(client.api_client(None if args.in_cluster else args.kubeconfig))
+    except client.KubeConfigError as err:
+        raise UsageError(str(err)) from None
 
 
 def _flag(parse, value, flag: str):

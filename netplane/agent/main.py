@@ -1,4 +1,11 @@
-"""`netplane agent`: run the node agent until SIGTERM or SIGINT."""
+"""`netplane agent`: one process per node, one module per job.
+
+- the CNI fast path (netplane/cni/server.py), always;
+- the pod network across nodes (netplane/podnet/controller.py), when the
+  agent has a node source (a nodes file or the Kubernetes API).
+Both run as threads until SIGTERM or SIGINT. Stopping the agent leaves the
+kernel state in place, so pods keep their connectivity while it restarts.
+"""
 import functools
 import logging
 import signal
@@ -17,14 +24,14 @@ def publish_node_state(path: str, node_name: str, pod_cidrs, mtu: int | None) ->
     log.info("node state written to %s: %s", path, ", ".join(map(str, pod_cidrs)))
 
 
-def run(cni_socket: str, deferred_teardown: bool = True) -> int:
+def run(cni_socket: str, deferred_teardown: bool = True, network=None) -> int:
+    """Serve until a signal. `network` is a podnet Controller (or None)."""
     reaper = Reaper().start() if deferred_teardown else None
     server = CniServer(parse_address(cni_socket), handler=functools.partial(plugin.run, reaper=reaper))
-    stop = threading.Event()
+    network_thread = _start_network(network)
 
     def on_signal(signum, _frame) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
         # shutdown() waits for serve_forever() to return, so not from its thread
         threading.Thread(target=server.shutdown, daemon=True).start()
 
@@ -37,5 +44,24 @@ def run(cni_socket: str, deferred_teardown: bool = True) -> int:
         server.server_close()
         if reaper:
             reaper.stop()
+        _stop_network(network, network_thread)
     log.info("stopped")
     return 0
+
+
+def _start_network(network) -> threading.Thread | None:
+    if network is None:
+        return None
+    network.source.start()
+    thread = threading.Thread(target=network.run, name="pod-network", daemon=True)
+    thread.start()
+    log.info("pod network: %s mode, node %s", network.settings.mode, network.node_name)
+    return thread
+
+
+def _stop_network(network, thread: threading.Thread | None) -> None:
+    if network is None:
+        return
+    network.stop()
+    network.source.stop()
+    thread.join(timeout=10)

@@ -7,7 +7,6 @@ with one. Names and MACs are derived, never random, so DEL, GC and CHECK
 can find everything again from the attachment key alone.
 """
 import hashlib
-import os
 from dataclasses import dataclass
 
 import netaddr
@@ -15,6 +14,7 @@ import netaddr
 from netplane import fastpath
 from netplane.cni.config import Attachment, NetConf
 from netplane.cni.ipam.pool import Pool
+from netplane.forwarding import ensure_forwarding, skip_link_local_dad
 from netplane.netlink import messages as m
 from netplane.netlink.channel import Channel
 
@@ -106,9 +106,11 @@ def detach(host: str, node: Channel) -> None:
 
 def _ensure_bridge(p: Plan, node: Channel) -> tuple[int, str]:
     """Create the bridge if it is missing; its index and actual MAC either way."""
-    _ensure_forwarding({a.version for a in p.gateways})
+    ensure_forwarding({a.version for a in p.gateways})
     lookup = m.get_link(p.bridge)
     node.send(m.new_bridge(p.bridge, p.bridge_mac, p.mtu), m.set_up(p.bridge), lookup)
+    if any(a.version == 6 for a in p.gateways):
+        skip_link_local_dad(p.bridge)    # before a port gives it carrier; see there
     return m.link_index(lookup.replies[0]), m.link_mac(lookup.replies[0])
 
 
@@ -122,21 +124,3 @@ def _configure_pod(p: Plan, netns_fd: int) -> None:
             *[m.new_address(index, a.ip, a.prefixlen, a.version) for a in p.pod_addresses],
             *[m.new_default_route(index, gw.ip, gw.version) for gw in p.gateways],
         )
-
-
-FORWARDING = {4: "/proc/sys/net/ipv4/ip_forward", 6: "/proc/sys/net/ipv6/conf/all/forwarding"}
-
-
-def _ensure_forwarding(families: set[int]) -> None:
-    """Pods reach other nodes through this one, so it must route.
-
-    /proc/sys/net shows the namespace of the thread that opens it: this is
-    the node's namespace, never the host's unless the node is the host.
-    """
-    for version in families:
-        fd = os.open(FORWARDING[version], os.O_RDWR | os.O_CLOEXEC)
-        try:
-            if os.read(fd, 8).strip() != b"1":
-                os.pwrite(fd, b"1", 0)  # at offset 0: a strict sysctl ignores writes elsewhere
-        finally:
-            os.close(fd)

@@ -1,0 +1,356 @@
+"""A lab cluster on one machine: nodes and pods as network namespaces.
+
+    underlay netns:  bridge ul0 ── veth ──┬── node1 netns: eth0, agent, bridge np0 ── pods
+                                          ├── node2 netns: ...
+The lab outlives the command that built it (`netplane lab up`, then
+`status`, `check`, `down`), so everything it creates is recorded in
+<root>/<name>/lab.json as it is created: namespaces, agent pids, pods.
+`down` works from that record, and also from the namespace name prefix if
+the record is lost; it stops only processes whose command line names this
+lab's directory. Nothing is ever created in the host namespace: veths are
+made inside the underlay namespace and their node ends moved away.
+
+Pods are added through the real CNI plugin, executed with the CNI protocol
+exactly as a runtime would, and each node's agent learns its peers from
+the nodes file, a list of ordinary v1 Node objects.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from netplane import sandbox
+from netplane.cni import install, runtime
+from netplane.cni.server import answers
+from netplane.lab import topology
+from netplane.netlink.netns import open_netns
+
+DEFAULT_ROOT = "/run/netplane/lab"
+MODES = ("vxlan", "routed")
+
+
+class LabError(RuntimeError):
+    pass
+
+
+@dataclass
+class NodeRecord:
+    netns: str
+    internal_ips: list[str]
+    pod_cidrs: list[str]
+    agent_pid: int = 0
+
+
+@dataclass
+class PodRecord:
+    node: str
+    netns: str
+    ips: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LabRecord:
+    name: str
+    mode: str
+    underlay_family: int = 4
+    resync_interval: float = 10.0
+    namespaces: list[str] = field(default_factory=list)   # every netns we made, in creation order
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    pods: dict[str, PodRecord] = field(default_factory=dict)
+
+
+class Lab:
+    def __init__(self, name: str = "default", root: str = DEFAULT_ROOT) -> None:
+        if not name.replace("-", "").isalnum() or len(name) > 20:
+            raise LabError(f"lab name {name!r}: use up to 20 letters, digits and dashes")
+        self.name, self.dir = name, os.path.join(root, name)
+        self.record: LabRecord | None = None
+
+    # -- building -----------------------------------------------------------
+
+    def up(self, nodes: int, mode: str, pods_per_node: int = 2, underlay_family: int = 4,
+           resync_interval: float = 10.0) -> "Lab":
+        _check_args(nodes, mode, pods_per_node, underlay_family)
+        if self.exists():
+            raise LabError(f"lab {self.name} already exists ({self.dir}); run `netplane lab down` first")
+        os.makedirs(self.dir)
+        self.record = LabRecord(self.name, mode, underlay_family, resync_interval)
+        try:
+            self._build(nodes, pods_per_node)
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def _build(self, nodes: int, pods_per_node: int) -> None:
+        install.install(os.path.join(self.dir, "bin"), python=sys.executable)
+        underlay = self._netns("underlay")
+        _ip(underlay, "link add ul0 type bridge", "link set ul0 up")
+        addressing = [topology.node_addressing(i, self.record.underlay_family) for i in range(1, nodes + 1)]
+        for node in addressing:
+            self._add_node(node)
+        self._write_nodes_file()
+        for name in self.record.nodes:
+            self._start_agent(name)
+        for name in self.record.nodes:
+            self.wait_ready(name)
+            for j in range(1, pods_per_node + 1):
+                self.add_pod(name, f"{name}-pod{j}")
+
+    def _add_node(self, node: topology.NodeAddressing) -> None:
+        netns = self._netns(node.name)
+        i = node.name.removeprefix("node")
+        _ip(self._path("underlay"), f"link add n{i} type veth peer name eth0 netns {os.path.basename(netns)}",
+            f"link set n{i} master ul0 up")
+        # the node forwards IPv6 out of eth0 only once its link-local is usable
+        subprocess.run(sandbox.enter(netns, ["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]), check=True)
+        _ip(netns, "link set eth0 up",
+            *(f"addr add {cidr} dev eth0" + (" nodad" if ":" in cidr else "") for cidr in node.underlay))
+        self.record.nodes[node.name] = NodeRecord(netns, list(node.internal_ips), list(node.pod_cidrs))
+        self._save()
+
+    def _netns(self, name: str) -> str:
+        full = f"npl-{self.name}-{name}"
+        subprocess.run(["ip", "netns", "add", full], check=True, capture_output=True)
+        self.record.namespaces.append(full)
+        self._save()
+        path = os.path.join(sandbox.RUN_NETNS, full)
+        _ip(path, "link set lo up")
+        return path
+
+    def _path(self, name: str) -> str:
+        return os.path.join(sandbox.RUN_NETNS, f"npl-{self.name}-{name}")
+
+    def _write_nodes_file(self) -> None:
+        nodes = [topology.NodeAddressing(n, tuple(self._underlay_cidrs(r)), tuple(r.pod_cidrs))
+                 for n, r in self.record.nodes.items()]
+        tmp = self.nodes_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(topology.node_list(nodes), f, indent=1)
+        os.replace(tmp, self.nodes_file)      # agents poll it; never show them half a file
+
+    @staticmethod
+    def _underlay_cidrs(r: NodeRecord) -> list[str]:
+        return [f"{ip}/{64 if ':' in ip else 24}" for ip in r.internal_ips]
+
+    # -- agents ---------------------------------------------------------------
+
+    def node_dir(self, node: str) -> str:
+        return os.path.join(self.dir, node)
+
+    @property
+    def nodes_file(self) -> str:
+        return os.path.join(self.dir, "nodes.json")
+
+    def _start_agent(self, node: str) -> None:
+        rec, home = self.record.nodes[node], self.node_dir(node)
+        os.makedirs(home, exist_ok=True)
+        argv = [sys.executable, "-m", "netplane", "agent", "--node-name", node, "--nodes-file", self.nodes_file,
+                "--mode", self.record.mode, "--resync-interval", str(self.record.resync_interval),
+                "--state-file", f"{home}/node.json", "--status-file", f"{home}/network.json",
+                "--log-file", f"{home}/agent.log"]
+        with open(f"{home}/agent.out", "ab") as out:
+            proc = subprocess.Popen(sandbox.enter(rec.netns, argv), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        rec.agent_pid = proc.pid            # nsenter execs the agent: same pid
+        self._save()
+
+    def wait_ready(self, node: str, timeout: float = 20.0) -> dict:
+        """Wait until the node's agent serves the plugin and its pod network converged."""
+        rec = self.record.nodes[node]
+        fd = open_netns(rec.netns)
+        try:
+            sandbox.wait_for(lambda: not _ours(rec.agent_pid, self.dir) or
+                             (answers(netns_fd=fd) and self.network_status(node).get("ready")),
+                             timeout=timeout, what=f"the agent on {node}")
+        finally:
+            os.close(fd)
+        if not _ours(rec.agent_pid, self.dir):
+            raise LabError(f"the agent on {node} exited; see {self.node_dir(node)}/agent.log")
+        return self.network_status(node)
+
+    def network_status(self, node: str) -> dict:
+        try:
+            with open(os.path.join(self.node_dir(node), "network.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def stop_agent(self, node: str) -> None:
+        rec = self.record.nodes[node]
+        _stop(rec.agent_pid, self.dir)
+        rec.agent_pid = 0
+        self._save()
+
+    def restart_agent(self, node: str) -> None:
+        self.stop_agent(node)
+        self._start_agent(node)
+        self.wait_ready(node)
+
+    # -- pods -----------------------------------------------------------------
+
+    def add_pod(self, node: str, pod: str) -> PodRecord:
+        netns = self._netns(pod)
+        out = runtime.invoke(self.plugin, runtime.env_for("ADD", container_id=f"lab-{pod}", netns=netns,
+                                                          ifname="eth0"), self.cni_conf(node),
+                             node_netns=self.record.nodes[node].netns)
+        if not out.ok:
+            raise LabError(f"CNI ADD for {pod} on {node} failed: {out.stdout.decode(errors='replace').strip()}")
+        ips = [ip["address"].split("/")[0] for ip in out.json()["ips"]]
+        self.record.pods[pod] = PodRecord(node, netns, ips)
+        self._save()
+        return self.record.pods[pod]
+
+    @property
+    def plugin(self) -> str:
+        return os.path.join(self.dir, "bin", "netplane")
+
+    def cni_conf(self, node: str) -> dict:
+        home = self.node_dir(node)
+        return {"cniVersion": "1.0.0", "name": "lab", "type": "netplane",
+                "stateFile": f"{home}/node.json", "dataDir": f"{home}/ipam"}
+
+    # -- changing the cluster -------------------------------------------------
+
+    def remove_node(self, node: str) -> None:
+        """Take a node out of the cluster: out of the nodes file, agent and namespaces gone."""
+        rec = self.record.nodes.pop(node)
+        self._write_nodes_file()
+        _stop(rec.agent_pid, self.dir)
+        for pod in [p for p, r in self.record.pods.items() if r.node == node]:
+            self._delete_netns(self.record.pods.pop(pod).netns)
+        self._delete_netns(rec.netns)
+        self._save()
+
+    def _delete_netns(self, path: str) -> None:
+        name = os.path.basename(path)
+        sandbox.delete_netns(name)
+        if name in self.record.namespaces:
+            self.record.namespaces.remove(name)
+
+    # -- running things in it -------------------------------------------------
+
+    def netns(self, where: str) -> str:
+        """The namespace path of a node or a pod, by name."""
+        if where in self.record.nodes:
+            return self.record.nodes[where].netns
+        if where in self.record.pods:
+            return self.record.pods[where].netns
+        raise LabError(f"no node or pod named {where} in lab {self.name}")
+
+    def run(self, where: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        return subprocess.run(sandbox.enter(self.netns(where), argv), **kwargs)
+
+    def spawn(self, where: str, argv: list[str], **kwargs) -> subprocess.Popen:
+        """A process in the lab; the caller stops it (by this Popen)."""
+        return subprocess.Popen(sandbox.enter(self.netns(where), argv), **kwargs)
+
+    # -- persistence and teardown ---------------------------------------------
+
+    def exists(self) -> bool:
+        return os.path.exists(self.dir) or bool(self._leftover_namespaces())
+
+    def load(self) -> "Lab":
+        try:
+            with open(os.path.join(self.dir, "lab.json")) as f:
+                raw = json.load(f)
+            raw["nodes"] = {k: NodeRecord(**v) for k, v in raw["nodes"].items()}
+            raw["pods"] = {k: PodRecord(**v) for k, v in raw["pods"].items()}
+            self.record = LabRecord(**raw)
+        except FileNotFoundError:
+            raise LabError(f"no lab named {self.name} (nothing at {self.dir}); run `netplane lab up`") from None
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise LabError(f"lab record {self.dir}/lab.json is unreadable ({err}); `netplane lab down` "
+                           "still removes everything") from None
+        return self
+
+    def _save(self) -> None:
+        tmp = os.path.join(self.dir, "lab.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(asdict(self.record), f, indent=1)
+        os.replace(tmp, os.path.join(self.dir, "lab.json"))
+
+    def down(self) -> list[str]:
+        """Remove everything; works from a partial or lost record. Returns what it removed."""
+        removed = []
+        if self.record is None:
+            try:
+                self.load()
+            except LabError:
+                pass
+        if self.record:
+            for rec in self.record.nodes.values():
+                if _stop(rec.agent_pid, self.dir):
+                    removed.append(f"agent pid {rec.agent_pid}")
+        for name in reversed(self._leftover_namespaces()):
+            sandbox.delete_netns(name)
+            removed.append(f"netns {name}")
+        if os.path.isdir(self.dir):
+            shutil.rmtree(self.dir)
+            removed.append(self.dir)
+        self.record = None
+        return removed
+
+    def _leftover_namespaces(self) -> list[str]:
+        prefix = f"npl-{self.name}-"
+        made = self.record.namespaces if self.record else []
+        found = [n for n in sandbox._listdir(sandbox.RUN_NETNS) if n.startswith(prefix)]
+        return made + sorted(n for n in found if n not in made)
+
+
+def _check_args(nodes: int, mode: str, pods_per_node: int, underlay_family: int) -> None:
+    if not 1 <= nodes <= topology.MAX_NODES:
+        raise LabError(f"--nodes {nodes}: must be 1..{topology.MAX_NODES}")
+    if mode not in MODES:
+        raise LabError(f"--mode {mode}: must be one of {', '.join(MODES)}")
+    if not 0 <= pods_per_node <= 50:
+        raise LabError(f"--pods-per-node {pods_per_node}: must be 0..50")
+    if underlay_family not in (4, 6):
+        raise LabError(f"underlay family {underlay_family}: must be 4 or 6")
+
+
+def _ip(netns_path: str, *commands: str) -> None:
+    """Run `ip` commands inside a namespace, in one batch."""
+    proc = subprocess.run(sandbox.enter(netns_path, ["ip", "-batch", "-"]), input="\n".join(commands) + "\n",
+                          text=True, capture_output=True)
+    if proc.returncode:
+        raise LabError(f"ip in {os.path.basename(netns_path)} failed: {proc.stderr.strip()}")
+
+
+def _ours(pid: int, lab_dir: str) -> bool:
+    """Is `pid` alive and one of this lab's agents? (Never signal a recycled pid.)"""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return any(arg.startswith(lab_dir.encode() + b"/") for arg in argv) and b"agent" in argv
+
+
+def _stop(pid: int, lab_dir: str, timeout: float = 10.0) -> bool:
+    if not _ours(pid, lab_dir):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _ours(pid, lab_dir) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if _ours(pid, lab_dir):
+        os.kill(pid, signal.SIGKILL)
+    _reap(pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the agent is our own child (a test's lab)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,133 @@
+"""The agent's pod-network loop: converge the kernel on the desired state.
+
+Level-triggered, like a Kubernetes controller: each pass reads the whole
+desired state (the source's node view) and the whole observed state (the
+kernel), and applies the difference. So the same pass repairs every kind
+of drift: a crash half-way, a changed or removed peer, a route someone
+deleted. A pass runs when the node view changes, every resync interval,
+and soon after a pass that failed. A pass that finds nothing to do changes
+nothing, which is why restarting the agent leaves established connections
+alone. Until the source has loaded once, no pass runs at all.
+"""
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from pyroute2 import IPRoute
+
+from netplane import nodestate
+from netplane.forwarding import ensure_forwarding
+from netplane.podnet import kernel
+from netplane.podnet.diff import changes
+from netplane.podnet.modes import MODES
+from netplane.podnet.plan import Settings
+
+log = logging.getLogger("netplane.podnet")
+RETRY_AFTER_FAILURE = 1.0
+
+
+@dataclass
+class Report:
+    """The outcome of one pass, also written to the status file."""
+    node: str
+    mode: str
+    ready: bool = False
+    peers: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    changes: int = 0
+    at: float = 0.0
+
+
+class Controller:
+    def __init__(self, source, node_name: str, settings: Settings, state_file: str, status_file: str | None,
+                 resync_interval: float = 30.0) -> None:
+        self.source, self.node_name, self.settings = source, node_name, settings
+        self.state_file, self.status_file = state_file, status_file
+        self.resync_interval = resync_interval
+        self.passes = 0
+        self._published_state = None
+        self._announced = None
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        """Loop until stop(); call from the agent's pod-network thread."""
+        with IPRoute() as ipr:
+            while not self._stop.is_set():
+                self.source.changed.clear()
+                report = self.reconcile(ipr)
+                healthy = report.ready and not report.failures
+                self.source.changed.wait(self.resync_interval if healthy else RETRY_AFTER_FAILURE)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.source.changed.set()        # wake the loop
+
+    def reconcile(self, ipr: IPRoute) -> Report:
+        report = Report(self.node_name, self.settings.mode, at=time.time())
+        try:
+            self._reconcile(ipr, report)
+        except Exception as err:       # keep the loop alive; the next pass retries
+            log.exception("pod network pass failed")
+            report.failures.append(f"{type(err).__name__}: {err}")
+        self.passes += 1
+        self._write_status(report)
+        return report
+
+    def _reconcile(self, ipr: IPRoute, report: Report) -> None:
+        nodes = self.source.nodes()
+        if nodes is None:
+            report.problems.append(f"the node source has not loaded yet{_because(self.source.error)}")
+            return
+        me = nodes.get(self.node_name)
+        if me is None:
+            report.problems.append(f"this node ({self.node_name}) is not in the node source"
+                                   f"{_because(self.source.skipped.get('node ' + self.node_name))}; "
+                                   "leaving the pod network as it is")
+            return
+        underlay = kernel.underlay_for(ipr, me.internal_ips[0])
+        peers = sorted((n for name, n in nodes.items() if name != self.node_name), key=lambda n: n.name)
+        plan = MODES[self.settings.mode](me, peers, underlay, self.settings)
+        ops = changes(plan, kernel.observe(ipr, self.settings.device))
+        report.failures += kernel.apply(ipr, ops, self.settings.device)
+        ensure_forwarding({c.version for c in me.pod_cidrs})
+        self._publish_node_state(me, plan.pod_mtu)
+        self._announce(plan)
+        report.ready, report.peers, report.problems, report.changes = True, list(plan.peers), list(plan.problems), len(ops)
+        report.problems += [f"{what}: {why}" for what, why in sorted(self.source.skipped.items())]
+        if ops:
+            log.info("pod network: %d change(s): %s", len(ops), "; ".join(_describe(op) for op in ops[:20]))
+        for problem in plan.problems:
+            log.warning("pod network: %s", problem)
+
+    def _publish_node_state(self, me, mtu: int) -> None:
+        state = nodestate.NodeState(me.name, me.pod_cidrs, mtu)
+        if state != self._published_state:
+            nodestate.write(self.state_file, state)
+            self._published_state = state
+            log.info("node state: %s, mtu %d -> %s", ", ".join(map(str, me.pod_cidrs)), mtu, self.state_file)
+
+    def _announce(self, plan) -> None:
+        if plan.device and plan.device.mac != self._announced:
+            self.source.announce(self.node_name, plan.device.mac)
+            self._announced = plan.device.mac
+
+    def _write_status(self, report: Report) -> None:
+        if not self.status_file:
+            return
+        os.makedirs(os.path.dirname(self.status_file) or ".", exist_ok=True)
+        tmp = f"{self.status_file}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(report.__dict__ | {"passes": self.passes}, f)
+        os.replace(tmp, self.status_file)
+
+
+def _because(reason: str | None) -> str:
+    return f" ({reason})" if reason else ""
+
+
+def _describe(op) -> str:
+    return f"{op.action} {op.kind} {op.key}" + (f" -> {op.value}" if op.kind in ("neighbours", "fdb") else "")

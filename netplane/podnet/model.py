@@ -1,0 +1,105 @@
+"""Nodes as the pod network sees them, parsed from Kubernetes Node objects.
+
+Both sources (the Kubernetes API and the lab's nodes file) yield the same
+v1 Node JSON, so there is one parser. A Node that cannot be used is
+reported with a reason (InvalidNode) and skipped by the caller; it never
+stops the other nodes from being configured.
+"""
+import hashlib
+import re
+from dataclasses import dataclass
+
+import netaddr
+
+VTEP_MAC_ANNOTATION = "netplane.io/vtep-mac"
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
+
+
+class InvalidNode(ValueError):
+    """A Node object that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    internal_ips: tuple[netaddr.IPAddress, ...]
+    pod_cidrs: tuple[netaddr.IPNetwork, ...]
+    vtep_mac: str | None = None          # from the annotation, if the node's agent set it
+
+    def ip_of_family(self, version: int) -> netaddr.IPAddress | None:
+        return next((ip for ip in self.internal_ips if ip.version == version), None)
+
+
+def node_from_object(obj) -> Node:
+    if not isinstance(obj, dict) or obj.get("kind", "Node") != "Node":
+        raise InvalidNode("not a v1 Node object")
+    meta = _mapping(obj.get("metadata"), "metadata")
+    name = meta.get("name")
+    if not isinstance(name, str) or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise InvalidNode(f"metadata.name {name!r} is not a DNS subdomain")
+    try:
+        return Node(name, _internal_ips(obj), _pod_cidrs(obj), _vtep_mac(meta))
+    except InvalidNode as err:
+        raise InvalidNode(f"node {name}: {err}") from None
+
+
+def derived_vtep_mac(node_name: str) -> str:
+    """A locally administered unicast MAC that depends only on the node name,
+    so a node's VTEP keeps its address across agent restarts and reinstalls
+    and peers never hold a stale one."""
+    digest = bytearray(hashlib.sha256(b"netplane-vtep/" + node_name.encode()).digest()[:6])
+    digest[0] = (digest[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in digest)
+
+
+def _mapping(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidNode(f"{where} is not an object")
+    return value
+
+
+def _internal_ips(obj: dict) -> tuple[netaddr.IPAddress, ...]:
+    addresses = _mapping(obj.get("status"), "status").get("addresses") or []
+    if not isinstance(addresses, list):
+        raise InvalidNode("status.addresses is not a list")
+    ips = []
+    for entry in addresses:
+        if isinstance(entry, dict) and entry.get("type") == "InternalIP":
+            try:
+                ips.append(netaddr.IPAddress(entry.get("address")))
+            except (netaddr.AddrFormatError, TypeError, ValueError):
+                raise InvalidNode(f"InternalIP {entry.get('address')!r} is not an IP address") from None
+    if not ips:
+        raise InvalidNode("no InternalIP in status.addresses")
+    return tuple(ips)
+
+
+def _pod_cidrs(obj: dict) -> tuple[netaddr.IPNetwork, ...]:
+    spec = _mapping(obj.get("spec"), "spec")
+    raw = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+    if not isinstance(raw, list) or not raw:
+        raise InvalidNode("no spec.podCIDRs yet")
+    cidrs = []
+    for text in raw:
+        try:
+            cidr = netaddr.IPNetwork(text)
+        except (netaddr.AddrFormatError, TypeError, ValueError):
+            raise InvalidNode(f"pod CIDR {text!r} is not a CIDR") from None
+        if cidr.network != cidr.ip:
+            raise InvalidNode(f"pod CIDR {text} has host bits set")
+        cidrs.append(cidr)
+    if len({c.version for c in cidrs}) != len(cidrs):
+        raise InvalidNode("more than one pod CIDR of the same IP family")
+    return tuple(cidrs)
+
+
+def _vtep_mac(meta: dict) -> str | None:
+    mac = _mapping(meta.get("annotations"), "metadata.annotations").get(VTEP_MAC_ANNOTATION)
+    if mac is None:
+        return None
+    if not isinstance(mac, str) or not _MAC.fullmatch(mac.lower()):
+        raise InvalidNode(f"annotation {VTEP_MAC_ANNOTATION}={mac!r} is not a MAC address")
+    return mac.lower()
