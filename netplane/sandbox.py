@@ -88,7 +88,7 @@ def delete_netns(name: str) -> None:
 def reap_stale() -> list[str]:
     """Delete namespaces left by sandboxes whose process no longer exists."""
     reaped = []
-    for name in _listdir(RUN_NETNS):
+    for name in listdir(RUN_NETNS):
         match = NAME.match(name)
         if match and not _alive(int(match.group(1))):
             delete_netns(name)
@@ -114,7 +114,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _listdir(path: str) -> list[str]:
+def listdir(path: str) -> list[str]:
     with contextlib.suppress(FileNotFoundError):
         return os.listdir(path)
     return []

@@ -25,18 +25,22 @@ def load_file(path: str) -> list[dict]:
 
 
 def load_bytes(data: bytes, origin: str = "<input>") -> list[dict]:
-    documents = _json(data, origin) if data.lstrip()[:1] in (b"{", b"[") else _yaml(data, origin)
+    documents = _json_or_yaml(data, origin) if data.lstrip()[:1] in (b"{", b"[") else _yaml(data, origin)
     objects = []
     for number, doc in enumerate(documents, 1):
         objects += _flatten(doc, f"{origin}: document {number}")
     return objects
 
 
-def _json(data: bytes, origin: str) -> list:
+def _json_or_yaml(data: bytes, origin: str) -> list:
+    """JSON first (it is fast); YAML also covers JSON-looking multi-document files."""
     try:
         doc = json.loads(data)
     except ValueError as err:
-        raise ManifestError(f"{origin}: invalid JSON: {err}") from None
+        try:
+            return _yaml(data, origin)
+        except ManifestError:
+            raise ManifestError(f"{origin}: invalid JSON: {err}") from None
     return doc if isinstance(doc, list) else [doc]
 
 

@@ -58,6 +58,7 @@ class LabRecord:
     mode: str
     underlay_family: int = 4
     resync_interval: float = 10.0
+    kubeconfig: str | None = None
     namespaces: list[str] = field(default_factory=list)   # every netns we made, in creation order
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     pods: dict[str, PodRecord] = field(default_factory=dict)
@@ -73,27 +74,36 @@ class Lab:
     # -- building -----------------------------------------------------------
 
     def up(self, nodes: int, mode: str, pods_per_node: int = 2, underlay_family: int = 4,
-           resync_interval: float = 10.0) -> "Lab":
+           resync_interval: float = 10.0, control_plane=None) -> "Lab":
+        """Build the lab. `control_plane(underlay_netns_path) -> kubeconfig`
+        starts an API server on the underlay (at topology.CONTROL_PLANE_*)
+        before the agents start; they then watch its Node objects, which the
+        caller fills, instead of the nodes file."""
         _check_args(nodes, mode, pods_per_node, underlay_family)
         if self.exists():
             raise LabError(f"lab {self.name} already exists ({self.dir}); run `netplane lab down` first")
         os.makedirs(self.dir)
         self.record = LabRecord(self.name, mode, underlay_family, resync_interval)
         try:
-            self._build(nodes, pods_per_node)
+            self._build(nodes, pods_per_node, control_plane)
         except BaseException:
             self.down()
             raise
         return self
 
-    def _build(self, nodes: int, pods_per_node: int) -> None:
+    def _build(self, nodes: int, pods_per_node: int, control_plane) -> None:
         install.install(os.path.join(self.dir, "bin"), python=sys.executable)
         underlay = self._netns("underlay")
-        _ip(underlay, "link add ul0 type bridge", "link set ul0 up")
+        # the underlay namespace doubles as the control plane: an API server
+        # (tests run a fake one) listens on CONTROL_PLANE_IP, on-link for every node
+        _ip(underlay, "link add ul0 type bridge", "link set ul0 up", f"addr add {topology.CONTROL_PLANE_V4} dev ul0",
+            f"addr add {topology.CONTROL_PLANE_V6} dev ul0 nodad")
         addressing = [topology.node_addressing(i, self.record.underlay_family) for i in range(1, nodes + 1)]
         for node in addressing:
             self._add_node(node)
         self._write_nodes_file()
+        if control_plane:
+            self.record.kubeconfig = control_plane(underlay)
         for name in self.record.nodes:
             self._start_agent(name)
         for name in self.record.nodes:
@@ -149,7 +159,8 @@ class Lab:
     def _start_agent(self, node: str) -> None:
         rec, home = self.record.nodes[node], self.node_dir(node)
         os.makedirs(home, exist_ok=True)
-        argv = [sys.executable, "-m", "netplane", "agent", "--node-name", node, "--nodes-file", self.nodes_file,
+        source = ["--kubeconfig", self.record.kubeconfig] if self.record.kubeconfig else ["--nodes-file", self.nodes_file]
+        argv = [sys.executable, "-m", "netplane", "agent", "--node-name", node, *source,
                 "--mode", self.record.mode, "--resync-interval", str(self.record.resync_interval),
                 "--state-file", f"{home}/node.json", "--status-file", f"{home}/network.json",
                 "--log-file", f"{home}/agent.log"]
@@ -158,6 +169,9 @@ class Lab:
                                     stderr=subprocess.STDOUT, start_new_session=True)
         rec.agent_pid = proc.pid            # nsenter execs the agent: same pid
         self._save()
+        # until the child has exec'd, its command line is ours, not the agent's
+        sandbox.wait_for(lambda: _ours(proc.pid, self.dir) or _exited(proc.pid), timeout=10,
+                         what=f"the agent on {node} to start")
 
     def wait_ready(self, node: str, timeout: float = 20.0) -> dict:
         """Wait until the node's agent serves the plugin and its pod network converged."""
@@ -284,10 +298,11 @@ class Lab:
                 self.load()
             except LabError:
                 pass
-        if self.record:
-            for rec in self.record.nodes.values():
-                if _stop(rec.agent_pid, self.dir):
-                    removed.append(f"agent pid {rec.agent_pid}")
+        recorded = [rec.agent_pid for rec in self.record.nodes.values()] if self.record else []
+        # also agents the record lost track of: their command line names this lab's directory
+        for pid in recorded + [p for p in _agent_pids(self.dir) if p not in recorded]:
+            if _stop(pid, self.dir):
+                removed.append(f"agent pid {pid}")
         for name in reversed(self._leftover_namespaces()):
             sandbox.delete_netns(name)
             removed.append(f"netns {name}")
@@ -300,7 +315,7 @@ class Lab:
     def _leftover_namespaces(self) -> list[str]:
         prefix = f"npl-{self.name}-"
         made = self.record.namespaces if self.record else []
-        found = [n for n in sandbox._listdir(sandbox.RUN_NETNS) if n.startswith(prefix)]
+        found = [n for n in sandbox.listdir(sandbox.RUN_NETNS) if n.startswith(prefix)]
         return made + sorted(n for n in found if n not in made)
 
 
@@ -335,22 +350,34 @@ def _ours(pid: int, lab_dir: str) -> bool:
     return any(arg.startswith(lab_dir.encode() + b"/") for arg in argv) and b"agent" in argv
 
 
+def _agent_pids(lab_dir: str) -> list[int]:
+    return [int(p) for p in sandbox.listdir("/proc") if p.isdigit() and _ours(int(p), lab_dir)]
+
+
 def _stop(pid: int, lab_dir: str, timeout: float = 10.0) -> bool:
     if not _ours(pid, lab_dir):
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _ours(pid, lab_dir) and time.monotonic() < deadline:
+    while not _exited(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if _ours(pid, lab_dir):
+    if not _exited(pid):
         os.kill(pid, signal.SIGKILL)
-    _reap(pid)
+        while not _exited(pid):
+            time.sleep(0.02)
     return True
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status if the agent is our own child (a test's lab)."""
+def _exited(pid: int) -> bool:
+    """Fully exited: reaped, or a zombie. (Its command line empties earlier,
+    while it still holds its sockets, so that is no sign.)"""
     try:
-        os.waitpid(pid, os.WNOHANG)
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:     # our own child (a test's lab): reap it
+            return True
     except ChildProcessError:
         pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

@@ -10,6 +10,8 @@ UNDERLAY_V4 = "192.168.200.{i}/24"
 UNDERLAY_V6 = "fd00:200::{i}/64"
 POD_CIDRS = ("10.244.{i}.0/24", "fd00:10:244:{i}::/64")
 MAX_NODES = 200
+CONTROL_PLANE_V4 = "192.168.200.1/24"       # the underlay namespace's own address
+CONTROL_PLANE_V6 = "fd00:200::1/64"
 
 
 @dataclass(frozen=True)

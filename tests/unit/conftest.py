@@ -5,6 +5,7 @@ import pytest
 
 from netplane.agent import main as agent_main
 from netplane.netlink.channel import Channel
+from netplane.podnet import controller
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +15,4 @@ def no_kernel(monkeypatch):
 
     monkeypatch.setattr(Channel, "open", classmethod(forbidden))
     monkeypatch.setattr(agent_main, "run", forbidden)
+    monkeypatch.setattr(controller, "IPRoute", forbidden)

@@ -1,0 +1,176 @@
+"""Reflector: mirror one API collection into memory and keep it current.
+
+Theory of operation (the list-then-watch protocol of client-go's reflector):
+
+    LIST   -> every object, and the collection's resourceVersion (rv) at that moment
+    WATCH  -> from that rv: ADDED / MODIFIED / DELETED events, and BOOKMARKs
+              that only advance the rv; each event's rv is remembered
+    end    -> the server ends every watch after timeoutSeconds: watch again from
+              the last rv, which misses nothing and costs no relist
+    410    -> the rv fell out of the server's history (etcd compaction), as an
+              HTTP 410 or an ERROR event: only a fresh LIST can catch up; it
+              replaces the cache as a whole, so objects deleted meanwhile vanish
+    error  -> connection refused or dropped, 5xx, ...: log one line, back off
+              (exponential, jittered), then watch again (or list if never listed)
+
+Errors never touch the cache: while the API is unreachable, consumers keep
+programming the data plane from the last good state, as kube-proxy does.
+`on_change` gets a copy of the whole cache after every change; it runs on the
+reflector's thread, so it must be quick and must not modify the objects.
+"""
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable
+
+from netplane.kube import client
+from netplane.kube.client import ApiError, Resource
+
+log = logging.getLogger("netplane.kube")
+
+
+class Gone(Exception):
+    """The rv we watch from is older than the server's history: relist."""
+
+
+class Reflector:
+    def __init__(self, api, resource: Resource, on_change: Callable[[dict[str, dict]], None] | None = None, *,
+                 watch_timeout: int = 300, backoff_initial: float = 0.2, backoff_max: float = 30.0,
+                 name: str | None = None):
+        self.api, self.resource, self.on_change = api, resource, on_change
+        self.watch_timeout = watch_timeout
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
+        self.name = name or resource.plural
+        self.synced = threading.Event()
+        self.lists = self.watches = self.relists_after_gone = 0     # successful lists, opened watches
+        self._cache: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._rv: str | None = None
+        self._delay = backoff_initial
+        self._stopping = threading.Event()
+        self._response = None      # the request in flight, for stop() to cut
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "Reflector":
+        self._thread = threading.Thread(target=self._run, name=f"reflector-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        _abort(self._response)
+        if self._thread:
+            self._thread.join(timeout)
+
+    def snapshot(self) -> dict[str, dict]:
+        """A copy of the cache; the objects in it are shared, so read them only."""
+        with self._lock:
+            return dict(self._cache)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._watch() if self._rv else self._list()
+            except Gone as e:
+                log.info("%s: watch expired (%s), relisting", self.name, e)
+                self.relists_after_gone += 1
+                self._rv = None
+            except Exception as e:     # the API or the network failed: keep the cache, retry later
+                if self._stopping.is_set():
+                    break
+                pause = random.uniform(self._delay / 2, self._delay)
+                log.warning("%s: %s, retrying in %.2fs", self.name, client.one_line(e), pause)
+                self._stopping.wait(pause)
+                self._delay = min(self._delay * 2, self.backoff_max)
+
+    def _list(self) -> None:
+        self._response = client.request(self.api, "GET", self.resource.path())
+        try:
+            body = client.read_json(self._response)
+        finally:
+            self._response = None
+        cache = {self.resource.key(obj): self._typed(obj) for obj in body.get("items") or []}
+        with self._lock:
+            self._cache = cache
+        self._rv = body["metadata"]["resourceVersion"]
+        self.lists += 1
+        self._delay = self.backoff_initial
+        self.synced.set()
+        self._changed()
+
+    def _typed(self, obj: dict) -> dict:
+        # list items come without kind/apiVersion, watched objects with them: make them alike
+        if self.resource.kind:
+            obj.setdefault("kind", self.resource.kind)
+            obj.setdefault("apiVersion", self.resource.api_version)
+        return obj
+
+    def _watch(self) -> None:
+        query = [("watch", "true"), ("resourceVersion", self._rv), ("allowWatchBookmarks", "true"),
+                 ("timeoutSeconds", self.watch_timeout)]
+        # the server ends the watch at timeoutSeconds; the read timeout only catches a dead peer
+        response = client.request(self.api, "GET", self.resource.path(), query,
+                                  timeout=(client.REQUEST_TIMEOUT[0], self.watch_timeout + 30))
+        self._response, finished = response, False
+        try:
+            if self._stopping.is_set():    # stop() came before _response was set: it cut nothing
+                return
+            if response.status != 200:
+                error = client.error_from(response.status, response.data)
+                raise Gone(str(error)) if response.status == 410 else error
+            self.watches += 1
+            self._delay = self.backoff_initial
+            for line in _lines(response):
+                self._apply(json.loads(line))
+            finished = True
+        finally:
+            self._response = None
+            if not finished:    # a half-read stream cannot carry another request
+                response.close()
+            response.release_conn()
+        log.debug("%s: watch ended at rv %s", self.name, self._rv)
+
+    def _apply(self, event: dict) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone(obj.get("message", "410 Gone"))
+            raise ApiError(obj.get("code") or 500, obj.get("message", "error event"))
+        changed = False
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            key = self.resource.key(obj)
+            with self._lock:
+                if kind == "DELETED":
+                    changed = self._cache.pop(key, None) is not None
+                else:
+                    changed, self._cache[key] = self._cache.get(key) != obj, obj
+        elif kind != "BOOKMARK":
+            log.warning("%s: ignoring a watch event of type %r", self.name, kind)
+        self._rv = obj.get("metadata", {}).get("resourceVersion") or self._rv
+        if changed:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(self.snapshot())
+        except Exception:   # a consumer's bug must not stall the mirror or pass for an API error
+            log.exception("%s: on_change failed", self.name)
+
+
+def _lines(response):
+    """The newline-delimited JSON of a watch, one line at a time, as each chunk arrives."""
+    buffer = b""
+    for chunk in response.stream(amt=None):
+        *lines, buffer = (buffer + chunk).split(b"\n")
+        yield from (line for line in lines if line.strip())
+
+
+def _abort(response) -> None:
+    """Unblock a read of `response` in another thread (urllib3 >= 2.3 shuts the socket down)."""
+    try:
+        response.shutdown()
+    except (AttributeError, ValueError, RuntimeError, OSError):
+        pass    # no response, or already finished and released
