@@ -1,12 +1,15 @@
-# The README's two commands are `make demo` and `make test`; every target
+# The README's two commands are `make lab` and `make test`; every target
 # bootstraps first, so each one works on a fresh machine.
 VENV := .venv
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup demo test test-unit test-kernel bench clean
+.PHONY: setup lab demo test test-unit test-kernel bench clean
 
 setup:
 	scripts/bootstrap
+
+lab: setup
+	$(VENV)/bin/netplane lab run
 
 demo: setup
 	$(VENV)/bin/netplane demo
@@ -23,6 +26,7 @@ test-kernel: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/cni_latency.py
+	$(VENV)/bin/python benchmarks/pod_network_throughput.py
 
 clean:
 	rm -rf build $(VENV) netplane/_ext/*.so netplane/_ext/*.c ext/*.c

@@ -159,17 +159,17 @@ def _lab_down(args) -> int:
 def _lab_run(args) -> int:
     failures = 0
     for mode in args.mode or ["vxlan", "routed"]:
-        print(f"=== lab: {args.nodes} nodes, {mode} mode ===")
-        lab = _lab(args, load=False)
+        print(f"=== lab {args.name}: {args.nodes} nodes, {mode} mode ===")
+        one = argparse.Namespace(**vars(args))
+        one.mode, one.pods_per_node, one.underlay, one.resync_interval = mode, 2, "ipv4", 10.0
         try:
-            args.mode, args.pods_per_node, args.underlay, args.resync_interval = mode, 2, "ipv4", 10.0
-            _lab_up(args)
+            _lab_up(one)
             print()
-            failures += _lab_check(args)
+            failures += _lab_check(one)
         finally:
-            lab.down()
+            _lab(one, load=False).down()
         print()
-    print("lab: all pods reached each other in every mode" if not failures else "lab: gaps found")
+    print("lab: every pod reached every other pod, in every mode" if not failures else "lab: gaps found")
     return 1 if failures else 0
 
 

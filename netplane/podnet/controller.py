@@ -52,6 +52,7 @@ class Controller:
         self._published_state = None
         self._announced = None
         self._stop = threading.Event()
+        self._last_problems: list[str] = []
 
     def run(self) -> None:
         """Loop until stop(); call from the agent's pod-network thread."""
@@ -70,10 +71,16 @@ class Controller:
         report = Report(self.node_name, self.settings.mode, at=time.time())
         try:
             self._reconcile(ipr, report)
+        except kernel.UnderlayNotFound as err:
+            report.problems.append(str(err))
         except Exception as err:       # keep the loop alive; the next pass retries
             log.exception("pod network pass failed")
             report.failures.append(f"{type(err).__name__}: {err}")
         self.passes += 1
+        if report.problems != self._last_problems:   # say it once, not every pass
+            for problem in report.problems:
+                log.warning("pod network: %s", problem)
+            self._last_problems = report.problems
         self._write_status(report)
         return report
 
@@ -100,8 +107,6 @@ class Controller:
         report.problems += [f"{what}: {why}" for what, why in sorted(self.source.skipped.items())]
         if ops:
             log.info("pod network: %d change(s): %s", len(ops), "; ".join(_describe(op) for op in ops[:20]))
-        for problem in plan.problems:
-            log.warning("pod network: %s", problem)
 
     def _publish_node_state(self, me, mtu: int) -> None:
         state = nodestate.NodeState(me.name, me.pod_cidrs, mtu)

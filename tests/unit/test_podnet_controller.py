@@ -1,0 +1,79 @@
+"""One controller pass over a fake kernel: when it acts, when it must not,
+and what it reports. (The kernel tier runs the same passes for real.)"""
+import json
+
+import netaddr
+import pytest
+
+from netplane import nodestate
+from netplane.lab import topology
+from netplane.podnet import controller as ctl
+from netplane.podnet.plan import Plan, Settings, Underlay
+from netplane.podnet.sources import NodeView
+
+
+class FakeKernel:
+    def __init__(self, monkeypatch):
+        self.applied = []
+        self.have = Plan()
+        monkeypatch.setattr(ctl.kernel, "underlay_for", lambda ipr, ip: Underlay(
+            "eth0", 2, 1500, (netaddr.IPNetwork("192.168.200.0/24"), netaddr.IPNetwork("fd00:200::/64"))))
+        monkeypatch.setattr(ctl.kernel, "observe", lambda ipr, device: self.have)
+        monkeypatch.setattr(ctl.kernel, "apply", lambda ipr, ops, device: self.applied.extend(ops) or [])
+        monkeypatch.setattr(ctl, "ensure_forwarding", lambda families: None)
+
+
+class Announcements(NodeView):
+    def __init__(self):
+        super().__init__()
+        self.announced = []
+
+    def announce(self, node_name, vtep_mac):
+        self.announced.append((node_name, vtep_mac))
+
+
+@pytest.fixture
+def setup(monkeypatch, tmp_path):
+    kernel, source = FakeKernel(monkeypatch), Announcements()
+    control = ctl.Controller(source, "node1", Settings(), str(tmp_path / "node.json"), str(tmp_path / "status.json"))
+    return kernel, source, control, tmp_path
+
+
+def lab_nodes(*numbers):
+    return [topology.node_object(topology.node_addressing(i)) for i in numbers]
+
+
+def test_nothing_happens_before_the_source_has_loaded(setup):
+    kernel, _, control, tmp = setup
+    report = control.reconcile(ipr=None)
+    assert not report.ready and "not loaded" in report.problems[0] and kernel.applied == []
+    assert json.loads((tmp / "status.json").read_text())["ready"] is False
+    assert not (tmp / "node.json").exists()
+
+
+def test_a_node_missing_from_the_source_leaves_the_kernel_alone(setup):
+    kernel, source, control, _ = setup
+    source._publish(lab_nodes(2, 3))
+    report = control.reconcile(ipr=None)
+    assert not report.ready and "node1" in report.problems[0] and kernel.applied == []
+
+
+def test_a_pass_applies_the_plan_publishes_state_and_announces_the_vtep(setup):
+    kernel, source, control, tmp = setup
+    source._publish(lab_nodes(1, 2, 3))
+    report = control.reconcile(ipr=None)
+    assert report.ready and report.peers == ["node2", "node3"] and report.changes == len(kernel.applied) == 13  # device, 2 addresses, 4 neighbours, 2 FDB, 4 routes
+    state = nodestate.read(str(tmp / "node.json"))
+    assert state.mtu == 1450 and [str(c) for c in state.pod_cidrs] == ["10.244.1.0/24", "fd00:10:244:1::/64"]
+    assert source.announced == [("node1", kernel.applied[0].value.mac)]
+    status = json.loads((tmp / "status.json").read_text())
+    assert status["ready"] and status["changes"] == 13 and status["passes"] == 1
+
+
+def test_skipped_nodes_are_reported(setup):
+    _, source, control, _ = setup
+    bad = lab_nodes(3)[0]
+    bad["status"]["addresses"] = []
+    source._publish(lab_nodes(1, 2) + [bad])
+    report = control.reconcile(ipr=None)
+    assert report.peers == ["node2"] and any("node3" in p and "no InternalIP" in p for p in report.problems)
