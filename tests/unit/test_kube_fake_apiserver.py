@@ -19,18 +19,6 @@ def slice_(namespace, name):
     return {"metadata": {"namespace": namespace, "name": name}, "addressType": "IPv4", "endpoints": []}
 
 
-@pytest.fixture
-def fake():
-    with FakeApiServer(bookmark_interval=0.2) as server:
-        yield server
-
-
-@pytest.fixture
-def api(fake, tmp_path):
-    with client.api_client(fake.kubeconfig(tmp_path / "kubeconfig")) as api:
-        yield api
-
-
 def watch_events(api, resource, rv, timeout=0.5, **extra):
     query = {"watch": "true", "resourceVersion": rv, "timeoutSeconds": timeout, **extra}
     response = client.request(api, "GET", resource.path(), query.items())

@@ -7,7 +7,6 @@ import time
 import kubernetes
 import pytest
 
-from netplane.kube import client
 from netplane.kube.client import NODES, SERVICES
 from netplane.kube.fake_apiserver import FakeApiServer, Status
 from netplane.kube.reflector import Reflector
@@ -41,18 +40,6 @@ class Changes:
     def last(self):
         with self.lock:
             return self.seen[-1] if self.seen else None
-
-
-@pytest.fixture
-def fake():
-    with FakeApiServer(bookmark_interval=0.2) as server:
-        yield server
-
-
-@pytest.fixture
-def api(fake, tmp_path):
-    with client.api_client(fake.kubeconfig(tmp_path / "kubeconfig")) as api:
-        yield api
 
 
 @pytest.fixture

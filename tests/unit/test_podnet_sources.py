@@ -4,11 +4,7 @@ import json
 import os
 import time
 
-import pytest
-
-from netplane.kube import client
 from netplane.kube.client import NODES
-from netplane.kube.fake_apiserver import FakeApiServer
 from netplane.lab import topology
 from netplane.podnet.model import VTEP_MAC_ANNOTATION
 from netplane.podnet.sources import FileSource, KubeSource
@@ -82,16 +78,9 @@ def test_nothing_is_known_before_the_first_good_read(tmp_path):
     assert source.nodes() is None and "No such file" in source.error
 
 
-@pytest.fixture
-def fake():
-    with FakeApiServer(bookmark_interval=0.2) as server:
-        yield server
-
-
-def test_kube_source_follows_node_objects_and_announces_the_vtep_mac(fake, tmp_path):
+def test_kube_source_follows_node_objects_and_announces_the_vtep_mac(fake, api):
     for obj in lab_nodes(1, 2):
         fake.put(NODES, obj)
-    api = client.api_client(fake.kubeconfig(tmp_path / "kubeconfig"))
     source = KubeSource(api, {"watch_timeout": 1, "backoff_initial": 0.05, "backoff_max": 0.2}).start()
     try:
         wait_for(lambda: source.nodes() is not None and len(source.nodes()) == 2)
@@ -110,4 +99,3 @@ def test_kube_source_follows_node_objects_and_announces_the_vtep_mac(fake, tmp_p
         wait_for(lambda: set(source.nodes()) == {"node1"})
     finally:
         source.stop()
-        api.close()
