@@ -90,7 +90,7 @@ def reap_stale() -> list[str]:
     reaped = []
     for name in listdir(RUN_NETNS):
         match = NAME.match(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not alive(int(match.group(1))):
             delete_netns(name)
             reaped.append(name)
     return reaped
@@ -104,7 +104,7 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str
         time.sleep(interval)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

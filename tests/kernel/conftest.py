@@ -8,6 +8,7 @@ must behave the same.
 """
 import json
 import os
+import re
 
 import pytest
 
@@ -15,6 +16,7 @@ from netplane import sandbox
 from netplane.cni import install, runtime
 from netplane.cni.ipam.store import DiskStore
 from netplane.agent.launch import start_agent
+from netplane.lab import Lab
 
 
 def pytest_collection_modifyitems(items):
@@ -103,3 +105,30 @@ def mode(request, node) -> str:
     if request.param == "agent":
         node.start_agent()
     return request.param
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reap_labs_of_killed_runs():
+    """Test labs are named t<pid>-<n> and live under pytest's tmp dir; a run
+    killed before its teardown leaves namespaces and agents behind. Remove
+    those of runs whose process is gone (never a live run's)."""
+    if os.geteuid() != 0:
+        return
+    stale = {m.group(1) for n in sandbox.listdir(sandbox.RUN_NETNS)
+             if (m := re.match(r"npl-(t(\d+)-\d+)-", n)) and not sandbox.alive(int(m.group(2)))}
+    for name in stale:
+        for root in _lab_roots_of_agents(name) or {"/nonexistent"}:
+            Lab(name, root).down()      # stops the agents that name its directory, deletes its namespaces
+
+
+def _lab_roots_of_agents(lab_name: str) -> set[str]:
+    """Where a test lab's directory was, read from its agents' command lines."""
+    marker, roots = f"/{lab_name}/", set()
+    for pid in filter(str.isdigit, sandbox.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        roots |= {arg[:arg.index(marker)] for arg in argv if marker in arg and "agent" in argv}
+    return roots

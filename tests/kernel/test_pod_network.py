@@ -172,8 +172,9 @@ def test_an_agent_restart_keeps_an_established_tcp_connection(make_lab, mode):
         assert lab.network_status(node)["changes"] == 0      # the new agent found nothing to do
         links, installed = before[node]
         assert entries(lab, node) == installed
-        assert {(l["ifname"], l["ifindex"]) for l in ip_json(lab, node, "link", "show")} == \
-            {(l["ifname"], l["ifindex"]) for l in links}        # no device was recreated
+        # no device was recreated, and the VTEP kept its MAC
+        assert {(l["ifname"], l["ifindex"], l.get("address")) for l in ip_json(lab, node, "link", "show")} == \
+            {(l["ifname"], l["ifindex"], l.get("address")) for l in links}
 
 
 def test_a_reconcile_repairs_a_deleted_route_neighbour_and_fdb_entry(make_lab):
