@@ -14,6 +14,7 @@ Pods are added through the real CNI plugin, executed with the CNI protocol
 exactly as a runtime would, and each node's agent learns its peers from
 the nodes file, a list of ordinary v1 Node objects.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -159,6 +160,8 @@ class Lab:
     def _start_agent(self, node: str) -> None:
         rec, home = self.record.nodes[node], self.node_dir(node)
         os.makedirs(home, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):    # a previous agent's status must not count as ready
+            os.unlink(f"{home}/network.json")
         source = ["--kubeconfig", self.record.kubeconfig] if self.record.kubeconfig else ["--nodes-file", self.nodes_file]
         argv = [sys.executable, "-m", "netplane", "agent", "--node-name", node, *source,
                 "--mode", self.record.mode, "--resync-interval", str(self.record.resync_interval),

@@ -49,6 +49,7 @@ class Controller:
         self.state_file, self.status_file = state_file, status_file
         self.resync_interval = resync_interval
         self.passes = 0
+        self.total_changes = 0           # edits applied since the agent started
         self._published_state = None
         self._announced = None
         self._stop = threading.Event()
@@ -77,6 +78,7 @@ class Controller:
             log.exception("pod network pass failed")
             report.failures.append(f"{type(err).__name__}: {err}")
         self.passes += 1
+        self.total_changes += report.changes
         if report.problems != self._last_problems:   # say it once, not every pass
             for problem in report.problems:
                 log.warning("pod network: %s", problem)
@@ -126,7 +128,7 @@ class Controller:
         os.makedirs(os.path.dirname(self.status_file) or ".", exist_ok=True)
         tmp = f"{self.status_file}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
-            json.dump(report.__dict__ | {"passes": self.passes}, f)
+            json.dump(report.__dict__ | {"passes": self.passes, "totalChanges": self.total_changes}, f)
         os.replace(tmp, self.status_file)
 
 

@@ -169,7 +169,8 @@ def test_an_agent_restart_keeps_an_established_tcp_connection(make_lab, mode):
     finally:
         server.close()
     for node in lab.record.nodes:
-        assert lab.network_status(node)["changes"] == 0      # the new agent found nothing to do
+        status = lab.network_status(node)
+        assert status["passes"] >= 1 and status["totalChanges"] == 0     # the new agent found nothing to do
         links, installed = before[node]
         assert entries(lab, node) == installed
         # no device was recreated, and the VTEP kept its MAC
