@@ -104,8 +104,8 @@ class Controller:
         report.failures += kernel.apply(ipr, ops, self.settings.device)
         ensure_forwarding({c.version for c in me.pod_cidrs})
         self._publish_node_state(me, plan.pod_mtu)
-        self._announce(plan)
         report.ready, report.peers, report.problems, report.changes = True, list(plan.peers), list(plan.problems), len(ops)
+        report.problems += self._announce(plan)
         report.problems += [f"{what}: {why}" for what, why in sorted(self.source.skipped.items())]
         if ops:
             log.info("pod network: %d change(s): %s", len(ops), "; ".join(_describe(op) for op in ops[:20]))
@@ -117,10 +117,16 @@ class Controller:
             self._published_state = state
             log.info("node state: %s, mtu %d -> %s", ", ".join(map(str, me.pod_cidrs)), mtu, self.state_file)
 
-    def _announce(self, plan) -> None:
-        if plan.device and plan.device.mac != self._announced:
+    def _announce(self, plan) -> list[str]:
+        """Publish the VTEP MAC; a lost API only delays it (the next pass retries)."""
+        if not plan.device or plan.device.mac == self._announced:
+            return []
+        try:
             self.source.announce(self.node_name, plan.device.mac)
-            self._announced = plan.device.mac
+        except Exception as err:
+            return [f"cannot announce the VTEP MAC yet: {type(err).__name__}: {err}"]
+        self._announced = plan.device.mac
+        return []
 
     def _write_status(self, report: Report) -> None:
         if not self.status_file:

@@ -77,3 +77,22 @@ def test_skipped_nodes_are_reported(setup):
     source._publish(lab_nodes(1, 2) + [bad])
     report = control.reconcile(ipr=None)
     assert report.peers == ["node2"] and any("node3" in p and "no InternalIP" in p for p in report.problems)
+
+
+def test_a_failed_announcement_is_reported_and_retried_without_blocking_the_network(setup):
+    kernel, source, control, _ = setup
+    calls = []
+
+    def flaky(name, mac):
+        calls.append(mac)
+        if len(calls) == 1:
+            raise ConnectionError("API server unreachable")
+
+    source.announce = flaky
+    source._publish(lab_nodes(1, 2))
+    first = control.reconcile(ipr=None)
+    assert first.ready and kernel.applied and any("cannot announce" in p for p in first.problems)
+    second = control.reconcile(ipr=None)
+    assert len(calls) == 2 and not second.problems
+    control.reconcile(ipr=None)
+    assert len(calls) == 2                      # announced once it worked, not again
