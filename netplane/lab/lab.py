@@ -312,8 +312,17 @@ class Lab:
         if os.path.isdir(self.dir):
             shutil.rmtree(self.dir)
             removed.append(self.dir)
+        self._remove_empty_root()
         self.record = None
         return removed
+
+    def _remove_empty_root(self) -> None:
+        """The last lab out removes /run/netplane/lab (and /run/netplane), which `up` made."""
+        if os.path.dirname(self.dir) != DEFAULT_ROOT:
+            return                                  # a caller's own root stays
+        for path in (DEFAULT_ROOT, os.path.dirname(DEFAULT_ROOT)):
+            with contextlib.suppress(OSError):      # not empty: another lab, or an agent's state
+                os.rmdir(path)
 
     def _leftover_namespaces(self) -> list[str]:
         prefix = f"npl-{self.name}-"
