@@ -116,7 +116,7 @@ def sample(lab: Lab, case: Case, seconds: int, omit: int, retry_for: float = 5.0
 # -- one mode -------------------------------------------------------------------
 
 def measure_mode(mode: str, args) -> dict:
-    lab, servers = Lab(f"tput-{mode}-{os.getpid()}"[:20]), []
+    lab, servers = Lab(f"tput{mode}{os.getpid()}"[:20]), []
     try:
         lab.up(nodes=2, mode=mode, pods_per_node=1)
         cases = cases_of(lab, args.families)
@@ -254,7 +254,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results directory (default {RESULTS})")
     args = parser.parse_args()
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    args.families = [int(f) for f in args.families.split(",")]
+    args.families = [int(f) if f.strip().isdigit() else 0 for f in args.families.split(",")]
     if not set(args.modes) <= set(GOALS) or not set(args.families) <= {4, 6} or args.samples < 1:
         parser.error("--modes from routed,vxlan; --families from 4,6; --samples >= 1")
     return args

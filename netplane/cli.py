@@ -125,6 +125,8 @@ def _lab_up(args) -> int:
     from netplane.lab import LabError
     from netplane.lab.report import status_lines
 
+    if os.geteuid() != 0:
+        raise UsageError("netplane lab needs root: it creates network namespaces")
     lab = _lab(args, load=False)
     try:
         lab.up(args.nodes, args.mode, args.pods_per_node, 4 if args.underlay == "ipv4" else 6, args.resync_interval)
@@ -162,8 +164,8 @@ def _lab_run(args) -> int:
         print(f"=== lab {args.name}: {args.nodes} nodes, {mode} mode ===")
         one = argparse.Namespace(**vars(args))
         one.mode, one.pods_per_node, one.underlay, one.resync_interval = mode, 2, "ipv4", 10.0
+        _lab_up(one)               # refuses, touching nothing, if a lab of that name exists
         try:
-            _lab_up(one)
             print()
             failures += _lab_check(one)
         finally:
@@ -179,8 +181,6 @@ def _agent(args) -> int:
     network = _pod_network(args)
     configure_logging(args.log_level, path=args.log_file)
     if args.pod_cidr:
-        if network:
-            raise UsageError("--pod-cidr comes from the node source; give one or the other")
         cidrs = _flag(config.parse_subnets, args.pod_cidr, "--pod-cidr")
         mtu = _flag(config.parse_mtu, args.mtu, "--mtu") if args.mtu is not None else None
         agent.publish_node_state(args.state_file, args.node_name, cidrs, mtu)
@@ -189,8 +189,12 @@ def _agent(args) -> int:
 
 def _pod_network(args):
     """The pod-network controller the flags describe, or None without a node source."""
-    if not (args.nodes_file or args.kubeconfig or args.in_cluster):
-        return None
+    if not (args.nodes_file is not None or args.kubeconfig is not None or args.in_cluster):
+        if args.pod_cidr or args.mtu is None:
+            return None
+        raise UsageError("--mtu needs --pod-cidr (with a node source the MTU follows the underlay)")
+    if args.pod_cidr or args.mtu is not None:
+        raise UsageError("--pod-cidr and --mtu come from the node source; give one or the other")
     from netplane.podnet.controller import Controller
     from netplane.podnet.plan import Settings
 
@@ -198,22 +202,35 @@ def _pod_network(args):
         raise UsageError(f"--vni {args.vni}: must be 1..16777215")
     if not 1 <= args.vxlan_port <= 65535:
         raise UsageError(f"--vxlan-port {args.vxlan_port}: must be 1..65535")
-    if not args.resync_interval > 0:
-        raise UsageError("--resync-interval must be positive")
+    if not 0 < args.resync_interval <= 86400:
+        raise UsageError("--resync-interval must be more than 0 and at most 86400 seconds")
+    _check_writable(args.status_file, "--status-file")
+    _check_writable(args.state_file, "--state-file")
     settings = Settings(mode=args.mode, vni=args.vni, port=args.vxlan_port)
     return Controller(_node_source(args), args.node_name or socket.gethostname().lower(), settings,
                       args.state_file, args.status_file, args.resync_interval)
 
 
+def _check_writable(path: str, flag: str) -> None:
+    """Refuse a file the agent could never write, before it starts (it makes missing directories)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(directory):
+        directory = os.path.dirname(directory)
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+        raise UsageError(f"{flag} {path}: {directory} is not a writable directory")
+
+
 def _node_source(args):
     from netplane.podnet import sources
 
-    if args.nodes_file:
+    if args.nodes_file is not None:
         if not os.path.isfile(args.nodes_file):
             raise UsageError(f"--nodes-file {args.nodes_file}: no such file")
         return sources.FileSource(os.path.abspath(args.nodes_file))
     from netplane.kube import client
 
+    if args.kubeconfig == "":
+        raise UsageError("--kubeconfig: empty path (use --in-cluster for in-cluster credentials)")
     try:
         return sources.KubeSource(client.api_client(None if args.in_cluster else args.kubeconfig))
     except client.KubeConfigError as err:

@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 
 from netplane.kube import client
@@ -48,6 +49,7 @@ class Reflector:
         self._lock = threading.Lock()
         self._rv: str | None = None
         self._delay = backoff_initial
+        self._last_gone = 0.0
         self._stopping = threading.Event()
         self._response = None      # the request in flight, for stop() to cut
         self._thread: threading.Thread | None = None
@@ -76,13 +78,19 @@ class Reflector:
                 log.info("%s: watch expired (%s), relisting", self.name, e)
                 self.relists_after_gone += 1
                 self._rv = None
+                if time.monotonic() - self._last_gone < 1.0:   # 410 after 410: do not hammer the API
+                    self._back_off("repeated 410")
+                self._last_gone = time.monotonic()
             except Exception as e:     # the API or the network failed: keep the cache, retry later
                 if self._stopping.is_set():
                     break
-                pause = random.uniform(self._delay / 2, self._delay)
-                log.warning("%s: %s, retrying in %.2fs", self.name, client.one_line(e), pause)
-                self._stopping.wait(pause)
-                self._delay = min(self._delay * 2, self.backoff_max)
+                self._back_off(client.one_line(e))
+
+    def _back_off(self, reason: str) -> None:
+        pause = random.uniform(self._delay / 2, self._delay)
+        log.warning("%s: %s, retrying in %.2fs", self.name, reason, pause)
+        self._stopping.wait(pause)
+        self._delay = min(self._delay * 2, self.backoff_max)
 
     def _list(self) -> None:
         self._response = client.request(self.api, "GET", self.resource.path())
@@ -120,9 +128,11 @@ class Reflector:
                 error = client.error_from(response.status, response.data)
                 raise Gone(str(error)) if response.status == 410 else error
             self.watches += 1
-            self._delay = self.backoff_initial
+            started, events = time.monotonic(), 0
             for line in _lines(response):
                 self._apply(json.loads(line))
+                events += 1
+                self._delay = self.backoff_initial   # healthy only once events flow
             finished = True
         finally:
             self._response = None
@@ -130,6 +140,8 @@ class Reflector:
                 response.close()
             response.release_conn()
         log.debug("%s: watch ended at rv %s", self.name, self._rv)
+        if not events and time.monotonic() - started < 1.0:   # an API that closes watches at once
+            self._back_off("the watch closed at once")
 
     def _apply(self, event: dict) -> None:
         kind, obj = event.get("type"), event.get("object") or {}

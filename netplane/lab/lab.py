@@ -67,8 +67,9 @@ class LabRecord:
 
 class Lab:
     def __init__(self, name: str = "default", root: str = DEFAULT_ROOT) -> None:
-        if not name.replace("-", "").isalnum() or len(name) > 20:
-            raise LabError(f"lab name {name!r}: use up to 20 letters, digits and dashes")
+        # no dashes: namespaces are npl-<name>-<node>, and one lab's prefix must never match another's
+        if not (name.isascii() and name.isalnum()) or len(name) > 20:
+            raise LabError(f"lab name {name!r}: use up to 20 ASCII letters and digits")
         self.name, self.dir = name, os.path.join(root, name)
         self.record: LabRecord | None = None
 
@@ -87,6 +88,9 @@ class Lab:
         self.record = LabRecord(self.name, mode, underlay_family, resync_interval)
         try:
             self._build(nodes, pods_per_node, control_plane)
+        except (OSError, subprocess.CalledProcessError, install.InstallError) as err:
+            self.down()
+            raise LabError(f"building lab {self.name} failed: {err}") from err
         except BaseException:
             self.down()
             raise
@@ -369,12 +373,14 @@ def _agent_pids(lab_dir: str) -> list[int]:
 def _stop(pid: int, lab_dir: str, timeout: float = 10.0) -> bool:
     if not _ours(pid, lab_dir):
         return False
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):     # it may have exited just now
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while not _exited(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     if not _exited(pid):
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
         while not _exited(pid):
             time.sleep(0.02)
     return True

@@ -1,6 +1,5 @@
 """`netplane lab status` and `netplane lab check`: what the lab has, and
 whether every pod reaches every other pod."""
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -62,13 +61,12 @@ def matrix_lines(lab: Lab, probes: list[Probe]) -> list[str]:
                  for dst in pods]
         lines.append(f"{src:{width}}" + "".join(f"{c:>{width}}" for c in cells))
     gaps = sum(not p.ok for p in probes)
+    if not probes:
+        lines.append("no pod pairs to probe: the lab needs at least two pods")
+        return lines
     lines.append(f"{len(probes)} probes, all answered" if not gaps else f"{gaps} of {len(probes)} probes got no answer")
     return lines
 
 
 def _mark(ok: bool | None) -> str:
     return {True: "ok", False: "--", None: "  "}[ok]
-
-
-def lab_names(root: str) -> list[str]:
-    return sorted(os.listdir(root)) if os.path.isdir(root) else []

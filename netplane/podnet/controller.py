@@ -23,6 +23,7 @@ from netplane.forwarding import ensure_forwarding
 from netplane.podnet import kernel
 from netplane.podnet.diff import changes
 from netplane.podnet.modes import MODES
+from netplane.podnet.peers import sane_peers
 from netplane.podnet.plan import Settings
 
 log = logging.getLogger("netplane.podnet")
@@ -51,9 +52,8 @@ class Controller:
         self.passes = 0
         self.total_changes = 0           # edits applied since the agent started
         self._published_state = None
-        self._announced = None
         self._stop = threading.Event()
-        self._last_problems: list[str] = []
+        self._last_said: dict[str, list[str]] = {}
 
     def run(self) -> None:
         """Loop until stop(); call from the agent's pod-network thread."""
@@ -75,16 +75,22 @@ class Controller:
         except kernel.UnderlayNotFound as err:
             report.problems.append(str(err))
         except Exception as err:       # keep the loop alive; the next pass retries
-            log.exception("pod network pass failed")
             report.failures.append(f"{type(err).__name__}: {err}")
+            if report.failures != self._last_said.get("failures"):
+                log.exception("pod network pass failed")
         self.passes += 1
         self.total_changes += report.changes
-        if report.problems != self._last_problems:   # say it once, not every pass
-            for problem in report.problems:
-                log.warning("pod network: %s", problem)
-            self._last_problems = report.problems
+        self._say_once("problems", report.problems)
+        self._say_once("failures", report.failures)
         self._write_status(report)
         return report
+
+    def _say_once(self, what: str, messages: list[str]) -> None:
+        """Log problems and failures when they change, not on every pass."""
+        if messages != self._last_said.get(what):
+            for message in messages:
+                log.warning("pod network: %s", message)
+            self._last_said[what] = messages
 
     def _reconcile(self, ipr: IPRoute, report: Report) -> None:
         nodes = self.source.nodes()
@@ -98,14 +104,14 @@ class Controller:
                                    "leaving the pod network as it is")
             return
         underlay = kernel.underlay_for(ipr, me.internal_ips[0])
-        peers = sorted((n for name, n in nodes.items() if name != self.node_name), key=lambda n: n.name)
+        peers, conflicts = sane_peers(me, [n for name, n in nodes.items() if name != self.node_name], underlay)
         plan = MODES[self.settings.mode](me, peers, underlay, self.settings)
         ops = changes(plan, kernel.observe(ipr, self.settings.device))
         report.failures += kernel.apply(ipr, ops, self.settings.device)
         ensure_forwarding({c.version for c in me.pod_cidrs})
         self._publish_node_state(me, plan.pod_mtu)
-        report.ready, report.peers, report.problems, report.changes = True, list(plan.peers), list(plan.problems), len(ops)
-        report.problems += self._announce(plan)
+        report.ready, report.peers, report.changes = True, list(plan.peers), len(ops)
+        report.problems = conflicts + list(plan.problems) + self._announce(me, plan)
         report.problems += [f"{what}: {why}" for what, why in sorted(self.source.skipped.items())]
         if ops:
             log.info("pod network: %d change(s): %s", len(ops), "; ".join(_describe(op) for op in ops[:20]))
@@ -117,25 +123,28 @@ class Controller:
             self._published_state = state
             log.info("node state: %s, mtu %d -> %s", ", ".join(map(str, me.pod_cidrs)), mtu, self.state_file)
 
-    def _announce(self, plan) -> list[str]:
-        """Publish the VTEP MAC; a lost API only delays it (the next pass retries)."""
-        if not plan.device or plan.device.mac == self._announced:
+    def _announce(self, me, plan) -> list[str]:
+        """Publish the VTEP MAC wherever the node object lacks it (level-triggered,
+        so an overwritten annotation is corrected too); a lost API only delays it."""
+        if not plan.device or me.vtep_mac == plan.device.mac:
             return []
         try:
             self.source.announce(self.node_name, plan.device.mac)
         except Exception as err:
             return [f"cannot announce the VTEP MAC yet: {type(err).__name__}: {err}"]
-        self._announced = plan.device.mac
         return []
 
     def _write_status(self, report: Report) -> None:
         if not self.status_file:
             return
-        os.makedirs(os.path.dirname(self.status_file) or ".", exist_ok=True)
         tmp = f"{self.status_file}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(report.__dict__ | {"passes": self.passes, "totalChanges": self.total_changes}, f)
-        os.replace(tmp, self.status_file)
+        try:
+            os.makedirs(os.path.dirname(self.status_file) or ".", exist_ok=True)
+            with open(tmp, "w") as f:
+                json.dump(report.__dict__ | {"passes": self.passes, "totalChanges": self.total_changes}, f)
+            os.replace(tmp, self.status_file)
+        except OSError as err:        # a status file is a report, never a reason to stop
+            self._say_once("status", [f"cannot write the status file: {err}"])
 
 
 def _because(reason: str | None) -> str:

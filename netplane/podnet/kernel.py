@@ -1,10 +1,12 @@
 """Read the pod network's kernel state, and apply diff.Ops, through pyroute2.
 
 Everything here acts on the network namespace of the calling process (the
-agent runs inside its node's namespace). Ownership is explicit, so the
-agent never touches entries it did not make: routes carry netplane's own
-routing protocol number, and neighbour/FDB entries are read only from the
-VXLAN device netplane owns.
+agent runs inside its node's namespace). Ownership is explicit: the routes
+netplane reads back (and so may delete) carry its own routing protocol
+number, and neighbour/FDB entries are read only from the VXLAN device it
+owns. What it writes can still displace others: a route replace takes over
+a route to the same destination, and a foreign link holding the device's
+name is recreated. peers.py keeps conflicting pod CIDRs out for that reason.
 """
 import errno
 import logging
@@ -22,6 +24,7 @@ log = logging.getLogger("netplane.podnet")
 
 RTPROT_NETPLANE = 110          # our routes' protocol: what we own, and `ip route show proto 110`
 RTNH_F_ONLINK = 4
+IFF_LOOPBACK = 0x8
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -38,6 +41,9 @@ def underlay_for(ipr: IPRoute, ip: netaddr.IPAddress) -> Underlay:
         if netaddr.IPAddress(addr.get("IFA_ADDRESS")) == ip:
             index = addr["index"]
             link = ipr.link("get", index=index)[0]
+            if link["flags"] & IFF_LOOPBACK:
+                raise UnderlayNotFound(f"this node's InternalIP {ip} is on the loopback device; netplane "
+                                       "needs it on the interface that reaches the other nodes")
             return Underlay(link.get("IFLA_IFNAME"), index, link.get("IFLA_MTU"), _prefixes(ipr, index))
     raise UnderlayNotFound(f"this node's InternalIP {ip} is not assigned to any interface in this network namespace")
 
@@ -99,7 +105,8 @@ def _routes(ipr: IPRoute, names: dict[int, str]) -> dict:
         for r in ipr.route("dump", family=family, proto=RTPROT_NETPLANE, table=254):
             if r["proto"] != RTPROT_NETPLANE or not r.get("RTA_GATEWAY"):
                 continue
-            dst = netaddr.IPNetwork(f"{r.get('RTA_DST')}/{r['dst_len']}")
+            default = "0.0.0.0" if family == socket.AF_INET else "::"     # a /0 route has no RTA_DST
+            dst = netaddr.IPNetwork(f"{r.get('RTA_DST') or default}/{r['dst_len']}")
             found[dst] = Route(dst, netaddr.IPAddress(r.get("RTA_GATEWAY")), names.get(r.get("RTA_OIF"), "?"),
                                bool(r["flags"] & RTNH_F_ONLINK))
     return found
@@ -116,7 +123,6 @@ def apply(ipr: IPRoute, ops: list[Op], device: str) -> list[str]:
             if op.action == "delete" and err.code in _GONE:
                 continue
             failures.append(f"{op.action} {op.kind} {op.key}: {err.args[-1] if err.args else err}")
-            log.warning("pod network: %s", failures[-1])
     return failures
 
 

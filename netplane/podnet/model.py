@@ -6,11 +6,13 @@ reported with a reason (InvalidNode) and skipped by the caller; it never
 stops the other nodes from being configured.
 """
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 
 import netaddr
 
+log = logging.getLogger("netplane.podnet")
 VTEP_MAC_ANNOTATION = "netplane.io/vtep-mac"
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
@@ -68,19 +70,30 @@ def _internal_ips(obj: dict) -> tuple[netaddr.IPAddress, ...]:
     ips = []
     for entry in addresses:
         if isinstance(entry, dict) and entry.get("type") == "InternalIP":
-            try:
-                ips.append(netaddr.IPAddress(entry.get("address")))
-            except (netaddr.AddrFormatError, TypeError, ValueError):
-                raise InvalidNode(f"InternalIP {entry.get('address')!r} is not an IP address") from None
+            ips.append(_unicast(entry.get("address")))
     if not ips:
         raise InvalidNode("no InternalIP in status.addresses")
     return tuple(ips)
 
 
+def _unicast(text) -> netaddr.IPAddress:
+    try:
+        if not isinstance(text, str):
+            raise TypeError
+        ip = netaddr.IPAddress(text)
+    except (netaddr.AddrFormatError, TypeError, ValueError):
+        raise InvalidNode(f"InternalIP {text!r} is not an IP address") from None
+    if ip.is_loopback() or ip.is_multicast() or ip.is_link_local() or int(ip) == 0:
+        raise InvalidNode(f"InternalIP {text} is not a routable unicast address")
+    return ip
+
+
 def _pod_cidrs(obj: dict) -> tuple[netaddr.IPNetwork, ...]:
     spec = _mapping(obj.get("spec"), "spec")
     raw = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
-    if not isinstance(raw, list) or not raw:
+    if not isinstance(raw, list):
+        raise InvalidNode("spec.podCIDRs is not a list")
+    if not raw:
         raise InvalidNode("no spec.podCIDRs yet")
     cidrs = []
     for text in raw:
@@ -90,6 +103,8 @@ def _pod_cidrs(obj: dict) -> tuple[netaddr.IPNetwork, ...]:
             raise InvalidNode(f"pod CIDR {text!r} is not a CIDR") from None
         if cidr.network != cidr.ip:
             raise InvalidNode(f"pod CIDR {text} has host bits set")
+        if cidr.prefixlen == 0:
+            raise InvalidNode(f"pod CIDR {text} covers every address")
         cidrs.append(cidr)
     if len({c.version for c in cidrs}) != len(cidrs):
         raise InvalidNode("more than one pod CIDR of the same IP family")
@@ -97,9 +112,15 @@ def _pod_cidrs(obj: dict) -> tuple[netaddr.IPNetwork, ...]:
 
 
 def _vtep_mac(meta: dict) -> str | None:
-    mac = _mapping(meta.get("annotations"), "metadata.annotations").get(VTEP_MAC_ANNOTATION)
+    """The announced VTEP MAC. A broken annotation is ignored, not fatal: the
+    node stays in the cluster (peers fall back to the derived MAC), and its
+    own agent overwrites the annotation on its next pass."""
+    annotations = meta.get("annotations")
+    mac = annotations.get(VTEP_MAC_ANNOTATION) if isinstance(annotations, dict) else None
     if mac is None:
         return None
-    if not isinstance(mac, str) or not _MAC.fullmatch(mac.lower()):
-        raise InvalidNode(f"annotation {VTEP_MAC_ANNOTATION}={mac!r} is not a MAC address")
+    if not isinstance(mac, str) or not _MAC.fullmatch(mac.lower()) or int(mac[:2], 16) & 1:
+        log.warning("node %s: ignoring annotation %s=%r: not a unicast MAC address",
+                    meta.get("name"), VTEP_MAC_ANNOTATION, mac)
+        return None
     return mac.lower()

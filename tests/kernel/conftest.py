@@ -109,13 +109,13 @@ def mode(request, node) -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def _reap_labs_of_killed_runs():
-    """Test labs are named t<pid>-<n> and live under pytest's tmp dir; a run
+    """Test labs are named t<pid>x<n> and live under pytest's tmp dir; a run
     killed before its teardown leaves namespaces and agents behind. Remove
     those of runs whose process is gone (never a live run's)."""
     if os.geteuid() != 0:
         return
     stale = {m.group(1) for n in sandbox.listdir(sandbox.RUN_NETNS)
-             if (m := re.match(r"npl-(t(\d+)-\d+)-", n)) and not sandbox.alive(int(m.group(2)))}
+             if (m := re.match(r"npl-(t(\d+)x\d+)-", n)) and not sandbox.alive(int(m.group(2)))}
     for name in stale:
         for root in _lab_roots_of_agents(name) or {"/nonexistent"}:
             Lab(name, root).down()      # stops the agents that name its directory, deletes its namespaces

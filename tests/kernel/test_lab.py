@@ -5,7 +5,7 @@ import sys
 
 from netplane.lab import Lab
 
-NAME = f"t{os.getpid()}-90"        # t<pid>-<n>: reaped by a later run if this one is killed
+NAME = f"t{os.getpid()}x90"        # t<pid>x<n>: reaped by a later run if this one is killed
 
 
 def netplane(*args, root):

@@ -27,7 +27,7 @@ def make_lab(tmp_path):
     labs = []
 
     def make(nodes=2, mode="vxlan", **options) -> Lab:
-        lab = Lab(f"t{os.getpid()}-{next(_labs)}", root=str(tmp_path / "labs"))
+        lab = Lab(f"t{os.getpid()}x{next(_labs)}", root=str(tmp_path / "labs"))
         labs.append(lab)
         return lab.up(nodes, mode, **{"pods_per_node": 1, "resync_interval": 1.0} | options)
 
@@ -132,9 +132,11 @@ def test_vxlan_pod_mtu_leaves_room_for_the_outer_headers(make_lab, underlay_fami
     link = ip_json(lab, "node1-pod1", "link", "show", "eth0")[0]
     assert link["mtu"] == mtu
     assert ip_json(lab, "node1", "link", "show", "np-vxlan")[0]["mtu"] == mtu
-    target = lab.record.pods["node2-pod1"].ips[0]
-    assert ping(lab, "node1-pod1", target, size=mtu - 28, dont_fragment=True)      # a full-size frame crosses
-    assert not ping(lab, "node1-pod1", target, size=mtu - 27, dont_fragment=True)
+    # a full-size frame (no fragmentation allowed) crosses the overlay both ways, IPv4 and IPv6
+    for src, dst in (("node1-pod1", "node2-pod1"), ("node2-pod1", "node1-pod1")):
+        v4, v6 = lab.record.pods[dst].ips
+        assert ping(lab, src, v4, size=mtu - 28, dont_fragment=True)
+        assert ping(lab, src, v6, size=mtu - 48, dont_fragment=True)
 
 
 @pytest.mark.parametrize("mode", ["vxlan", "routed"])

@@ -224,3 +224,17 @@ def test_a_failing_on_change_does_not_stop_the_mirror(fake, api):
         assert reflector.lists == 1
     finally:
         reflector.stop()
+
+
+def test_watches_that_close_at_once_are_backed_off_not_hammered(fake, reflect, monkeypatch):
+    def empty_watch(self, h, resource, namespace, query):       # 200, then the stream ends at once
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    monkeypatch.setattr(FakeApiServer, "_watch", empty_watch)
+    reflector, _ = reflect(backoff_initial=0.1, backoff_max=0.4)
+    time.sleep(1.5)
+    # without backoff this loops thousands of times a second; with it: about 0.1+0.2+0.4+0.4...
+    assert 2 <= reflector.watches <= 8

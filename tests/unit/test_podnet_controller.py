@@ -13,13 +13,27 @@ from netplane.podnet.sources import NodeView
 
 
 class FakeKernel:
+    """observe() returns what the last pass planned, as if apply() had worked."""
+
     def __init__(self, monkeypatch):
         self.applied = []
         self.have = Plan()
+        real_changes = ctl.changes
+
+        def changes(want, have):
+            self.want = want
+            return real_changes(want, have)
+
+        def apply(ipr, ops, device):
+            self.applied.extend(ops)
+            self.have = self.want
+            return []
+
+        monkeypatch.setattr(ctl, "changes", changes)
         monkeypatch.setattr(ctl.kernel, "underlay_for", lambda ipr, ip: Underlay(
             "eth0", 2, 1500, (netaddr.IPNetwork("192.168.200.0/24"), netaddr.IPNetwork("fd00:200::/64"))))
         monkeypatch.setattr(ctl.kernel, "observe", lambda ipr, device: self.have)
-        monkeypatch.setattr(ctl.kernel, "apply", lambda ipr, ops, device: self.applied.extend(ops) or [])
+        monkeypatch.setattr(ctl.kernel, "apply", apply)
         monkeypatch.setattr(ctl, "ensure_forwarding", lambda families: None)
 
 
@@ -87,6 +101,9 @@ def test_a_failed_announcement_is_reported_and_retried_without_blocking_the_netw
         calls.append(mac)
         if len(calls) == 1:
             raise ConnectionError("API server unreachable")
+        announced = lab_nodes(1, 2)             # the API echoes the annotation back
+        announced[0]["metadata"]["annotations"] = {"netplane.io/vtep-mac": mac}
+        source._publish(announced)
 
     source.announce = flaky
     source._publish(lab_nodes(1, 2))
@@ -95,4 +112,22 @@ def test_a_failed_announcement_is_reported_and_retried_without_blocking_the_netw
     second = control.reconcile(ipr=None)
     assert len(calls) == 2 and not second.problems
     control.reconcile(ipr=None)
-    assert len(calls) == 2                      # announced once it worked, not again
+    assert len(calls) == 2                      # the node object has it now: not again
+
+
+def test_a_second_pass_over_a_converged_kernel_changes_nothing(setup):
+    kernel, source, control, tmp = setup
+    source._publish(lab_nodes(1, 2, 3))
+    assert control.reconcile(ipr=None).changes == 13
+    assert control.reconcile(ipr=None).changes == 0 and len(kernel.applied) == 13
+    assert json.loads((tmp / "status.json").read_text())["totalChanges"] == 13
+
+
+def test_a_peer_claiming_this_nodes_pod_cidr_is_left_out(setup):
+    kernel, source, control, _ = setup
+    rogue = lab_nodes(3)[0]
+    rogue["spec"]["podCIDRs"] = ["10.244.1.0/25"]
+    source._publish(lab_nodes(1, 2) + [rogue])
+    report = control.reconcile(ipr=None)
+    assert report.peers == ["node2"] and any("node3" in p and "overlaps" in p for p in report.problems)
+    assert not any(op.kind == "routes" and op.key.ip in netaddr.IPNetwork("10.244.1.0/24") for op in kernel.applied)

@@ -35,7 +35,11 @@ def test_falls_back_to_the_single_pod_cidr_field_and_reads_the_vtep_annotation()
     (lambda o: o["spec"].update(podCIDRs=[]), "no spec.podCIDRs"),
     (lambda o: o["spec"].update(podCIDRs=["10.244.1.7/24"]), "host bits"),
     (lambda o: o["spec"].update(podCIDRs=["10.244.1.0/24", "10.244.2.0/24"]), "same IP family"),
-    (lambda o: o["metadata"].update(annotations={VTEP_MAC_ANNOTATION: "zz"}), "not a MAC"),
+    (lambda o: o["status"]["addresses"].append({"type": "InternalIP", "address": 1}), "not an IP"),
+    (lambda o: o["status"]["addresses"].append({"type": "InternalIP", "address": "127.0.0.1"}), "not a routable"),
+    (lambda o: o["status"]["addresses"].append({"type": "InternalIP", "address": "::"}), "not a routable"),
+    (lambda o: o["spec"].update(podCIDRs=["0.0.0.0/0"]), "covers every address"),
+    (lambda o: o["spec"].update(podCIDRs="10.244.1.0/24"), "not a list"),
     (lambda o: o.update(kind="Pod"), "not a v1 Node"),
     (lambda o: o.update(spec="x"), "spec is not an object"),
 ])
@@ -51,3 +55,9 @@ def test_derived_vtep_mac_is_stable_unicast_and_locally_administered():
     assert mac == derived_vtep_mac("node1") != derived_vtep_mac("node2")
     first = int(mac.split(":")[0], 16)
     assert first & 0x01 == 0 and first & 0x02 == 2
+
+
+@pytest.mark.parametrize("bad", ["zz", "01:00:5e:00:00:01", 7])
+def test_a_broken_vtep_annotation_is_ignored_not_fatal(bad):
+    node = node_from_object(node_obj(annotations={VTEP_MAC_ANNOTATION: bad}))
+    assert node.name == "node1" and node.vtep_mac is None
