@@ -50,6 +50,7 @@ class Reflector:
         self._rv: str | None = None
         self._delay = backoff_initial
         self._last_gone = 0.0
+        self.last_error: str | None = None     # why the API is not answering, until it does again
         self._stopping = threading.Event()
         self._response = None      # the request in flight, for stop() to cut
         self._thread: threading.Thread | None = None
@@ -87,6 +88,7 @@ class Reflector:
                 self._back_off(client.one_line(e))
 
     def _back_off(self, reason: str) -> None:
+        self.last_error = reason
         pause = random.uniform(self._delay / 2, self._delay)
         log.warning("%s: %s, retrying in %.2fs", self.name, reason, pause)
         self._stopping.wait(pause)
@@ -103,7 +105,7 @@ class Reflector:
             self._cache = cache
         self._rv = body["metadata"]["resourceVersion"]
         self.lists += 1
-        self._delay = self.backoff_initial
+        self._delay, self.last_error = self.backoff_initial, None
         self.synced.set()
         self._changed()
 

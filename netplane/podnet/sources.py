@@ -21,7 +21,7 @@ class NodeView:
 
     def __init__(self) -> None:
         self.changed = threading.Event()
-        self.error: str | None = None            # why the latest input was not used
+        self._error: str | None = None           # why the latest input was not used
         self.skipped: dict[str, str] = {}        # object -> why it was skipped
         self._nodes: dict[str, Node] | None = None
         self._lock = threading.Lock()
@@ -29,6 +29,10 @@ class NodeView:
     def nodes(self) -> dict[str, Node] | None:
         with self._lock:
             return self._nodes
+
+    @property
+    def error(self) -> str | None:
+        return self._error
 
     def announce(self, node_name: str, vtep_mac: str) -> None:
         """Tell the peers this node's VTEP MAC, where the source can carry it."""
@@ -88,13 +92,13 @@ class FileSource(NodeView):
         except (OSError, manifests.ManifestError) as err:
             self._fail(str(err) if isinstance(err, manifests.ManifestError) else f"{self.path}: {err.strerror}")
             return
-        self._seen, self.error = signature, None
+        self._seen, self._error = signature, None
         self._publish(objects)
 
     def _fail(self, message: str) -> None:
-        if message != self.error:
+        if message != self._error:
             log.error("nodes file unusable, keeping the last good state: %s", message)
-        self.error = message
+        self._error = message
         self._seen = None
 
     def _loop(self) -> None:
@@ -124,6 +128,11 @@ class KubeSource(NodeView):
 
     def _on_change(self, snapshot: dict[str, dict]) -> None:
         self._publish(list(snapshot.values()))
+
+    @property
+    def error(self) -> str | None:
+        """Why the API is not answering (the status shows it while nothing has loaded)."""
+        return self.reflector.last_error
 
     def announce(self, node_name: str, vtep_mac: str) -> None:
         from netplane.kube import client

@@ -131,3 +131,29 @@ def test_a_peer_claiming_this_nodes_pod_cidr_is_left_out(setup):
     report = control.reconcile(ipr=None)
     assert report.peers == ["node2"] and any("node3" in p and "overlaps" in p for p in report.problems)
     assert not any(op.kind == "routes" and op.key.ip in netaddr.IPNetwork("10.244.1.0/24") for op in kernel.applied)
+
+
+def test_the_loop_runs_on_changes_not_only_on_the_resync_timer_and_stops_promptly(setup, monkeypatch):
+    import contextlib
+    import threading
+    import time
+
+    _, source, control, _ = setup
+    monkeypatch.setattr(ctl, "IPRoute", contextlib.nullcontext)     # the fake kernel needs no socket
+    control.resync_interval = 60
+    thread = threading.Thread(target=control.run)
+    thread.start()
+    try:
+        source._publish(lab_nodes(1, 2))
+        deadline = time.monotonic() + 5
+        while control.total_changes < 8 and time.monotonic() < deadline:     # device, 2 addresses, 2+1+2 entries
+            time.sleep(0.01)
+        assert control.total_changes == 8
+        source._publish(lab_nodes(1, 2, 3))                                   # a new peer: a pass at once
+        while control.total_changes == 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert control.total_changes == 8 + 5
+    finally:
+        control.stop()
+        thread.join(timeout=2)
+    assert not thread.is_alive()

@@ -93,7 +93,7 @@ def test_kube_source_follows_node_objects_and_announces_the_vtep_mac(fake, api):
 
         fake.pause()                                         # the API is lost: the view stays
         time.sleep(0.5)
-        assert set(source.nodes()) == {"node1", "node2"}
+        assert set(source.nodes()) == {"node1", "node2"} and "503" in source.error
         fake.delete(NODES, "node2")
         fake.resume()
         wait_for(lambda: set(source.nodes()) == {"node1"})
