@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from netplane.lab import Lab
+from netplane.sandbox import stop_process
 
 RESULTS = Path(__file__).parent / "results"
 NAME = "pod_network_throughput"
@@ -131,23 +132,13 @@ def measure_mode(mode: str, args) -> dict:
                 f"{c.kind} v{c.family} {c.samples[-1]['bps'] / 1e9:.2f}" for c in cases) + " Gbit/s", flush=True)
     finally:
         for server in servers:
-            _stop(server)
+            stop_process(server)
         lab.down()
     return {"mode": mode, "path": path, "cases": [asdict(c) for c in cases], "summary": summarise(mode, cases)}
 
 
 def _mtu(lab: Lab, where: str) -> int:
     return json.loads(lab.run(where, ["ip", "-j", "link", "show", "eth0"]).stdout)[0]["mtu"]
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def summarise(mode: str, cases: list[Case]) -> list[dict]:

@@ -58,15 +58,7 @@ class Sandbox:
         return proc
 
     def stop(self, proc: subprocess.Popen, timeout: float = 5.0) -> int:
-        """Stop one process we started, by its pid: SIGTERM, then SIGKILL."""
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return stop_process(proc, timeout)
 
     def close(self) -> None:
         for proc in reversed(self.processes):
@@ -75,6 +67,18 @@ class Sandbox:
         for name in reversed(self.namespaces):
             delete_netns(name)
         self.namespaces.clear()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> int:
+    """Stop one process we started, by its pid: SIGTERM, then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def enter(netns_path: str, argv: Sequence[str]) -> list[str]:
