@@ -1,0 +1,72 @@
+"""The proxy's model: what a Service port promises, and who can serve it.
+
+Plain frozen data, parsed once from Kubernetes objects (objects.py) and
+shared by every backend. A Service with several ports becomes one
+ServicePort per port, as kube-proxy does: each port has its own name,
+endpoints and rules.
+"""
+from dataclasses import dataclass, field
+
+import netaddr
+
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+DEFAULT_AFFINITY_TIMEOUT = 10800       # seconds, as the API server defaults it
+
+
+@dataclass(frozen=True, order=True)
+class PortName:
+    """namespace/name:port — the key everything else hangs off."""
+    namespace: str
+    name: str
+    port: str = ""                     # the port's name; "" for a single unnamed port
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}" + (f":{self.port}" if self.port else "")
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    name: PortName
+    protocol: str
+    port: int
+    cluster_ips: tuple[netaddr.IPAddress, ...]
+    node_port: int = 0
+    external_ips: tuple[netaddr.IPAddress, ...] = ()
+    load_balancer_ips: tuple[netaddr.IPAddress, ...] = ()
+    load_balancer_source_ranges: tuple[netaddr.IPNetwork, ...] = ()
+    affinity_timeout: int = 0          # seconds of ClientIP affinity; 0 = none
+    external_local: bool = False       # externalTrafficPolicy: Local
+    internal_local: bool = False       # internalTrafficPolicy: Local
+    health_check_node_port: int = 0
+    topology_aware: bool = False       # hints requested (trafficDistribution or the topology-mode annotation)
+
+    @property
+    def externally_accessible(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.load_balancer_ips)
+
+    @property
+    def uses_cluster_endpoints(self) -> bool:
+        return not self.internal_local or (self.externally_accessible and not self.external_local)
+
+    @property
+    def uses_local_endpoints(self) -> bool:
+        return self.internal_local or (self.externally_accessible and self.external_local)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: netaddr.IPAddress
+    port: int
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    node: str = ""
+    zone: str = ""
+    hint_zones: frozenset[str] = field(default_factory=frozenset)
+
+    def is_local(self, node_name: str) -> bool:
+        return bool(node_name) and self.node == node_name
+
+    @property
+    def serving_terminating(self) -> bool:
+        return self.serving and self.terminating

@@ -1,0 +1,69 @@
+"""The desired proxy state: every service port with its endpoints, and what changed.
+
+`snapshot()` turns the raw Services and EndpointSlices (from manifests or
+the API) into {PortName: PortState}; an invalid object is skipped with its
+reason and never hides the others. `changed()` compares two snapshots, so
+a backend can rewrite only the service ports that differ (partial sync)
+and do a full sync when it must.
+"""
+from dataclasses import dataclass
+
+from netplane.proxy.model import Endpoint, PortName, ServicePort
+from netplane.proxy.objects import InvalidObject, Slice, endpoint_slice, service_ports
+
+
+@dataclass(frozen=True)
+class PortState:
+    port: ServicePort
+    endpoints: tuple[Endpoint, ...]     # every endpoint the slices list, sorted; categorize() chooses
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    ports: dict[PortName, PortState]
+    skipped: dict[str, str]             # "Service ns/name" -> why it was skipped
+
+
+def snapshot(services: list[dict], slices: list[dict]) -> Snapshot:
+    skipped: dict[str, str] = {}
+    parsed_slices = [s for s in (_parse(endpoint_slice, o, "EndpointSlice", skipped) for o in slices) if s]
+    by_service = _endpoints_by_service(parsed_slices)
+    ports = {}
+    for obj in services:
+        for port in _parse(service_ports, obj, "Service", skipped) or ():
+            found = by_service.get((port.name.namespace, port.name.name), {}).get((port.name.port, port.protocol), {})
+            ports[port.name] = PortState(port, tuple(found[k] for k in sorted(found)))
+    return Snapshot(ports, skipped)
+
+
+def changed(old: dict[PortName, PortState], new: dict[PortName, PortState]) -> set[PortName]:
+    """Service ports added, removed or different in any way."""
+    return {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
+
+
+def _parse(parse, obj, kind: str, skipped: dict):
+    try:
+        return parse(obj)
+    except InvalidObject as err:
+        skipped[_label(obj, kind)] = str(err)
+        return None
+
+
+def _label(obj, kind: str) -> str:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if isinstance(meta, dict):
+        return f"{kind} {meta.get('namespace') or 'default'}/{meta.get('name')}"
+    return f"{kind} (unnamed)"
+
+
+def _endpoints_by_service(slices: list[Slice]) -> dict:
+    """(namespace, service) -> (port name, protocol) -> {(ip, port): Endpoint}.
+    An endpoint listed by two slices (mid-update) counts once; slices are
+    visited in name order, so which copy wins does not depend on arrival."""
+    merged: dict = {}
+    for s in sorted(slices, key=lambda s: (s.namespace, s.service, s.name)):
+        for key, endpoints in s.ports.items():
+            target = merged.setdefault((s.namespace, s.service), {}).setdefault(key, {})
+            for e in endpoints:
+                target.setdefault((e.ip.version, int(e.ip), e.port), e)
+    return merged

@@ -1,0 +1,106 @@
+"""Service and EndpointSlice objects into the proxy model, and their rejection."""
+import netaddr
+import pytest
+
+from netplane.proxy.model import PortName
+from netplane.proxy.objects import InvalidObject, endpoint_slice, service_ports
+
+IP, NET = netaddr.IPAddress, netaddr.IPNetwork
+
+
+def service(**spec):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}], **spec}}
+
+
+def test_a_cluster_ip_service():
+    [port] = service_ports(service())
+    assert port.name == PortName("shop", "web") and str(port.name) == "shop/web"
+    assert (port.protocol, port.port, port.cluster_ips) == ("TCP", 80, (IP("10.96.0.10"),))
+    assert port.node_port == 0 and not port.externally_accessible and port.uses_cluster_endpoints
+
+
+def test_a_dual_stack_load_balancer_with_everything():
+    obj = service(type="LoadBalancer", clusterIPs=["10.96.0.10", "fd00:96::10"], ipFamilies=["IPv4", "IPv6"],
+                  ports=[{"name": "http", "port": 80, "nodePort": 30080},
+                         {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053}],
+                  externalIPs=["192.0.2.10"], loadBalancerSourceRanges=["198.51.100.0/24 "],
+                  sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}},
+                  externalTrafficPolicy="Local", healthCheckNodePort=32000, trafficDistribution="PreferClose")
+    obj["status"] = {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}, {"hostname": "lb.example"}]}}
+    http, dns = service_ports(obj)
+    assert http.name.port == "http" and dns.protocol == "UDP" and dns.node_port == 30053
+    assert http.cluster_ips == (IP("10.96.0.10"), IP("fd00:96::10"))
+    assert http.load_balancer_ips == (IP("203.0.113.7"),) and http.external_ips == (IP("192.0.2.10"),)
+    assert http.load_balancer_source_ranges == (NET("198.51.100.0/24"),)
+    assert http.affinity_timeout == 60 and http.external_local and not http.internal_local
+    assert http.health_check_node_port == 32000 and http.topology_aware
+    assert http.uses_local_endpoints and http.uses_cluster_endpoints      # internal traffic stays Cluster
+
+
+def test_defaults_affinity_timeout_and_ignores_node_ports_and_lb_fields_on_cluster_ip():
+    [port] = service_ports(service(sessionAffinity="ClientIP", ports=[{"port": 80, "nodePort": 30080}],
+                                   loadBalancerSourceRanges=["10.0.0.0/8"]))
+    assert port.affinity_timeout == 10800 and port.node_port == 0 and port.load_balancer_source_ranges == ()
+
+
+@pytest.mark.parametrize("spec", [{"clusterIP": "None"}, {"type": "ExternalName", "externalName": "x.example"}])
+def test_headless_and_external_name_services_have_nothing_to_proxy(spec):
+    assert service_ports(service(**spec)) == ()
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"type": "Magic"}, "spec.type"),
+    ({"clusterIP": "10.96.0.999"}, "not an IP address"),
+    ({"ports": [{"port": 0}]}, "not a port number"),
+    ({"ports": [{"port": 80, "protocol": "ICMP"}]}, "protocol"),
+    ({"ports": [{"port": 80}, {"port": 81}]}, "must name each one"),
+    ({"sessionAffinity": "Cookie"}, "sessionAffinity"),
+    ({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}}, "timeoutSeconds"),
+    ({"externalTrafficPolicy": "Nearby"}, "externalTrafficPolicy"),
+    ({"externalIPs": "192.0.2.1"}, "not a list"),
+    ({"clusterIPs": ["10.96.0.1", "10.96.0.2"]}, "two addresses of one family"),
+])
+def test_invalid_services_are_refused_with_the_reason(change, reason):
+    with pytest.raises(InvalidObject, match=reason):
+        service_ports(service(**change))
+
+
+def slice_(endpoints, address_type="IPv4", ports=({"name": "http", "port": 8080},)):
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-abc", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": address_type, "ports": list(ports), "endpoints": endpoints}
+
+
+def test_an_endpoint_slice_with_conditions_topology_and_hints():
+    s = endpoint_slice(slice_([
+        {"addresses": ["10.244.1.5"], "conditions": {"ready": True}, "nodeName": "node1", "zone": "a",
+         "hints": {"forZones": [{"name": "a"}]}},
+        {"addresses": ["10.244.2.6"], "conditions": {"ready": False, "serving": True, "terminating": True}},
+        {"addresses": ["10.244.3.7"]},                                   # no conditions: ready, per the API
+    ]))
+    assert (s.namespace, s.service, s.name) == ("shop", "web", "web-abc")
+    first, second, third = s.ports[("http", "TCP")]
+    assert first.ip == IP("10.244.1.5") and first.port == 8080 and first.node == "node1"
+    assert first.hint_zones == {"a"} and first.is_local("node1") and not first.is_local("")
+    assert not second.ready and second.serving_terminating
+    assert third.ready and third.serving and not third.terminating
+
+
+def test_slices_the_proxy_ignores():
+    assert endpoint_slice(slice_([], address_type="FQDN")) is None
+    unlabelled = slice_([])
+    del unlabelled["metadata"]["labels"]
+    assert endpoint_slice(unlabelled) is None
+
+
+@pytest.mark.parametrize("obj, reason", [
+    (slice_([{"addresses": ["fd00::1"]}]), "not all IPv4"),
+    (slice_([{"addresses": ["10.0.0.1"]}], ports=({"port": 70000},)), "not a port number"),
+    (slice_([], address_type="IPv5"), "addressType"),
+    (slice_([{"addresses": "10.0.0.1"}]), "not a list"),
+    ({"kind": "Service"}, "not a EndpointSlice"),
+])
+def test_invalid_slices_are_refused_with_the_reason(obj, reason):
+    with pytest.raises(InvalidObject, match=reason):
+        endpoint_slice(obj)
