@@ -12,13 +12,15 @@ from dataclasses import dataclass
 
 import netaddr
 
+from netplane.kube.fields import InvalidObject, ip_address, mapping, sequence
+
 log = logging.getLogger("netplane.podnet")
 VTEP_MAC_ANNOTATION = "netplane.io/vtep-mac"
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
 
 
-class InvalidNode(ValueError):
+class InvalidNode(InvalidObject):
     """A Node object that cannot be used, with the reason."""
 
 
@@ -36,13 +38,16 @@ class Node:
 def node_from_object(obj) -> Node:
     if not isinstance(obj, dict) or obj.get("kind", "Node") != "Node":
         raise InvalidNode("not a v1 Node object")
-    meta = _mapping(obj.get("metadata"), "metadata")
+    try:
+        meta = mapping(obj.get("metadata"), "metadata")
+    except InvalidObject as err:
+        raise InvalidNode(str(err)) from None
     name = meta.get("name")
     if not isinstance(name, str) or not _DNS_SUBDOMAIN.fullmatch(name):
         raise InvalidNode(f"metadata.name {name!r} is not a DNS subdomain")
     try:
         return Node(name, _internal_ips(obj), _pod_cidrs(obj), _vtep_mac(meta))
-    except InvalidNode as err:
+    except InvalidObject as err:
         raise InvalidNode(f"node {name}: {err}") from None
 
 
@@ -55,18 +60,8 @@ def derived_vtep_mac(node_name: str) -> str:
     return ":".join(f"{b:02x}" for b in digest)
 
 
-def _mapping(value, where: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidNode(f"{where} is not an object")
-    return value
-
-
 def _internal_ips(obj: dict) -> tuple[netaddr.IPAddress, ...]:
-    addresses = _mapping(obj.get("status"), "status").get("addresses") or []
-    if not isinstance(addresses, list):
-        raise InvalidNode("status.addresses is not a list")
+    addresses = sequence(mapping(obj.get("status"), "status").get("addresses"), "status.addresses")
     ips = []
     for entry in addresses:
         if isinstance(entry, dict) and entry.get("type") == "InternalIP":
@@ -77,22 +72,15 @@ def _internal_ips(obj: dict) -> tuple[netaddr.IPAddress, ...]:
 
 
 def _unicast(text) -> netaddr.IPAddress:
-    try:
-        if not isinstance(text, str):
-            raise TypeError
-        ip = netaddr.IPAddress(text)
-    except (netaddr.AddrFormatError, TypeError, ValueError):
-        raise InvalidNode(f"InternalIP {text!r} is not an IP address") from None
+    ip = ip_address(text, "InternalIP")
     if ip.is_loopback() or ip.is_multicast() or ip.is_link_local() or int(ip) == 0:
         raise InvalidNode(f"InternalIP {text} is not a routable unicast address")
     return ip
 
 
 def _pod_cidrs(obj: dict) -> tuple[netaddr.IPNetwork, ...]:
-    spec = _mapping(obj.get("spec"), "spec")
-    raw = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
-    if not isinstance(raw, list):
-        raise InvalidNode("spec.podCIDRs is not a list")
+    spec = mapping(obj.get("spec"), "spec")
+    raw = sequence(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []), "spec.podCIDRs")
     if not raw:
         raise InvalidNode("no spec.podCIDRs yet")
     cidrs = []

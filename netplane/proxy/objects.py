@@ -9,15 +9,12 @@ from dataclasses import dataclass
 
 import netaddr
 
+from netplane.kube.fields import InvalidObject, ip_address, mapping, sequence
 from netplane.proxy.model import DEFAULT_AFFINITY_TIMEOUT, PROTOCOLS, Endpoint, PortName, ServicePort
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints")
 TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
-
-
-class InvalidObject(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -30,15 +27,15 @@ class Slice:
 
 
 def service_ports(obj) -> tuple[ServicePort, ...]:
-    meta, spec = _meta(obj, "Service"), _dict(obj.get("spec"), "spec")
+    meta, spec = _meta(obj, "Service"), mapping(obj.get("spec"), "spec")
     kind = spec.get("type", "ClusterIP")
     if kind not in TYPES:
         raise InvalidObject(f"spec.type {kind!r} is not one of {', '.join(TYPES)}")
     cluster_ips = _cluster_ips(spec)
     if kind == "ExternalName" or not cluster_ips:
         return ()                                    # nothing to proxy: DNS-only or headless
-    common = _common(spec, kind, _dict(obj.get("status"), "status"), _dict(meta.get("annotations"), "annotations"))
-    ports = _list(spec.get("ports"), "spec.ports")
+    common = _common(spec, kind, mapping(obj.get("status"), "status"), mapping(meta.get("annotations"), "annotations"))
+    ports = sequence(spec.get("ports"), "spec.ports")
     node_ports = kind in ("NodePort", "LoadBalancer")
     return tuple(_port(meta, p, i, len(ports), node_ports, cluster_ips, common) for i, p in enumerate(ports))
 
@@ -53,10 +50,10 @@ def endpoint_slice(obj) -> Slice | None:
     if address_type not in ("IPv4", "IPv6"):
         raise InvalidObject(f"addressType {address_type!r} is not IPv4, IPv6 or FQDN")
     version = 4 if address_type == "IPv4" else 6
-    endpoints = [e for i, raw in enumerate(_list(obj.get("endpoints"), "endpoints")) for e in _endpoints(raw, i, version)]
+    endpoints = [e for i, raw in enumerate(sequence(obj.get("endpoints"), "endpoints")) for e in _endpoints(raw, i, version)]
     ports = {}
-    for i, raw in enumerate(_list(obj.get("ports"), "ports")):
-        raw = _dict(raw, f"ports[{i}]")
+    for i, raw in enumerate(sequence(obj.get("ports"), "ports")):
+        raw = mapping(raw, f"ports[{i}]")
         protocol = _protocol(raw.get("protocol", "TCP"), f"ports[{i}].protocol")
         number = _port_number(raw.get("port"), f"ports[{i}].port")
         ports[(raw.get("name") or "", protocol)] = tuple(Endpoint(e.ip, number, e.ready, e.serving, e.terminating,
@@ -73,10 +70,10 @@ def _common(spec: dict, kind: str, status: dict, annotations: dict) -> dict:
     if affinity not in ("None", "ClientIP"):
         raise InvalidObject(f"spec.sessionAffinity {affinity!r} is not None or ClientIP")
     return {
-        "external_ips": tuple(_ip(a, "spec.externalIPs") for a in _list(spec.get("externalIPs"), "spec.externalIPs")),
+        "external_ips": tuple(ip_address(a, "spec.externalIPs") for a in sequence(spec.get("externalIPs"), "spec.externalIPs")),
         "load_balancer_ips": _ingress_ips(status) if lb else (),
         "load_balancer_source_ranges": tuple(_cidr(c, "spec.loadBalancerSourceRanges") for c in
-                                             _list(spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges"))
+                                             sequence(spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges"))
         if lb else (),
         "affinity_timeout": _affinity_timeout(spec) if affinity == "ClientIP" else 0,
         "external_local": _policy(spec, "externalTrafficPolicy") and (external or bool(spec.get("externalIPs"))),
@@ -89,7 +86,7 @@ def _common(spec: dict, kind: str, status: dict, annotations: dict) -> dict:
 
 def _port(meta: dict, raw, index: int, count: int, node_ports: bool, cluster_ips, common: dict) -> ServicePort:
     where = f"spec.ports[{index}]"
-    raw = _dict(raw, where)
+    raw = mapping(raw, where)
     name = raw.get("name") or ""
     if count > 1 and not name:
         raise InvalidObject(f"{where}: a service with several ports must name each one")
@@ -101,10 +98,10 @@ def _port(meta: dict, raw, index: int, count: int, node_ports: bool, cluster_ips
 
 def _cluster_ips(spec: dict) -> tuple[netaddr.IPAddress, ...]:
     raw = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
-    raw = _list(raw, "spec.clusterIPs")
+    raw = sequence(raw, "spec.clusterIPs")
     if not raw or raw[0] in ("None", ""):
         return ()
-    ips = tuple(_ip(a, "spec.clusterIPs") for a in raw)
+    ips = tuple(ip_address(a, "spec.clusterIPs") for a in raw)
     if len({ip.version for ip in ips}) != len(ips):
         raise InvalidObject("spec.clusterIPs has two addresses of one family")
     return ips
@@ -112,13 +109,13 @@ def _cluster_ips(spec: dict) -> tuple[netaddr.IPAddress, ...]:
 
 def _ingress_ips(status: dict) -> tuple[netaddr.IPAddress, ...]:
     """LoadBalancer ingress IPs; hostname-only entries have nothing to match on."""
-    ingress = _list(_dict(status.get("loadBalancer"), "status.loadBalancer").get("ingress"),
+    ingress = sequence(mapping(status.get("loadBalancer"), "status.loadBalancer").get("ingress"),
                     "status.loadBalancer.ingress")
-    return tuple(_ip(i["ip"], "status.loadBalancer.ingress") for i in ingress if isinstance(i, dict) and i.get("ip"))
+    return tuple(ip_address(i["ip"], "status.loadBalancer.ingress") for i in ingress if isinstance(i, dict) and i.get("ip"))
 
 
 def _affinity_timeout(spec: dict) -> int:
-    config = _dict(_dict(spec.get("sessionAffinityConfig"), "spec.sessionAffinityConfig").get("clientIP"),
+    config = mapping(mapping(spec.get("sessionAffinityConfig"), "spec.sessionAffinityConfig").get("clientIP"),
                    "spec.sessionAffinityConfig.clientIP")
     timeout = config.get("timeoutSeconds", DEFAULT_AFFINITY_TIMEOUT)
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
@@ -137,15 +134,15 @@ def _policy(spec: dict, key: str) -> bool:
 
 def _endpoints(raw, index: int, version: int) -> list[Endpoint]:
     where = f"endpoints[{index}]"
-    raw = _dict(raw, where)
-    conditions = _dict(raw.get("conditions"), f"{where}.conditions")
+    raw = mapping(raw, where)
+    conditions = mapping(raw.get("conditions"), f"{where}.conditions")
     ready = conditions.get("ready") is not False          # nil means ready, per the API
     serving = conditions.get("serving", ready) is not False
     terminating = conditions.get("terminating") is True
-    hints = _dict(raw.get("hints"), f"{where}.hints").get("forZones") or []
-    zones = frozenset(h["name"] for h in _list(hints, f"{where}.hints.forZones") if isinstance(h, dict) and h.get("name"))
+    hints = mapping(raw.get("hints"), f"{where}.hints").get("forZones") or []
+    zones = frozenset(h["name"] for h in sequence(hints, f"{where}.hints.forZones") if isinstance(h, dict) and h.get("name"))
     node, zone = raw.get("nodeName") or "", raw.get("zone") or ""
-    ips = [_ip(a, f"{where}.addresses") for a in _list(raw.get("addresses"), f"{where}.addresses")]
+    ips = [ip_address(a, f"{where}.addresses") for a in sequence(raw.get("addresses"), f"{where}.addresses")]
     if any(ip.version != version for ip in ips):
         raise InvalidObject(f"{where}.addresses: not all IPv{version}, as addressType says")
     return [Endpoint(ip, 0, ready, serving, terminating, node, zone, zones) for ip in ips[:1]]   # the API: one address counts
@@ -156,35 +153,10 @@ def _endpoints(raw, index: int, version: int) -> list[Endpoint]:
 def _meta(obj, kind: str) -> dict:
     if not isinstance(obj, dict) or obj.get("kind", kind) != kind:
         raise InvalidObject(f"not a {kind}")
-    meta = _dict(obj.get("metadata"), "metadata")
+    meta = mapping(obj.get("metadata"), "metadata")
     if not isinstance(meta.get("name"), str) or not meta["name"]:
         raise InvalidObject("metadata.name is missing")
     return {**meta, "namespace": meta.get("namespace") or "default"}
-
-
-def _dict(value, where: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidObject(f"{where} is not an object")
-    return value
-
-
-def _list(value, where: str) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidObject(f"{where} is not a list")
-    return value
-
-
-def _ip(text, where: str) -> netaddr.IPAddress:
-    try:
-        if not isinstance(text, str):
-            raise TypeError
-        return netaddr.IPAddress(text)
-    except (netaddr.AddrFormatError, TypeError, ValueError):
-        raise InvalidObject(f"{where}: {text!r} is not an IP address") from None
 
 
 def _cidr(text, where: str) -> netaddr.IPNetwork:
