@@ -118,7 +118,7 @@ class Lab:
 
     def _add_node(self, node: topology.NodeAddressing) -> None:
         netns = self._netns(node.name)
-        i = node.name.removeprefix("node")
+        i = topology.node_number(node.name)
         _ip(self._path("underlay"), f"link add n{i} type veth peer name eth0 netns {os.path.basename(netns)}",
             f"link set n{i} master ul0 up")
         # the node forwards IPv6 out of eth0 only once its link-local is usable
@@ -141,16 +141,12 @@ class Lab:
         return os.path.join(sandbox.RUN_NETNS, f"npl-{self.name}-{name}")
 
     def _write_nodes_file(self) -> None:
-        nodes = [topology.NodeAddressing(n, tuple(self._underlay_cidrs(r)), tuple(r.pod_cidrs))
-                 for n, r in self.record.nodes.items()]
+        family = self.record.underlay_family
+        nodes = [topology.node_addressing(topology.node_number(n), family) for n in self.record.nodes]
         tmp = self.nodes_file + ".tmp"
         with open(tmp, "w") as f:
             json.dump(topology.node_list(nodes), f, indent=1)
         os.replace(tmp, self.nodes_file)      # agents poll it; never show them half a file
-
-    @staticmethod
-    def _underlay_cidrs(r: NodeRecord) -> list[str]:
-        return [f"{ip}/{64 if ':' in ip else 24}" for ip in r.internal_ips]
 
     # -- agents ---------------------------------------------------------------
 

@@ -33,6 +33,11 @@ def node_addressing(i: int, underlay_family: int = 4) -> NodeAddressing:
     return NodeAddressing(f"node{i}", underlay, tuple(c.format(i=i) for c in POD_CIDRS))
 
 
+def node_number(name: str) -> int:
+    """node3 -> 3: the inverse of node_addressing's naming."""
+    return int(name.removeprefix("node"))
+
+
 def node_object(node: NodeAddressing) -> dict:
     return {
         "apiVersion": "v1",

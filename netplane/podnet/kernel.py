@@ -49,8 +49,13 @@ def underlay_for(ipr: IPRoute, ip: netaddr.IPAddress) -> Underlay:
 
 
 def _prefixes(ipr: IPRoute, index: int) -> tuple[netaddr.IPNetwork, ...]:
-    nets = {netaddr.IPNetwork(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}").cidr for a in ipr.get_addr(index=index)}
-    return tuple(sorted(n for n in nets if not n.ip.is_link_local()))
+    return tuple(sorted({n.cidr for n in _addresses(ipr, index)}))
+
+
+def _addresses(ipr: IPRoute, index: int) -> list[netaddr.IPNetwork]:
+    """The link's addresses with their prefix lengths, link-local ones left out."""
+    nets = (netaddr.IPNetwork(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}") for a in ipr.get_addr(index=index))
+    return [n for n in nets if not n.ip.is_link_local()]
 
 
 def observe(ipr: IPRoute, device: str) -> Plan:
@@ -59,7 +64,7 @@ def observe(ipr: IPRoute, device: str) -> Plan:
     routes = _routes(ipr, names)
     if index is None:
         return Plan(routes=routes)
-    return Plan(_device(ipr, index), _device_addresses(ipr, index), _neighbours(ipr, index), _fdb(ipr, index), routes)
+    return Plan(_device(ipr, index), frozenset(_addresses(ipr, index)), _neighbours(ipr, index), _fdb(ipr, index), routes)
 
 
 def _index(ipr: IPRoute, name: str) -> int | None:
@@ -78,11 +83,6 @@ def _device(ipr: IPRoute, index: int) -> VxlanDevice:
     return VxlanDevice(link.get("IFLA_IFNAME"), data.get("IFLA_VXLAN_ID"), data.get("IFLA_VXLAN_PORT"),
                        netaddr.IPAddress(local) if local else None, link.get("IFLA_ADDRESS"),
                        link.get("IFLA_MTU"), data.get("IFLA_VXLAN_LINK") or 0, up)
-
-
-def _device_addresses(ipr: IPRoute, index: int) -> frozenset:
-    nets = (netaddr.IPNetwork(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}") for a in ipr.get_addr(index=index))
-    return frozenset(n for n in nets if not n.ip.is_link_local())
 
 
 def _neighbours(ipr: IPRoute, index: int) -> dict:

@@ -5,6 +5,7 @@ here. A bad object raises InvalidObject with a reason the caller logs; it
 never takes the daemon or other services down. Services the proxy does
 not handle (headless, ExternalName) parse to no ports at all.
 """
+import dataclasses
 from dataclasses import dataclass
 
 import netaddr
@@ -56,8 +57,7 @@ def endpoint_slice(obj) -> Slice | None:
         raw = mapping(raw, f"ports[{i}]")
         protocol = _protocol(raw.get("protocol", "TCP"), f"ports[{i}].protocol")
         number = _port_number(raw.get("port"), f"ports[{i}].port")
-        ports[(raw.get("name") or "", protocol)] = tuple(Endpoint(e.ip, number, e.ready, e.serving, e.terminating,
-                                                                  e.node, e.zone, e.hint_zones) for e in endpoints)
+        ports[(raw.get("name") or "", protocol)] = tuple(dataclasses.replace(e, port=number) for e in endpoints)
     return Slice(meta["namespace"], service, meta["name"], ports)
 
 
