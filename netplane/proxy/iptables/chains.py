@@ -1,0 +1,55 @@
+"""Chain names. Every chain netplane owns starts with NP- so cleanup can
+find them all and nothing of kube-proxy's (KUBE-) or the admin's is touched.
+
+Per-service chains are named by a hash of the service port (and endpoint),
+like kube-proxy's: stable across restarts and syncs, so unchanged services
+keep their chains, and short enough for iptables' 28-character limit.
+"""
+import base64
+import hashlib
+
+PREFIX = "NP-"
+
+# top-level chains, rewritten as a whole when their content changes
+NAT_SERVICES = "NP-SERVICES"
+NAT_NODEPORTS = "NP-NODEPORTS"
+FILTER_SERVICES = "NP-SERVICES"
+FILTER_EXTERNAL = "NP-EXTERNAL-SERVICES"
+FILTER_FIREWALL = "NP-PROXY-FIREWALL"
+
+# static chains, written on full syncs
+MARK_MASQ = "NP-MARK-MASQ"
+POSTROUTING = "NP-POSTROUTING"
+FORWARD = "NP-FORWARD"
+CANARY = "NP-PROXY-CANARY"      # an empty chain; if it vanishes, someone flushed the table
+
+NAT_TOP = (NAT_SERVICES, NAT_NODEPORTS)
+FILTER_TOP = (FILTER_SERVICES, FILTER_EXTERNAL, FILTER_FIREWALL)
+
+# where the built-in chains jump into ours: (table, built-in chain, rule)
+JUMPS = (
+    ("filter", "INPUT", f'-m conntrack --ctstate NEW -m comment --comment "netplane load balancer firewall" -j {FILTER_FIREWALL}'),
+    ("filter", "INPUT", f'-m conntrack --ctstate NEW -m comment --comment "netplane external services" -j {FILTER_EXTERNAL}'),
+    ("filter", "FORWARD", f'-m conntrack --ctstate NEW -m comment --comment "netplane load balancer firewall" -j {FILTER_FIREWALL}'),
+    ("filter", "FORWARD", f'-m comment --comment "netplane forwarding rules" -j {FORWARD}'),
+    ("filter", "FORWARD", f'-m conntrack --ctstate NEW -m comment --comment "netplane service portals" -j {FILTER_SERVICES}'),
+    ("filter", "FORWARD", f'-m conntrack --ctstate NEW -m comment --comment "netplane external services" -j {FILTER_EXTERNAL}'),
+    ("filter", "OUTPUT", f'-m conntrack --ctstate NEW -m comment --comment "netplane load balancer firewall" -j {FILTER_FIREWALL}'),
+    ("filter", "OUTPUT", f'-m conntrack --ctstate NEW -m comment --comment "netplane service portals" -j {FILTER_SERVICES}'),
+    ("nat", "PREROUTING", f'-m comment --comment "netplane service portals" -j {NAT_SERVICES}'),
+    ("nat", "OUTPUT", f'-m comment --comment "netplane service portals" -j {NAT_SERVICES}'),
+    ("nat", "POSTROUTING", f'-m comment --comment "netplane postrouting rules" -j {POSTROUTING}'),
+)
+
+
+def _hash(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest())[:16].decode()
+
+
+def service_chain(kind: str, port_key: str) -> str:
+    """kind: SVC (cluster policy), SVL (local policy), EXT (external traffic), FW (source ranges)."""
+    return f"NP-{kind}-{_hash(port_key)}"
+
+
+def endpoint_chain(port_key: str, endpoint: str) -> str:
+    return f"NP-SEP-{_hash(port_key + '/' + endpoint)}"

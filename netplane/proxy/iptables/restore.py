@@ -1,0 +1,81 @@
+"""The iptables binaries, for one family: the only place that execs them.
+
+Everything goes through iptables-restore, one transaction per call, with
+-w so a concurrent iptables user (an admin, a CNI plugin) makes us wait
+instead of fail. The jumps from the built-in chains into ours cannot be
+made idempotent inside a --noflush restore, so they are checked and
+inserted one by one, on full syncs only.
+"""
+import logging
+import shlex
+import subprocess
+
+from netplane.proxy.iptables import chains as c
+
+log = logging.getLogger("netplane.proxy")
+
+
+class IptablesError(RuntimeError):
+    pass
+
+
+class Iptables:
+    def __init__(self, family: int, wait: int = 5) -> None:
+        self.family = family
+        prefix = "iptables" if family == 4 else "ip6tables"
+        self.cmd, self.restore_cmd, self.save_cmd = prefix, f"{prefix}-restore", f"{prefix}-save"
+        self.wait = str(wait)
+
+    def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise IptablesError(f"{' '.join(argv[:4])}: {done.stderr.strip() or f'exit {done.returncode}'}")
+        return done
+
+    def restore(self, text: str) -> None:
+        if text:
+            self._run([self.restore_cmd, "-w", self.wait, "--noflush"], stdin=text)
+
+    def chains(self, table: str) -> set[str]:
+        """Our chains in a table, from iptables-save (used on full syncs only:
+        at scale the dump is large)."""
+        out = self._run([self.save_cmd, "-t", table]).stdout
+        return {line[1:].split(" ", 1)[0] for line in out.splitlines()
+                if line.startswith(":" + c.PREFIX)}
+
+    def has_chain(self, table: str, chain: str) -> bool:
+        return self._run([self.cmd, "-w", self.wait, "-t", table, "-S", chain], check=False).returncode == 0
+
+    def canary_present(self) -> bool:
+        return all(self.has_chain(table, c.CANARY) for table in ("filter", "nat"))
+
+    def ensure_jumps(self) -> int:
+        """Insert any missing jump from a built-in chain into ours; returns how many were missing."""
+        missing = 0
+        for (table, builtin), rules in _by_chain(c.JUMPS).items():
+            present = self._run([self.cmd, "-w", self.wait, "-t", table, "-S", builtin]).stdout.splitlines()
+            for rule in reversed(rules):            # inserted at the top, so in reverse to keep their order
+                if f"-A {builtin} {rule}" not in present:     # -S prints matches in the order given
+                    self._run([self.cmd, "-w", self.wait, "-t", table, "-I", builtin, "1", *_split(rule)])
+                    missing += 1
+        return missing
+
+    def remove_jumps(self) -> int:
+        removed = 0
+        for table, builtin, rule in c.JUMPS:
+            while self._run([self.cmd, "-w", self.wait, "-t", table, "-D", builtin, *_split(rule)],
+                            check=False).returncode == 0:
+                removed += 1
+        return removed
+
+
+def _by_chain(jumps) -> dict[tuple[str, str], list[str]]:
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for table, builtin, rule in jumps:
+        grouped.setdefault((table, builtin), []).append(rule)
+    return grouped
+
+
+def _split(rule: str) -> list[str]:
+    return shlex.split(rule)
+

@@ -1,0 +1,207 @@
+"""One service port's iptables rules, with kube-proxy's semantics.
+
+Theory of operation. A packet to a service goes through (nat table):
+
+    NP-SERVICES    one jump per (service address, port): the cluster IP to the
+                   internal policy chain, external IPs and node ports to EXT,
+                   load-balancer IPs to FW (source ranges) or EXT
+    NP-SVC-<h>     cluster policy: masquerade off-cluster sources, then pick an
+                   endpoint (sticky with ClientIP affinity, else random)
+    NP-SVL-<h>     local policy: the same over this node's endpoints only
+    NP-EXT-<h>     external traffic: masquerade and go to SVC (policy Cluster),
+                   or keep the client address and go to SVL (policy Local;
+                   pods and the node itself still reach every endpoint)
+    NP-FW-<h>      allowed source ranges go on to EXT; anything else falls
+                   through and the filter table's NP-PROXY-FIREWALL drops it
+    NP-SEP-<h>     one endpoint: masquerade hairpin traffic, then DNAT
+
+The filter table says no: REJECT (at once, not a timeout) for a port with no
+endpoints anywhere, DROP where the policy is Local and this node has none.
+A port without usable endpoints gets no nat rules at all.
+
+Everything is text in iptables-restore syntax, built from the port alone,
+so a port's rules can be compiled, cached and compared on their own.
+"""
+from dataclasses import dataclass
+
+from netplane.proxy.iptables import chains as c
+from netplane.proxy.model import Endpoint
+from netplane.proxy.views import PortView
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules need from the node, for one family."""
+    family: int
+    cluster_cidr: str = ""          # "" = unknown: off-cluster traffic cannot be told apart
+    masquerade_all: bool = False
+    nodeport_destinations: tuple[str, ...] = ()   # matches for "addressed to this node"
+    masquerade_bit: int = 14                      # the packet mark bit meaning "masquerade me"
+
+    @property
+    def host_suffix(self) -> str:
+        return "/32" if self.family == 4 else "/128"
+
+
+@dataclass(frozen=True)
+class PortRules:
+    """A port's share of the top-level chains, and the nat chains it owns."""
+    nat_services: tuple[str, ...] = ()
+    nat_nodeports: tuple[str, ...] = ()
+    filter_services: tuple[str, ...] = ()
+    filter_external: tuple[str, ...] = ()
+    filter_firewall: tuple[str, ...] = ()
+    chains: tuple[tuple[str, tuple[str, ...]], ...] = ()     # (chain, its rules) in the nat table
+
+
+def port_rules(view: PortView, ctx: Context) -> PortRules:
+    return _Builder(view, ctx).build()
+
+
+class _Builder:
+    def __init__(self, view: PortView, ctx: Context) -> None:
+        self.p, self.cat, self.ctx = view.port, view.endpoints, ctx
+        self.key = f"{self.p.name}/{self.p.protocol}"
+        proto = self.p.protocol.lower()
+        self.match = f"-p {proto} -m {proto} --dport {self.p.port}"
+        self.svc, self.svl = c.service_chain("SVC", self.key), c.service_chain("SVL", self.key)
+        self.ext, self.fw = c.service_chain("EXT", self.key), c.service_chain("FW", self.key)
+        self.internal_eps = self.cat.local if self.p.internal_local else self.cat.cluster
+        self.external_eps = self.cat.local if self.p.external_local else self.cat.cluster
+        self.has_svc = self.p.uses_cluster_endpoints and bool(self.cat.cluster)
+        self.has_svl = self.p.uses_local_endpoints and bool(self.cat.local)
+        self.sep = {e: c.endpoint_chain(self.key, _endpoint_text(e)) for e in self.cat.all_reachable}
+
+    def comment(self, what: str) -> str:
+        return f'-m comment --comment "{self.p.name}{what}"'
+
+    def dst(self, ip) -> str:
+        return f"-d {ip}{self.ctx.host_suffix}"
+
+    def build(self) -> PortRules:
+        return PortRules(self.nat_services(), self.nat_nodeports(), self.filter_services(),
+                         self.filter_external(), self.filter_firewall(), self.chains())
+
+    # -- top-level chains ------------------------------------------------------
+
+    def nat_services(self) -> tuple[str, ...]:
+        lines = []
+        if self.internal_eps:
+            internal = self.svl if self.p.internal_local else self.svc
+            lines += [f"-A {c.NAT_SERVICES} {self.dst(ip)} {self.match} {self.comment(' cluster IP')} -j {internal}"
+                      for ip in self.p.cluster_ips]
+        if self.cat.has_any:
+            lines += [f"-A {c.NAT_SERVICES} {self.dst(ip)} {self.match} {self.comment(' external IP')} -j {self.ext}"
+                      for ip in self.p.external_ips]
+            lb_target = self.fw if self.p.load_balancer_source_ranges else self.ext
+            lines += [f"-A {c.NAT_SERVICES} {self.dst(ip)} {self.match} {self.comment(' loadbalancer IP')} -j {lb_target}"
+                      for ip in self.p.load_balancer_ips]
+        return tuple(lines)
+
+    def nat_nodeports(self) -> tuple[str, ...]:
+        if not (self.p.node_port and self.cat.has_any):
+            return ()
+        proto = self.p.protocol.lower()
+        return (f"-A {c.NAT_NODEPORTS} -p {proto} -m {proto} --dport {self.p.node_port} "
+                f"{self.comment(' node port')} -j {self.ext}",)
+
+    def _refusal(self) -> tuple[str, str]:
+        return ("REJECT", " has no endpoints") if not self.cat.has_any else ("DROP", " has no local endpoints")
+
+    def filter_services(self) -> tuple[str, ...]:
+        if self.internal_eps:
+            return ()
+        target, why = self._refusal()
+        return tuple(f"-A {c.FILTER_SERVICES} {self.dst(ip)} {self.match} {self.comment(why)} -j {target}"
+                     for ip in self.p.cluster_ips)
+
+    def filter_external(self) -> tuple[str, ...]:
+        if self.external_eps or not self.p.externally_accessible:
+            return ()
+        target, why = self._refusal()
+        lines = [f"-A {c.FILTER_EXTERNAL} {self.dst(ip)} {self.match} {self.comment(why)} -j {target}"
+                 for ip in self.p.external_ips + self.p.load_balancer_ips]
+        if self.p.node_port:
+            proto = self.p.protocol.lower()
+            lines += [f"-A {c.FILTER_EXTERNAL} {dest} -p {proto} -m {proto} --dport {self.p.node_port} "
+                      f"{self.comment(why)} -j {target}" for dest in self.ctx.nodeport_destinations]
+        return tuple(lines)
+
+    def filter_firewall(self) -> tuple[str, ...]:
+        if not self.p.load_balancer_source_ranges:
+            return ()
+        return tuple(f"-A {c.FILTER_FIREWALL} {self.dst(ip)} {self.match} "
+                     f"{self.comment(' traffic not accepted by ' + self.fw)} -j DROP"
+                     for ip in self.p.load_balancer_ips)
+
+    # -- the port's own chains -------------------------------------------------
+
+    def chains(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        out = []
+        if self.has_svc:
+            out.append((self.svc, self.masquerade(self.svc, not self.p.internal_local) + self.pick(self.svc, self.cat.cluster)))
+        if self.has_svl:
+            out.append((self.svl, self.masquerade(self.svl, self.p.internal_local) + self.pick(self.svl, self.cat.local)))
+        if self.p.externally_accessible and self.cat.has_any:
+            out.append((self.ext, self.external()))
+        if self.p.load_balancer_source_ranges and self.p.load_balancer_ips and self.cat.has_any:
+            out.append((self.fw, tuple(f"-A {self.fw} -s {r} {self.comment(' loadbalancer IP')} -j {self.ext}"
+                                       for r in self.p.load_balancer_source_ranges)))
+        out += [(self.sep[e], self.endpoint(self.sep[e], e)) for e in self.cat.all_reachable]
+        return tuple(out)
+
+    def masquerade(self, chain: str, serves_cluster_ip: bool) -> tuple[str, ...]:
+        """Traffic to the cluster IP from outside the pod network (the node
+        itself, or another host) is masqueraded, so replies come back here."""
+        if not serves_cluster_ip:
+            return ()
+        if self.ctx.masquerade_all:
+            source = ""
+        elif self.ctx.cluster_cidr:
+            source = f"! -s {self.ctx.cluster_cidr} "
+        else:
+            return ()
+        return tuple(f"-A {chain} {self.dst(ip)} {self.match} {source}{self.comment(' cluster IP')} -j {c.MARK_MASQ}"
+                     for ip in self.p.cluster_ips)
+
+    def pick(self, chain: str, endpoints: tuple[Endpoint, ...]) -> tuple[str, ...]:
+        lines = []
+        if self.p.affinity_timeout:
+            lines += [f"-A {chain} -m recent --name {self.sep[e]} --rcheck --seconds {self.p.affinity_timeout} "
+                      f"--reap -j {self.sep[e]}" for e in endpoints]
+        n = len(endpoints)
+        for i, e in enumerate(endpoints):
+            chance = f"-m statistic --mode random --probability {1.0 / (n - i):.10f} " if i < n - 1 else ""
+            lines.append(f"-A {chain} {chance}-j {self.sep[e]}")
+        return tuple(lines)
+
+    def external(self) -> tuple[str, ...]:
+        if not self.p.external_local:
+            lines = [f"-A {self.ext} {self.comment(' masquerade traffic for external destinations')} -j {c.MARK_MASQ}"]
+            return tuple(lines + ([f"-A {self.ext} -j {self.svc}"] if self.has_svc else []))
+        # Local policy: the client address is kept, so only this node's endpoints
+        # may answer. Pods and the node itself are not external clients: they
+        # short-circuit to the cluster-wide chain (masqueraded if from the node).
+        everywhere = self.svc if self.has_svc else (self.svl if self.has_svl else "")
+        lines = []
+        if everywhere and self.ctx.cluster_cidr:
+            lines.append(f"-A {self.ext} -s {self.ctx.cluster_cidr} "
+                         f"{self.comment(' pod traffic for external destinations')} -j {everywhere}")
+        lines.append(f"-A {self.ext} -m addrtype --src-type LOCAL "
+                     f"{self.comment(' masquerade LOCAL traffic for external destinations')} -j {c.MARK_MASQ}")
+        if everywhere:
+            lines.append(f"-A {self.ext} -m addrtype --src-type LOCAL "
+                         f"{self.comment(' route LOCAL traffic for external destinations')} -j {everywhere}")
+        if self.has_svl:
+            lines.append(f"-A {self.ext} -j {self.svl}")
+        return tuple(lines)
+
+    def endpoint(self, chain: str, e: Endpoint) -> tuple[str, ...]:
+        proto = self.p.protocol.lower()
+        sticky = f"-m recent --name {chain} --set " if self.p.affinity_timeout else ""
+        return (f"-A {chain} -s {e.ip}{self.ctx.host_suffix} {self.comment('')} -j {c.MARK_MASQ}",
+                f"-A {chain} -p {proto} -m {proto} {sticky}{self.comment('')} -j DNAT --to-destination {_endpoint_text(e)}")
+
+
+def _endpoint_text(e: Endpoint) -> str:
+    return f"{e.ip}:{e.port}" if e.ip.version == 4 else f"[{e.ip}]:{e.port}"

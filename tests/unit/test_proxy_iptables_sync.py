@@ -1,0 +1,174 @@
+"""iptables syncs against the fake: partial syncs, canary, failures, cleanup, golden text."""
+import os
+import random
+
+import netaddr
+import pytest
+
+from netplane.proxy import build as b
+from netplane.proxy.backend import Settings
+from netplane.proxy.iptables.backend import IptablesBackend
+from netplane.proxy.iptables.fake import FakeIptables
+from netplane.proxy.iptables.restore import IptablesError
+from netplane.proxy.state import changed, snapshot
+from netplane.proxy.views import Node, family_views
+
+SETTINGS = Settings(Node("n1"), (netaddr.IPAddress("192.168.200.11"),), (netaddr.IPNetwork("10.244.0.0/16"),))
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "iptables_basic.txt")
+
+
+def new_backend():
+    return IptablesBackend(SETTINGS, runner=FakeIptables, clean_conntrack=False)
+
+
+def views_of(snap):
+    return {4: family_views(snap.ports, 4, SETTINGS.node)}
+
+
+def cluster(rng: random.Random, n_services: int = 12):
+    """A random cluster: mixed service kinds and policies, 0-4 endpoints each."""
+    services, slices = [], []
+    for i in range(n_services):
+        kind = rng.choice(["ClusterIP", "NodePort", "LoadBalancer"])
+        port = {"name": "p", "port": 80 + rng.randrange(3), "protocol": rng.choice(["TCP", "UDP"])}
+        if kind != "ClusterIP":
+            port["nodePort"] = 30000 + i
+        spec = {"externalTrafficPolicy": rng.choice(["Cluster", "Local"])} if kind != "ClusterIP" else {}
+        if rng.random() < 0.3:
+            spec["sessionAffinity"] = "ClientIP"
+        if kind == "LoadBalancer":
+            spec["ingress"] = [f"192.0.2.{i}"]
+            if rng.random() < 0.5:
+                spec["loadBalancerSourceRanges"] = ["198.51.100.0/24"]
+        services.append(b.service(f"s{i}", f"10.96.0.{i + 1}", [port], type=kind, **spec))
+        eps = [b.endpoint(f"10.244.{rng.randrange(1, 3)}.{rng.randrange(2, 250)}", rng.choice(["n1", "n2"]),
+                          ready=rng.random() < 0.8) for _ in range(rng.randrange(5))]
+        slices.append(b.endpoint_slice(f"s{i}", eps, [{"name": "p", "port": 8080, "protocol": port["protocol"]}]))
+    return services, slices
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_partial_syncs_reach_exactly_what_a_full_sync_builds(seed):
+    rng = random.Random(seed)
+    backend = new_backend()
+    services, slices = cluster(rng)
+    snap = snapshot(services, slices)
+    backend.sync(views_of(snap), None)
+    for _ in range(15):
+        new_services, new_slices = cluster(rng)
+        # change a few services, keep the rest as they were
+        for i in rng.sample(range(len(services)), 3):
+            services[i], slices[i] = new_services[i], new_slices[i]
+        if rng.random() < 0.3:
+            services.pop()
+        new = snapshot(services, slices)
+        backend.sync(views_of(new), changed(snap.ports, new.ports))
+        assert not backend.last_full
+        snap = new
+        reference = new_backend()
+        reference.sync(views_of(snap), None)
+        assert backend.runners[4].tables == reference.runners[4].tables
+
+
+def test_a_partial_sync_writes_only_the_changed_service():
+    services = [b.service(f"s{i}", f"10.96.0.{i + 1}", [{"port": 80}]) for i in range(20)]
+    slices = [b.endpoint_slice(f"s{i}", [f"10.244.1.{i + 2}"], [{"port": 8080}]) for i in range(20)]
+    backend = new_backend()
+    before = snapshot(services, slices)
+    backend.sync(views_of(before), None)
+    slices[7] = b.endpoint_slice("s7", ["10.244.1.9", "10.244.2.9"], [{"port": 8080}])
+    after = snapshot(services, slices)
+    backend.sync(views_of(after), changed(before.ports, after.ports))
+    text = backend.runners[4].restores[-1]
+    assert "default/s7" in text and "default/s6" not in text and "default/s8" not in text
+    assert "*filter" not in text and ":NP-SERVICES" not in text      # top-level chains did not change
+
+
+def test_nothing_changed_means_no_restore_at_all():
+    backend = new_backend()
+    snap = snapshot([b.service("s", "10.96.0.1", [{"port": 80}])], [])
+    backend.sync(views_of(snap), None)
+    count = len(backend.runners[4].restores)
+    backend.sync(views_of(snap), set())
+    assert len(backend.runners[4].restores) == count
+
+
+def test_a_flushed_table_is_noticed_by_the_canary_and_rebuilt_in_full():
+    backend = new_backend()
+    before = snapshot(*cluster(random.Random(1)))
+    backend.sync(views_of(before), None)
+    good = {t: dict(c) for t, c in backend.runners[4].tables.items()}
+    backend.runners[4].flush_everything()
+    backend.sync(views_of(before), set())
+    assert backend.last_full
+    assert backend.runners[4].tables == good
+
+
+def test_after_a_failed_apply_the_next_sync_is_full():
+    backend = new_backend()
+    services, slices = cluster(random.Random(2))
+    before = snapshot(services, slices)
+    backend.sync(views_of(before), None)
+    services.pop(0)
+    after = snapshot(services, slices)
+    backend.runners[4].fail_next = "iptables-restore: line 3 failed"
+    with pytest.raises(IptablesError):
+        backend.sync(views_of(after), changed(before.ports, after.ports))
+    backend.sync(views_of(after), set())          # the next sync, whatever it was asked, is full
+    assert backend.last_full
+    reference = new_backend()
+    reference.sync(views_of(after), None)
+    assert backend.runners[4].tables == reference.runners[4].tables
+
+
+def test_a_full_sync_deletes_leftover_netplane_chains_and_nothing_else():
+    backend = new_backend()
+    fake = backend.runners[4]
+    fake.restore("*nat\n:NP-SVC-LEFTOVER - [0:0]\n:KUBE-SVC-THEIRS - [0:0]\n:MY-CHAIN - [0:0]\nCOMMIT\n")
+    backend.sync(views_of(snapshot([b.service("s", "10.96.0.1", [{"port": 80}])], [])), None)
+    assert "NP-SVC-LEFTOVER" not in fake.tables["nat"]
+    assert {"KUBE-SVC-THEIRS", "MY-CHAIN"} <= set(fake.tables["nat"])
+
+
+def test_cleanup_removes_every_netplane_chain_and_jump():
+    backend = new_backend()
+    fake = backend.runners[4]
+    fake.restore("*filter\n:MY-CHAIN - [0:0]\n-A INPUT -j MY-CHAIN\nCOMMIT\n")
+    backend.sync(views_of(snapshot(*cluster(random.Random(3)))), None)
+    removed = backend.cleanup()
+    assert any("NP-SERVICES" in r for r in removed)
+    assert all(not n.startswith("NP-") for t in fake.tables.values() for n in t)
+    assert all("NP-" not in r for t in fake.tables.values() for rules in t.values() for r in rules)
+    assert fake.tables["filter"]["INPUT"] == ["-A INPUT -j MY-CHAIN"]
+
+
+def test_dry_run_is_the_full_plan():
+    backend = new_backend()
+    snap = snapshot(*cluster(random.Random(4)))
+    text = backend.dry_run(views_of(snap))
+    assert text.startswith("# iptables-restore --noflush\n*filter\n")
+    backend.sync(views_of(snap), None)
+    assert text.split("\n", 1)[1] == backend.runners[4].restores[0]
+
+
+def test_golden_text_for_a_small_cluster():
+    """The exact text for a fixed cluster: any change to the rule layout shows
+    up here as a diff to review (and the Cython path must match it byte for byte)."""
+    services = [
+        b.service("web", "10.96.0.10", [{"name": "http", "port": 80, "nodePort": 30080}], type="LoadBalancer",
+                  ingress=["192.0.2.10"], loadBalancerSourceRanges=["198.51.100.0/24"],
+                  externalTrafficPolicy="Local", sessionAffinity="ClientIP"),
+        b.service("dns", "10.96.0.53", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
+        b.service("api", "10.96.0.1", [{"name": "https", "port": 443}], externalIPs=["192.0.2.20"],
+                  internalTrafficPolicy="Local"),
+    ]
+    slices = [b.endpoint_slice("web", [b.endpoint("10.244.1.5", "n1"), b.endpoint("10.244.2.5", "n2")],
+                               [{"name": "http", "port": 8080}]),
+              b.endpoint_slice("api", [b.endpoint("10.244.2.6", "n2")], [{"name": "https", "port": 6443}])]
+    text = new_backend().dry_run(views_of(snapshot(services, slices)))
+    if os.environ.get("NETPLANE_UPDATE_GOLDEN"):
+        os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
+        with open(GOLDEN, "w") as f:
+            f.write(text)
+    with open(GOLDEN) as f:
+        assert text == f.read()

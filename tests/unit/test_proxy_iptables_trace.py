@@ -1,0 +1,195 @@
+"""iptables mode semantics, checked by tracing packets through the compiled rules.
+
+Node n1 (192.168.200.11, pod bridge 10.244.1.1) in cluster CIDR 10.244.0.0/16;
+its pods are 10.244.1.x, n2's are 10.244.2.x.
+"""
+import netaddr
+import pytest
+
+from iptables_trace import Tracer
+from netplane.proxy import build as b
+from netplane.proxy.backend import Settings
+from netplane.proxy.iptables.backend import IptablesBackend
+from netplane.proxy.iptables.fake import FakeIptables
+from netplane.proxy.state import snapshot
+from netplane.proxy.views import Node, family_views
+
+NODE_IP, BRIDGE, POD, OTHER_POD, OUTSIDE = "192.168.200.11", "10.244.1.1", "10.244.1.9", "10.244.2.9", "192.168.200.99"
+LOCAL_EP, REMOTE_EP = "10.244.1.5:8080", "10.244.2.5:8080"
+LOCAL = [NODE_IP, BRIDGE, "127.0.0.1", "fd00:200::11", "::1"]
+TCP80 = [{"name": "http", "port": 80, "protocol": "TCP"}]
+EP_PORTS = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+
+
+def both():
+    return [b.endpoint("10.244.1.5", "n1"), b.endpoint("10.244.2.5", "n2")]
+
+
+def proxy(services, slices, settings=None, recent=()):
+    settings = settings or Settings(Node("n1"), (netaddr.IPAddress(NODE_IP), netaddr.IPAddress("fd00:200::11")),
+                                    (netaddr.IPNetwork("10.244.0.0/16"), netaddr.IPNetwork("fd00:10:244::/56")))
+    backend = IptablesBackend(settings, runner=FakeIptables, clean_conntrack=False,
+                              local_addresses=lambda: [netaddr.IPAddress(a) for a in LOCAL])
+    snap = snapshot(services, slices)
+    assert snap.skipped == {}
+    backend.sync({f: family_views(snap.ports, f, settings.node) for f in (4, 6)}, None)
+    return {f: Tracer(backend.runners[f].tables, LOCAL, recent) for f in backend.runners}
+
+
+def web(**spec):
+    kind = spec.pop("type", "ClusterIP")
+    return b.service("web", "10.96.0.10", [dict(TCP80[0], nodePort=30080)] if kind != "ClusterIP" else TCP80,
+                     type=kind, **spec)
+
+
+def trace(tracers, src, dst, port=80, proto="tcp"):
+    return tracers[4 if ":" not in dst else 6].trace(src, proto, dst, port)
+
+
+def test_cluster_ip_reaches_every_endpoint_and_masquerades_only_off_cluster_sources():
+    t = proxy([web()], [b.endpoint_slice("web", both(), EP_PORTS)])
+    from_pod = trace(t, POD, "10.96.0.10")
+    assert from_pod.endpoints == {LOCAL_EP, REMOTE_EP} and from_pod.verdict == "ACCEPT" and not from_pod.masquerade
+    assert trace(t, OTHER_POD, "10.96.0.10").masquerade is False
+    assert trace(t, NODE_IP, "10.96.0.10").masquerade is True          # the node itself
+    assert trace(t, OUTSIDE, "10.96.0.10").masquerade is True          # a host routed through the node
+    assert trace(t, POD, "10.96.0.10", port=81).endpoints == set()     # another port: not a service
+
+
+def test_no_endpoints_rejects_at_once_on_every_address():
+    t = proxy([web(type="LoadBalancer", externalIPs=["192.0.2.20"], ingress=["192.0.2.10"])], [])
+    for src, dst, port in [(POD, "10.96.0.10", 80), (OUTSIDE, "192.0.2.20", 80), (OUTSIDE, "192.0.2.10", 80),
+                           (OUTSIDE, NODE_IP, 30080), (NODE_IP, "10.96.0.10", 80)]:
+        assert trace(t, src, dst, port).verdict == "REJECT", (src, dst, port)
+
+
+def test_node_port_on_node_addresses_but_not_loopback():
+    t = proxy([web(type="NodePort")], [b.endpoint_slice("web", both(), EP_PORTS)])
+    for dst in (NODE_IP, BRIDGE):
+        got = trace(t, OUTSIDE, dst, 30080)
+        assert got.endpoints == {LOCAL_EP, REMOTE_EP} and got.masquerade
+    assert trace(t, NODE_IP, "127.0.0.1", 30080).endpoints == set()
+    assert trace(t, OUTSIDE, "192.168.200.12", 30080).endpoints == set()     # not this node
+
+
+def test_node_port_addresses_limit_where_node_ports_answer():
+    settings = Settings(Node("n1"), (netaddr.IPAddress(NODE_IP),), (netaddr.IPNetwork("10.244.0.0/16"),),
+                        nodeport_addresses=(netaddr.IPNetwork("192.168.200.0/24"),))
+    t = proxy([web(type="NodePort")], [b.endpoint_slice("web", both(), EP_PORTS)], settings)
+    assert trace(t, OUTSIDE, NODE_IP, 30080).endpoints == {LOCAL_EP, REMOTE_EP}
+    assert trace(t, OUTSIDE, BRIDGE, 30080).endpoints == set()
+
+
+def test_external_policy_local_keeps_the_client_address_and_uses_local_endpoints():
+    t = proxy([web(type="NodePort", externalTrafficPolicy="Local")], [b.endpoint_slice("web", both(), EP_PORTS)])
+    got = trace(t, OUTSIDE, NODE_IP, 30080)
+    assert got.endpoints == {LOCAL_EP} and not got.masquerade
+    from_pod = trace(t, OTHER_POD, NODE_IP, 30080)           # pods are not external clients
+    assert from_pod.endpoints == {LOCAL_EP, REMOTE_EP}
+    from_node = trace(t, NODE_IP, NODE_IP, 30080)
+    assert from_node.endpoints == {LOCAL_EP, REMOTE_EP} and from_node.masquerade
+
+
+def test_external_policy_local_without_local_endpoints_drops_external_traffic_only():
+    t = proxy([web(type="NodePort", externalTrafficPolicy="Local")],
+              [b.endpoint_slice("web", [b.endpoint("10.244.2.5", "n2")], EP_PORTS)])
+    assert trace(t, OUTSIDE, NODE_IP, 30080).verdict == "DROP"
+    assert trace(t, POD, NODE_IP, 30080).endpoints == {REMOTE_EP}
+    assert trace(t, POD, "10.96.0.10").endpoints == {REMOTE_EP}      # cluster IP: internal policy Cluster
+
+
+def test_internal_policy_local():
+    t = proxy([web(internalTrafficPolicy="Local")], [b.endpoint_slice("web", both(), EP_PORTS)])
+    assert trace(t, OTHER_POD, "10.96.0.10").endpoints == {LOCAL_EP}
+    t = proxy([web(internalTrafficPolicy="Local")],
+              [b.endpoint_slice("web", [b.endpoint("10.244.2.5", "n2")], EP_PORTS)])
+    assert trace(t, POD, "10.96.0.10").verdict == "DROP"             # endpoints exist, none here
+
+
+def test_load_balancer_source_ranges():
+    t = proxy([web(type="LoadBalancer", ingress=["192.0.2.10"], loadBalancerSourceRanges=["198.51.100.0/24"])],
+              [b.endpoint_slice("web", both(), EP_PORTS)])
+    allowed = trace(t, "198.51.100.7", "192.0.2.10")
+    assert allowed.endpoints == {LOCAL_EP, REMOTE_EP} and allowed.verdict == "ACCEPT" and allowed.masquerade
+    assert trace(t, "203.0.113.5", "192.0.2.10").verdict == "DROP"
+    assert trace(t, "203.0.113.5", NODE_IP, 30080).endpoints == {LOCAL_EP, REMOTE_EP}   # ranges guard the LB IP only
+
+
+def test_load_balancer_without_ranges_and_external_ips():
+    t = proxy([web(type="LoadBalancer", ingress=["192.0.2.10"], externalIPs=["192.0.2.20"])],
+              [b.endpoint_slice("web", both(), EP_PORTS)])
+    for dst in ("192.0.2.10", "192.0.2.20"):
+        got = trace(t, "203.0.113.5", dst)
+        assert got.endpoints == {LOCAL_EP, REMOTE_EP} and got.masquerade
+
+
+def test_client_ip_affinity_sends_a_known_client_back_to_its_endpoint():
+    slices = [b.endpoint_slice("web", both(), EP_PORTS)]
+    fresh = proxy([web(sessionAffinity="ClientIP")], slices)
+    assert trace(fresh, POD, "10.96.0.10").endpoints == {LOCAL_EP, REMOTE_EP}
+    sep = _sep_chain_for(fresh[4], REMOTE_EP)
+    sticky = proxy([web(sessionAffinity="ClientIP")], slices, recent=[sep])
+    assert trace(sticky, POD, "10.96.0.10").endpoints == {REMOTE_EP}
+    timeout = [r for rules in sticky[4].tables["nat"].values() for r in rules if "--rcheck" in r]
+    assert timeout and all(r[r.index("--seconds") + 1] == "10800" for r in timeout)
+
+
+def _sep_chain_for(tracer, endpoint):
+    for name, rules in tracer.tables["nat"].items():
+        if any("DNAT" in r and r[r.index("--to-destination") + 1] == endpoint for r in rules):
+            return name
+    raise AssertionError(endpoint)
+
+
+def test_hairpin_traffic_is_masqueraded():
+    t = proxy([web()], [b.endpoint_slice("web", both(), EP_PORTS)])
+    got = trace(t, "10.244.1.5", "10.96.0.10")
+    assert got.endpoints == {LOCAL_EP, REMOTE_EP}
+    assert got.masqueraded_to == {LOCAL_EP}     # the SEP rule marks it when it picks itself, only then
+
+
+def test_terminating_endpoints_serve_when_nothing_is_ready():
+    eps = [b.endpoint("10.244.1.5", "n1", ready=False, serving=True, terminating=True),
+           b.endpoint("10.244.2.5", "n2", ready=False, serving=False, terminating=True)]
+    t = proxy([web()], [b.endpoint_slice("web", eps, EP_PORTS)])
+    assert trace(t, POD, "10.96.0.10").endpoints == {LOCAL_EP}
+
+
+def test_udp_and_sctp_ports():
+    svc = b.service("dns", "10.96.0.53", [{"name": "dns", "port": 53, "protocol": "UDP"},
+                                         {"name": "sig", "port": 3868, "protocol": "SCTP"}])
+    t = proxy([svc], [b.endpoint_slice("dns", ["10.244.2.7"], [{"name": "dns", "port": 5353, "protocol": "UDP"}])])
+    assert trace(t, POD, "10.96.0.53", 53, "udp").endpoints == {"10.244.2.7:5353"}
+    assert trace(t, POD, "10.96.0.53", 53, "tcp").endpoints == set()
+    assert trace(t, POD, "10.96.0.53", 3868, "sctp").verdict == "REJECT"
+
+
+def test_masquerade_all():
+    settings = Settings(Node("n1"), (netaddr.IPAddress(NODE_IP),), (netaddr.IPNetwork("10.244.0.0/16"),),
+                        masquerade_all=True)
+    t = proxy([web()], [b.endpoint_slice("web", both(), EP_PORTS)], settings)
+    assert trace(t, POD, "10.96.0.10").masquerade is True
+
+
+def test_ipv6_and_dual_stack():
+    svc = b.service("web", ["10.96.0.10", "fd00:96::10"], TCP80)
+    t = proxy([svc], [b.endpoint_slice("web", both(), EP_PORTS),
+                      b.endpoint_slice("web", [b.endpoint("fd00:10:244:2::5", "n2")], EP_PORTS, family=6)])
+    got = trace(t, "fd00:10:244:1::9", "fd00:96::10")
+    assert got.endpoints == {"[fd00:10:244:2::5]:8080"} and not got.masquerade
+    assert trace(t, "fd00:200::99", "fd00:96::10").masquerade
+    assert trace(t, POD, "10.96.0.10").endpoints == {LOCAL_EP, REMOTE_EP}
+    v6_only = b.service("six", "fd00:96::20", TCP80)
+    t = proxy([v6_only], [])
+    assert trace(t, "fd00:10:244:1::9", "fd00:96::20").verdict == "REJECT"
+    assert all("six" not in r for rules in t[4].tables["filter"].values() for r in map(" ".join, rules))
+
+
+@pytest.mark.parametrize("hints,zone,expected", [(("a",), "a", {LOCAL_EP}), ((), "a", {LOCAL_EP, REMOTE_EP})])
+def test_topology_hints_narrow_to_the_zone(hints, zone, expected):
+    eps = [b.endpoint("10.244.1.5", "n1", zone="a", hints=hints), b.endpoint("10.244.2.5", "n2", zone="b",
+                                                                             hints=("b",) if hints else ())]
+    svc = web(trafficDistribution="PreferClose")
+    settings = Settings(Node("n1", zone), (netaddr.IPAddress(NODE_IP),), (netaddr.IPNetwork("10.244.0.0/16"),))
+    t = proxy([svc], [b.endpoint_slice("web", eps, EP_PORTS)], settings)
+    assert trace(t, POD, "10.96.0.10").endpoints == expected
