@@ -1,5 +1,6 @@
 """The `netplane` command: one entry point, a subcommand per job."""
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     _agent_parser(sub)
     _cni_parser(sub)
     _lab_parser(sub)
+    _proxy_parsers(sub)
     demo = sub.add_parser("demo", help="wire three pods on a throwaway node through the real plugin and ping them")
     demo.add_argument("--pods", type=int, default=3, help="how many pods (default 3)")
     demo.set_defaults(func=_demo)
@@ -64,6 +66,107 @@ def _agent_parser(sub) -> None:
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-file", help="log here instead of stderr")
     p.set_defaults(func=_agent)
+
+
+def _proxy_parsers(sub) -> None:
+    p = sub.add_parser("proxy", help="run the service proxy (kube-proxy replacement) on this node")
+    _proxy_options(p)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--manifests", help="a directory of Service and EndpointSlice manifests, watched")
+    source.add_argument("--kubeconfig", help="watch Services and EndpointSlices on the API server it names")
+    source.add_argument("--in-cluster", action="store_true", default=None, help="watch them with in-cluster credentials")
+    p.add_argument("--once", action="store_true", help="sync once and exit")
+    p.add_argument("--cleanup", action="store_true", help="remove everything netplane installed for the mode, and exit")
+    p.add_argument("--sync-period", help="longest time between syncs, e.g. 30s (default 30s)")
+    p.add_argument("--min-sync-period", help="shortest time between syncs, e.g. 1s (default 1s)")
+    p.add_argument("--full-sync-period", help="time between full syncs, e.g. 1h (default 1h)")
+    p.add_argument("--healthz-bind-address", help="host:port for /healthz and /livez (default 0.0.0.0:10256; '' off)")
+    p.add_argument("--metrics-bind-address", help="host:port for /metrics (default 127.0.0.1:10249; '' off)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-file", help="log here instead of stderr")
+    p.set_defaults(func=_proxy)
+    c = sub.add_parser("compile", help="print the rules the proxy would install for a manifests directory (no root)")
+    _proxy_options(c)
+    c.add_argument("--manifests", required=True, help="a directory of Service and EndpointSlice manifests")
+    c.set_defaults(func=_compile, kubeconfig=None, in_cluster=None, sync_period=None, min_sync_period=None,
+                   full_sync_period=None, healthz_bind_address=None, metrics_bind_address=None)
+
+
+def _proxy_options(p) -> None:
+    p.add_argument("--config", help="a config file (YAML; a kube-proxy KubeProxyConfiguration works); flags win")
+    p.add_argument("--mode", help="proxy mode (default iptables)")
+    p.add_argument("--node-name", help="this node's name (default: the hostname)")
+    p.add_argument("--node-ip", action="append", help="this node's IP (repeat, or comma-separate, for dual-stack)")
+    p.add_argument("--zone", help="this node's zone, for topology hints")
+    p.add_argument("--cluster-cidr", help="the pod network, one CIDR per family, comma-separated; "
+                                          "traffic from outside it is masqueraded")
+    p.add_argument("--nodeport-addresses", help="CIDRs (comma-separated) or 'primary': node ports answer only on "
+                                                "this node's addresses inside them (default: every local address)")
+    p.add_argument("--masquerade-all", action="store_true", default=None, help="masquerade all service traffic")
+    p.add_argument("--masquerade-bit", type=int, help="the packet mark bit that means 'masquerade' (default 14)")
+
+
+def _proxy_config(args):
+    from netplane.proxy import backend, config
+
+    try:
+        base = config.load_file(args.config) if args.config else config.ProxyConfig()
+        flags = {"mode": args.mode, "node_name": args.node_name, "zone": args.zone,
+                 "node_ips": _commas(args.node_ip), "cluster_cidrs": _commas(args.cluster_cidr),
+                 "nodeport_addresses": _commas(args.nodeport_addresses), "masquerade_all": args.masquerade_all,
+                 "masquerade_bit": args.masquerade_bit, "manifests": args.manifests, "kubeconfig": args.kubeconfig,
+                 "in_cluster": args.in_cluster, "healthz_bind_address": args.healthz_bind_address,
+                 "metrics_bind_address": args.metrics_bind_address}
+        for flag in ("sync_period", "min_sync_period", "full_sync_period"):
+            value = getattr(args, flag)
+            flags[flag] = config.duration(value, "--" + flag.replace("_", "-")) if value is not None else None
+        cfg = config.merge(base, flags)
+        if sum(bool(x) for x in (cfg.manifests, cfg.kubeconfig, cfg.in_cluster)) > 1:
+            raise config.ConfigError("give one source: --manifests, --kubeconfig or --in-cluster")
+        return cfg, config.check(cfg, backend.modes())
+    except config.ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
+def _commas(values) -> list[str] | None:
+    if values is None:
+        return None
+    items = values if isinstance(values, list) else [values]
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+def _proxy(args) -> int:
+    from netplane.proxy import daemon
+
+    cfg, checked = _proxy_config(args)
+    configure_logging(args.log_level, path=args.log_file)
+    for field in cfg.ignored:
+        logging.getLogger("netplane.proxy").warning("config: ignoring kube-proxy field %s", field)
+    if args.cleanup:
+        for line in daemon.cleanup(cfg, checked):
+            print(f"removed {line}")
+        return 0
+    if not (cfg.manifests or cfg.kubeconfig or cfg.in_cluster):
+        raise UsageError("give a source: --manifests DIR, --kubeconfig FILE or --in-cluster")
+    _check_source(cfg)
+    return daemon.run(cfg, checked, once=args.once)
+
+
+def _check_source(cfg) -> None:
+    if cfg.manifests is not None and not os.path.isdir(cfg.manifests):
+        raise UsageError(f"manifests {cfg.manifests}: no such directory")
+    if cfg.kubeconfig is not None and not os.path.isfile(cfg.kubeconfig):
+        raise UsageError(f"kubeconfig {cfg.kubeconfig}: no such file")
+
+
+def _compile(args) -> int:
+    from netplane.proxy import daemon
+
+    cfg, checked = _proxy_config(args)
+    _check_source(cfg)
+    configure_logging("WARNING")
+    sys.stdout.write(daemon.compile_plan(cfg, checked))
+    return 0
 
 
 def _cni_parser(sub) -> None:

@@ -4,7 +4,7 @@
                                           ├── node2 netns: ...
 The lab outlives the command that built it (`netplane lab up`, then
 `status`, `check`, `down`), so everything it creates is recorded in
-<root>/<name>/lab.json as it is created: namespaces, agent pids, pods.
+<root>/<name>/lab.json as it is created: namespaces, process pids, pods.
 `down` works from that record, and also from the namespace name prefix if
 the record is lost; it stops only processes whose command line names this
 lab's directory. Nothing is ever created in the host namespace: veths are
@@ -63,6 +63,8 @@ class LabRecord:
     namespaces: list[str] = field(default_factory=list)   # every netns we made, in creation order
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     pods: dict[str, PodRecord] = field(default_factory=dict)
+    processes: dict[str, int] = field(default_factory=dict)   # "proxy/node1", "echo/node1-pod1" -> pid
+    client: str = ""                                         # the external client's netns path, once added
 
 
 class Lab:
@@ -167,14 +169,18 @@ class Lab:
                 "--mode", self.record.mode, "--resync-interval", str(self.record.resync_interval),
                 "--state-file", f"{home}/node.json", "--status-file", f"{home}/network.json",
                 "--log-file", f"{home}/agent.log"]
-        with open(f"{home}/agent.out", "ab") as out:
-            proc = subprocess.Popen(sandbox.enter(rec.netns, argv), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        rec.agent_pid = proc.pid            # nsenter execs the agent: same pid
+        rec.agent_pid = self._daemon(rec.netns, argv, f"{home}/agent.out", f"the agent on {node}")
         self._save()
-        # until the child has exec'd, its command line is ours, not the agent's
+
+    def _daemon(self, netns: str, argv: list[str], output: str, what: str) -> int:
+        """Start a lab process (its argv must name a path in the lab directory) and return its pid."""
+        with open(output, "ab") as out:
+            proc = subprocess.Popen(sandbox.enter(netns, argv), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        # until the child has exec'd, its command line is ours, not the daemon's (nsenter execs: same pid)
         sandbox.wait_for(lambda: _ours(proc.pid, self.dir) or _exited(proc.pid), timeout=10,
-                         what=f"the agent on {node} to start")
+                         what=f"{what} to start")
+        return proc.pid
 
     def wait_ready(self, node: str, timeout: float = 20.0) -> dict:
         """Wait until the node's agent serves the plugin and its pod network converged."""
@@ -257,6 +263,8 @@ class Lab:
             return self.record.nodes[where].netns
         if where in self.record.pods:
             return self.record.pods[where].netns
+        if where == "client" and self.record.client:
+            return self.record.client
         raise LabError(f"no node or pod named {where} in lab {self.name}")
 
     def run(self, where: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -267,6 +275,67 @@ class Lab:
     def spawn(self, where: str, argv: list[str], **kwargs) -> subprocess.Popen:
         """A process in the lab; the caller stops it (by this Popen)."""
         return subprocess.Popen(sandbox.enter(self.netns(where), argv), **kwargs)
+
+    # -- services: echo servers, the proxy, an external client ----------------
+
+    def start(self, key: str, where: str, argv: list[str], output: str) -> int:
+        """A named lab process in a node or pod (stopped by stop(key) or down())."""
+        self.stop(key)
+        pid = self._daemon(self.netns(where), argv, output, key)
+        self.record.processes[key] = pid
+        self._save()
+        return pid
+
+    def stop(self, key: str) -> None:
+        pid = self.record.processes.pop(key, 0)
+        if pid:
+            _stop(pid, self.dir)
+            self._save()
+
+    def serve(self, pod: str, port: int = 8080) -> None:
+        """The echo server (netplane/lab/echo.py) in a pod."""
+        self.start(f"echo/{pod}", pod, [sys.executable, "-m", "netplane.lab.echo", "--name", pod,
+                                        "--port", str(port), "--marker", f"{self.dir}/echo"],
+                   os.path.join(self.dir, f"echo-{pod}.out"))
+
+    @property
+    def manifests_dir(self) -> str:
+        return os.path.join(self.dir, "manifests")
+
+    def start_proxy(self, node: str, *extra: str) -> None:
+        """`netplane proxy` (iptables mode) on a node, reading the lab's manifests directory."""
+        rec, home = self.record.nodes[node], self.node_dir(node)
+        os.makedirs(self.manifests_dir, exist_ok=True)
+        # a real node reaches service IPs through its default route; the lab's
+        # nodes have none (nothing may leave the lab), so name the service range.
+        # Load-balancer IPs are local on every node, as a cloud's guest agent
+        # makes them: the LB delivers to the node, the proxy takes it from there.
+        _ip(rec.netns, *(f"route replace {cidr} dev eth0" for cidr in topology.SERVICE_CIDRS),
+            f"route replace local {topology.VIP_RANGE} dev lo")
+        argv = [sys.executable, "-m", "netplane", "proxy", "--mode", "iptables", "--manifests", self.manifests_dir,
+                "--node-name", node, "--node-ip", ",".join(rec.internal_ips),
+                "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--min-sync-period", "0.2s",
+                "--log-file", f"{home}/proxy.log", *extra]
+        self.start(f"proxy/{node}", node, argv, f"{home}/proxy.out")
+
+    def add_client(self) -> str:
+        """A namespace outside the cluster on the underlay segment, with the
+        client addresses and a route to the service VIP range via node1 (as a
+        cloud load balancer would send it)."""
+        if self.record.client:
+            return self.record.client
+        netns = self._netns("client")
+        _ip(self._path("underlay"), f"link add client type veth peer name eth0 netns {os.path.basename(netns)}",
+            "link set client master ul0 up")
+        subprocess.run(sandbox.enter(netns, ["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"]), check=True)
+        first = self.record.nodes[min(self.record.nodes, key=topology.node_number)].internal_ips
+        via4 = next(ip for ip in first if ":" not in ip)
+        _ip(netns, "link set eth0 up", *(f"addr add {a} dev eth0" + (" nodad" if ":" in a else "")
+                                         for a in topology.CLIENT_ADDRESSES),
+            f"route add {topology.VIP_RANGE} via {via4}")
+        self.record.client = netns
+        self._save()
+        return netns
 
     # -- persistence and teardown ---------------------------------------------
 
@@ -302,10 +371,11 @@ class Lab:
             except LabError:
                 pass
         recorded = [rec.agent_pid for rec in self.record.nodes.values()] if self.record else []
-        # also agents the record lost track of: their command line names this lab's directory
-        for pid in recorded + [p for p in _agent_pids(self.dir) if p not in recorded]:
+        recorded += list(self.record.processes.values()) if self.record else []
+        # also processes the record lost track of: their command line names this lab's directory
+        for pid in recorded + [p for p in _lab_pids(self.dir) if p not in recorded]:
             if _stop(pid, self.dir):
-                removed.append(f"agent pid {pid}")
+                removed.append(f"process {pid}")
         for name in reversed(self._leftover_namespaces()):
             sandbox.delete_netns(name)
             removed.append(f"netns {name}")
@@ -351,7 +421,9 @@ def _ip(netns_path: str, *commands: str) -> None:
 
 
 def _ours(pid: int, lab_dir: str) -> bool:
-    """Is `pid` alive and one of this lab's agents? (Never signal a recycled pid.)"""
+    """Is `pid` alive and one of this lab's processes (agent, proxy, echo
+    server: `-m netplane...` with a path in the lab directory)? Never
+    signal a recycled pid."""
     if pid <= 0:
         return False
     try:
@@ -359,10 +431,11 @@ def _ours(pid: int, lab_dir: str) -> bool:
             argv = f.read().split(b"\0")
     except OSError:
         return False
-    return any(arg.startswith(lab_dir.encode() + b"/") for arg in argv) and b"agent" in argv
+    return any(arg.startswith(lab_dir.encode() + b"/") for arg in argv) and \
+        any(arg.startswith(b"netplane") for arg in argv)
 
 
-def _agent_pids(lab_dir: str) -> list[int]:
+def _lab_pids(lab_dir: str) -> list[int]:
     return [int(p) for p in sandbox.listdir("/proc") if p.isdigit() and _ours(int(p), lab_dir)]
 
 

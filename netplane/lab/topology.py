@@ -12,6 +12,10 @@ POD_CIDRS = ("10.244.{i}.0/24", "fd00:10:244:{i}::/64")
 MAX_NODES = 200
 CONTROL_PLANE_V4 = "192.168.200.1/24"       # the underlay namespace's own address
 CONTROL_PLANE_V6 = "fd00:200::1/64"
+CLUSTER_CIDRS = ("10.244.0.0/16", "fd00:10:244::/56")     # every node's pod CIDR is inside these
+SERVICE_CIDRS = ("10.96.0.0/16", "fd00:96::/112")
+VIP_RANGE = "192.0.2.0/24"                  # load-balancer and external IPs (TEST-NET-1)
+CLIENT_ADDRESSES = ("192.168.200.2/24", "192.168.200.3/24", "fd00:200::2/64")   # the external client
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 - A change asks for a sync; changes that arrive close together share one,
   because syncs start at least `min_interval` apart.
-- Every `full_interval` a full sync runs anyway, which repairs anything
+- At least every `sync_interval` a sync runs even without changes (a
+  partial one, which checks the canary and so notices flushed tables), and
+  every `full_interval` a full sync runs anyway, which repairs anything
   changed behind the proxy's back.
 - A failed sync is retried after `retry_interval`, as a full sync, since
   the kernel may hold half of what was sent.
@@ -23,6 +25,7 @@ class Schedule:
     min_interval: float = 1.0
     full_interval: float = 30.0
     retry_interval: float = 1.0
+    sync_interval: float | None = None  # None: same as full_interval
     last_start: float | None = None     # None: never synced, so the first sync is due at once
     last_full: float | None = None
     pending: bool = False               # a change is waiting
@@ -38,6 +41,8 @@ class Schedule:
         if self.failed:
             return self.last_start + max(self.retry_interval, self.min_interval)
         periodic = (self.last_full if self.last_full is not None else self.last_start) + self.full_interval
+        if self.sync_interval is not None:
+            periodic = min(periodic, self.last_start + self.sync_interval)
         wanted = self.last_start + self.min_interval if self.pending else periodic
         return min(wanted, periodic)
 

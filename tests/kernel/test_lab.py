@@ -44,7 +44,7 @@ def test_down_cleans_up_even_without_the_lab_record(tmp_path):
     os.unlink(os.path.join(lab.dir, "lab.json"))
     removed = Lab(NAME, str(tmp_path)).down()
     assert not lab_namespaces() and not os.path.exists(lab.dir)
-    assert sorted(f"agent pid {p}" for p in pids) == sorted(r for r in removed if r.startswith("agent"))
+    assert sorted(f"process {p}" for p in pids) == sorted(r for r in removed if r.startswith("process"))
     assert not any(os.path.exists(f"/proc/{p}") for p in pids)
 
 

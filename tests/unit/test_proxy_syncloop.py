@@ -36,6 +36,16 @@ def test_a_periodic_full_sync_runs_without_changes():
     assert s.next_due() == 30 and s.full_due(30) and not s.full_due(29)
 
 
+def test_a_periodic_partial_sync_runs_every_sync_interval_between_full_ones():
+    s = Schedule(min_interval=1, sync_interval=30, full_interval=3600)
+    run(s, 0)
+    assert s.next_due() == 30 and run(s, 30) is False        # partial: only checks and repairs cheaply
+    assert s.next_due() == 60
+    for t in range(60, 3600, 30):
+        run(s, t)
+    assert s.next_due() == 3600 and s.full_due(3600)
+
+
 def test_a_failure_is_retried_as_a_full_sync():
     s = Schedule(min_interval=1, full_interval=30, retry_interval=2)
     run(s, 0)

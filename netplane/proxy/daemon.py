@@ -1,0 +1,107 @@
+"""`netplane proxy`: the node daemon, and the one-shot jobs beside it
+(--once, --cleanup, and `netplane compile`).
+
+The daemon runs the Proxier's sync loop on the main thread, the source on
+its own thread, and serves /healthz and /livez (default 0.0.0.0:10256) and
+/metrics (default 127.0.0.1:10249). SIGTERM or SIGINT stops it; the rules
+stay in the kernel, so services keep working while it restarts (as with
+kube-proxy); `--cleanup` removes them.
+"""
+import logging
+import signal
+import socket
+import time
+
+from netplane.proxy import backend as backends
+from netplane.proxy.config import Checked, ProxyConfig
+from netplane.proxy.health import HealthServer, HealthState
+from netplane.proxy.metrics import ProxyMetrics
+from netplane.proxy.proxier import Proxier
+from netplane.proxy.state import snapshot
+from netplane.proxy.syncloop import Schedule
+from netplane.proxy.views import Node, family_views
+
+log = logging.getLogger("netplane.proxy")
+
+
+def settings(cfg: ProxyConfig, checked: Checked) -> backends.Settings:
+    return backends.Settings(Node(cfg.node_name or socket.gethostname().lower(), cfg.zone), checked.node_ips,
+                             checked.cluster_cidrs, checked.nodeport_addresses, cfg.masquerade_all,
+                             cfg.masquerade_bit)
+
+
+def source(cfg: ProxyConfig):
+    from netplane.proxy.sources import KubeSource, ManifestSource
+
+    if cfg.manifests is not None:
+        return ManifestSource(cfg.manifests)
+    from netplane.kube import client
+
+    return KubeSource(client.api_client(None if cfg.in_cluster else cfg.kubeconfig))
+
+
+def run(cfg: ProxyConfig, checked: Checked, once: bool = False, wait_timeout: float = 30.0) -> int:
+    backend = backends.backend(cfg.mode, settings(cfg, checked))
+    schedule = Schedule(min_interval=cfg.min_sync_period, sync_interval=cfg.sync_period,
+                        full_interval=cfg.full_sync_period)
+    proxier = Proxier(source(cfg), backend, ProxyMetrics(), HealthState(timeout=2 * cfg.sync_period), schedule)
+    proxier.source.start()
+    try:
+        if once:
+            return _once(proxier, wait_timeout)
+        return _serve(proxier, checked)
+    finally:
+        proxier.source.stop()
+
+
+def _once(proxier: Proxier, wait_timeout: float) -> int:
+    deadline = time.monotonic() + wait_timeout
+    while proxier.source.objects() is None:
+        if time.monotonic() > deadline:
+            log.error("the source did not load within %.0f s: %s", wait_timeout, proxier.source.errors)
+            return 1
+        time.sleep(0.1)
+    proxier.sync(full=True)
+    return 0
+
+
+def _serve(proxier: Proxier, checked: Checked) -> int:
+    servers = []
+    if checked.healthz:
+        servers.append(HealthServer(checked.healthz, proxier.health).start())
+        log.info("serving /healthz and /livez on %s:%d", *checked.healthz)
+    if checked.metrics:
+        servers.append(proxier.metrics.serve(*checked.metrics))
+        log.info("serving /metrics on %s:%d", *checked.metrics)
+
+    def on_signal(signum, _frame) -> None:
+        log.info("received %s, stopping (the rules stay in place)", signal.Signals(signum).name)
+        proxier.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("proxy running: mode %s, node %s", proxier.backend.mode, proxier.backend.settings.node.name)
+    try:
+        proxier.run()
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    return 0
+
+
+def cleanup(cfg: ProxyConfig, checked: Checked) -> list[str]:
+    return backends.backend(cfg.mode, settings(cfg, checked)).cleanup()
+
+
+def compile_plan(cfg: ProxyConfig, checked: Checked) -> str:
+    """What `netplane compile` prints: the full plan for the source's objects, no kernel touched."""
+    src = source(cfg)
+    src.poll()
+    services, slices = src.objects()
+    snap = snapshot(services, slices)
+    for what, why in sorted(snap.skipped.items()):
+        log.warning("skipping %s: %s", what, why)
+    backend = backends.backend(cfg.mode, settings(cfg, checked))
+    node = backend.settings.node
+    return backend.dry_run({f: family_views(snap.ports, f, node) for f in backend.settings.families})
