@@ -199,15 +199,21 @@ def _lab_parser(sub) -> None:
     up.add_argument("--underlay", default="ipv4", choices=["ipv4", "ipv6"],
                     help="the nodes' first InternalIP family, which VXLAN runs over (default ipv4)")
     up.add_argument("--resync-interval", type=float, default=10.0, help="agents' reconcile period, s (default 10)")
+    up.add_argument("--proxy", action="store_true",
+                    help="also run netplane proxy (iptables) on every node, echo servers in the pods, demo Services "
+                         "and an external client namespace")
     up.set_defaults(func=_lab_up)
     for action, helptext, func in (("status", "show nodes, agents, pods and addresses", _lab_status),
                                    ("check", "ping every pod from every pod; non-zero exit on any gap", _lab_check),
+                                   ("services", "send real traffic to the demo Services (needs up --proxy); "
+                                                "non-zero exit on any surprise", _lab_services),
                                    ("down", "remove everything the lab made", _lab_down)):
         actions.add_parser(action, help=helptext).set_defaults(func=func)
     run = actions.add_parser("run", help="up, status, check and down in one go (the README's main job)")
     run.add_argument("--nodes", type=int, default=3)
     run.add_argument("--mode", action="append", choices=["vxlan", "routed"],
                      help="mode to run (repeat; default both, one after the other)")
+    run.add_argument("--no-proxy", action="store_true", help="skip the service proxy and its Services")
     run.set_defaults(func=_lab_run)
     for p in actions.choices.values():
         p.add_argument("--name", default="default", help="lab name (default 'default'); several labs can coexist")
@@ -235,8 +241,36 @@ def _lab_up(args) -> int:
         lab.up(args.nodes, args.mode, args.pods_per_node, 4 if args.underlay == "ipv4" else 6, args.resync_interval)
     except LabError as err:
         raise UsageError(str(err)) from None
+    if args.proxy:
+        _lab_enable_proxy(lab)
     print("\n".join(status_lines(lab)))
     return 0
+
+
+def _lab_enable_proxy(lab) -> None:
+    from netplane.lab import services
+
+    if len(lab.record.nodes) < 2 or len(lab.record.pods) < 2:
+        lab.down()
+        raise UsageError("--proxy needs at least 2 nodes and 2 pods")
+    try:
+        services.enable(lab)
+    except BaseException:
+        lab.down()
+        raise
+
+
+def _lab_services(args) -> int:
+    from netplane.lab import services
+
+    lab = _lab(args)
+    if not lab.record.processes:
+        raise UsageError(f"lab {args.name} has no proxies; build it with `netplane lab up --proxy`")
+    checks = services.run_checks(lab)
+    print("\n".join(services.table(checks)))
+    bad = sum(not c.ok for c in checks)
+    print(f"services: {len(checks) - bad} of {len(checks)} checks as expected")
+    return 1 if bad else 0
 
 
 def _lab_status(args) -> int:
@@ -267,14 +301,19 @@ def _lab_run(args) -> int:
         print(f"=== lab {args.name}: {args.nodes} nodes, {mode} mode ===")
         one = argparse.Namespace(**vars(args))
         one.mode, one.pods_per_node, one.underlay, one.resync_interval = mode, 2, "ipv4", 10.0
+        one.proxy = not args.no_proxy
         _lab_up(one)               # refuses, touching nothing, if a lab of that name exists
         try:
             print()
             failures += _lab_check(one)
+            if one.proxy:
+                print()
+                failures += _lab_services(one)
         finally:
             _lab(one, load=False).down()
         print()
-    print("lab: every pod reached every other pod, in every mode" if not failures else "lab: gaps found")
+    print("lab: every pod reached every other pod" + ("" if args.no_proxy else ", and every Service answered as expected")
+          + ", in every mode" if not failures else "lab: gaps found")
     return 1 if failures else 0
 
 

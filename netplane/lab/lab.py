@@ -302,8 +302,9 @@ class Lab:
     def manifests_dir(self) -> str:
         return os.path.join(self.dir, "manifests")
 
-    def start_proxy(self, node: str, *extra: str) -> None:
-        """`netplane proxy` (iptables mode) on a node, reading the lab's manifests directory."""
+    def start_proxy(self, node: str, *extra: str, source: tuple[str, ...] = ()) -> None:
+        """`netplane proxy` (iptables mode) on a node, reading the lab's
+        manifests directory (or `source`, e.g. ("--kubeconfig", path))."""
         rec, home = self.record.nodes[node], self.node_dir(node)
         os.makedirs(self.manifests_dir, exist_ok=True)
         # a real node reaches service IPs through its default route; the lab's
@@ -312,7 +313,8 @@ class Lab:
         # makes them: the LB delivers to the node, the proxy takes it from there.
         _ip(rec.netns, *(f"route replace {cidr} dev eth0" for cidr in topology.SERVICE_CIDRS),
             f"route replace local {topology.VIP_RANGE} dev lo")
-        argv = [sys.executable, "-m", "netplane", "proxy", "--mode", "iptables", "--manifests", self.manifests_dir,
+        argv = [sys.executable, "-m", "netplane", "proxy", "--mode", "iptables",
+                *(source or ("--manifests", self.manifests_dir)),
                 "--node-name", node, "--node-ip", ",".join(rec.internal_ips),
                 "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--min-sync-period", "0.2s",
                 "--log-file", f"{home}/proxy.log", *extra]

@@ -174,7 +174,7 @@ def table(checks: list[Check]) -> list[str]:
     return ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
 
 
-def enable(lab, timeout: float = 20.0) -> None:
+def enable(lab, timeout: float = 20.0, proxy_args: tuple[str, ...] = ()) -> None:
     """Echo servers in every pod, the demo Services, a proxy on every node,
     and the external client; returns once every proxy installed the rules."""
     from netplane import sandbox
@@ -184,7 +184,7 @@ def enable(lab, timeout: float = 20.0) -> None:
         lab.serve(pod)
     write_manifests(lab, demo_objects(lab))
     for node in sorted(lab.record.nodes, key=topology.node_number):
-        lab.start_proxy(node)
+        lab.start_proxy(node, *proxy_args)
     for node in lab.record.nodes:
         sandbox.wait_for(lambda: "default/no-endpoints" in rules(lab, node, "filter"), timeout=timeout, interval=0.1,
                          what=f"the proxy on {node} to sync")

@@ -6,6 +6,7 @@ fails any test that changed the host namespace. Most tests run twice:
 through the agent (the fast path) and standalone (no agent), because both
 must behave the same.
 """
+import itertools
 import json
 import os
 import re
@@ -122,7 +123,7 @@ def _reap_labs_of_killed_runs():
 
 
 def _lab_roots_of_agents(lab_name: str) -> set[str]:
-    """Where a test lab's directory was, read from its agents' command lines."""
+    """Where a test lab's directory was, read from its processes' command lines."""
     marker, roots = f"/{lab_name}/", set()
     for pid in filter(str.isdigit, sandbox.listdir("/proc")):
         try:
@@ -130,5 +131,28 @@ def _lab_roots_of_agents(lab_name: str) -> set[str]:
                 argv = f.read().decode(errors="replace").split("\0")
         except OSError:
             continue
-        roots |= {arg[:arg.index(marker)] for arg in argv if marker in arg and "agent" in argv}
+        if any(a.startswith("netplane") for a in argv):
+            roots |= {arg[:arg.index(marker)] for arg in argv if marker in arg}
     return roots
+
+
+_labs = itertools.count()
+
+
+def new_lab(root) -> Lab:
+    """A test lab, named t<pid>x<n> so a later run can reap it if this one is killed."""
+    return Lab(f"t{os.getpid()}x{next(_labs)}", root=str(root))
+
+
+@pytest.fixture
+def make_lab(tmp_path):
+    labs = []
+
+    def make(nodes=2, mode="vxlan", **options) -> Lab:
+        lab = new_lab(tmp_path / "labs")
+        labs.append(lab)
+        return lab.up(nodes, mode, **{"pods_per_node": 1, "resync_interval": 1.0} | options)
+
+    yield make
+    for lab in labs:
+        lab.down()

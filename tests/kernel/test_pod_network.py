@@ -19,23 +19,6 @@ from netplane.lab import Lab, topology
 from netplane.netlink.netns import call_in_netns, open_netns
 from netplane.podnet.model import VTEP_MAC_ANNOTATION
 
-_labs = itertools.count()
-
-
-@pytest.fixture
-def make_lab(tmp_path):
-    labs = []
-
-    def make(nodes=2, mode="vxlan", **options) -> Lab:
-        lab = Lab(f"t{os.getpid()}x{next(_labs)}", root=str(tmp_path / "labs"))
-        labs.append(lab)
-        return lab.up(nodes, mode, **{"pods_per_node": 1, "resync_interval": 1.0} | options)
-
-    yield make
-    for lab in labs:
-        lab.down()
-
-
 def eventually(predicate, timeout=8.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -1,0 +1,245 @@
+"""The service proxy on real traffic: a 2-node lab, `netplane proxy` (iptables)
+on each node, echo servers in the pods, and an external client namespace."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import new_lab
+from netplane import sandbox
+from netplane.kube.client import ENDPOINTSLICES, SERVICES
+from netplane.kube.fake_apiserver import FakeApiServer
+from netplane.lab import services, topology
+from netplane.netlink.netns import call_in_netns, open_netns
+from netplane.proxy import build as b
+
+PORT = [{"name": "http", "port": 80, "protocol": "TCP"}]
+TARGET = [{"name": "http", "port": services.TARGET_PORT, "protocol": "TCP"}]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    lab = new_lab(tmp_path_factory.mktemp("labs"))
+    try:
+        lab.up(2, "vxlan", pods_per_node=2, resync_interval=1.0)
+        services.enable(lab, proxy_args=("--sync-period", "1s"))
+        yield lab
+    finally:
+        lab.down()
+
+
+def eventually(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def dnat_targets(lab, node: str) -> str:
+    return services.rules(lab, node, "nat")
+
+
+def applied_everywhere(lab, text: str, present: bool = True):
+    return lambda: all((text in dnat_targets(lab, n)) == present for n in lab.record.nodes)
+
+
+def endpoints_everywhere(lab, service: str, ips: set[str]):
+    """True once every node DNATs `service` to exactly these pod IPs."""
+    def check():
+        for node in lab.record.nodes:
+            lines = [l for l in dnat_targets(lab, node).splitlines() if f'"default/{service}' in l and "DNAT" in l]
+            if {l.split("--to-destination ")[1].rsplit(":", 1)[0] for l in lines} != ips:
+                return False
+        return True
+    return check
+
+
+def test_demo_services_answer_as_kube_proxy_would(lab):
+    """ClusterIP (TCP, UDP, IPv6), NodePort from outside, externalTrafficPolicy
+    Local keeping the client address, LoadBalancer source ranges, externalIPs,
+    affinity, hairpin and rejection without endpoints: real packets each."""
+    checks = services.run_checks(lab)
+    assert all(c.ok for c in checks), "\n".join(services.table(checks))
+
+
+def test_affinity_holds_over_many_connections_and_other_clients_spread(lab):
+    pods = sorted(lab.record.pods)
+    for client in pods[:2]:
+        got = services.probe(lab, client, "tcp", "10.96.0.11", 80, count=30)
+        assert got["failed"] == 0 and len({a.split()[0] for a in got["answers"]}) == 1
+
+
+def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
+    """Endpoints leave (marked terminating, rules updated, then the server
+    stops) and come back, one after another, while a client connects every
+    10 ms; the service always keeps a ready endpoint, so nothing may fail."""
+    pods = sorted(lab.record.pods)
+    state = {p: True for p in pods}
+
+    def publish():
+        eps = [b.endpoint(lab.record.pods[p].ips[0], lab.record.pods[p].node, ready=up, serving=up,
+                          terminating=not up) for p, up in state.items()]
+        services.write_manifests(lab, [b.service("churn", "10.96.0.30", PORT),
+                                       b.endpoint_slice("churn", eps, TARGET)], "churn.json")
+
+    def serving():
+        return {lab.record.pods[p].ips[0] for p, up in state.items() if up}
+
+    publish()
+    eventually(endpoints_everywhere(lab, "churn", serving()), what="the churn service")
+    client = lab.spawn(pods[0], [sys.executable, "-m", "netplane.lab.probe", "tcp", "10.96.0.30", "80",
+                                 "--count", "0", "--duration", "12", "--interval", "0.01", "--timeout", "2"],
+                       stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        for pod in pods[1:]:
+            state[pod] = False
+            publish()
+            eventually(endpoints_everywhere(lab, "churn", serving()), what=f"{pod} out of the rules")
+            lab.stop(f"echo/{pod}")
+            time.sleep(0.5)
+            lab.serve(pod)
+            state[pod] = True
+            publish()
+            eventually(endpoints_everywhere(lab, "churn", serving()), what=f"{pod} back in the rules")
+        out, _ = client.communicate(timeout=30)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    result = json.loads(out)
+    assert result["failed"] == 0, result
+    assert result["ok"] > 200 and len({a.split()[0] for a in result["answers"]}) == len(pods)
+    log = open(os.path.join(lab.node_dir("node1"), "proxy.log")).read()
+    assert "partial sync of 1 service port(s)" in log       # churn is applied by partial syncs
+
+
+def test_stale_udp_conntrack_entries_are_deleted_when_the_endpoint_changes(lab):
+    """A UDP client keeps its source port; after the service moves from pod A
+    to pod B (A still running), its next datagram must reach B, which only
+    happens if the proxy deleted the conntrack entry that pinned it to A."""
+    pods = sorted(lab.record.pods)
+    a, b_pod, client = pods[1], pods[2], pods[0]
+    udp = [{"name": "u", "port": 5300, "protocol": "UDP"}]
+    target = [{"name": "u", "port": services.TARGET_PORT, "protocol": "UDP"}]
+
+    def point_at(pod):
+        services.write_manifests(lab, [b.service("udp", "10.96.0.31", udp), b.endpoint_slice(
+            "udp", [b.endpoint(lab.record.pods[pod].ips[0], lab.record.pods[pod].node)], target)], "udp.json")
+        eventually(endpoints_everywhere(lab, "udp", {lab.record.pods[pod].ips[0]}), what=f"udp service on {pod}")
+
+    point_at(a)
+    first = services.probe(lab, client, "udp", "10.96.0.31", 5300, sport=40123)
+    assert [k.split()[0] for k in first["answers"]] == [a]
+    point_at(b_pod)
+    eventually(lambda: list(services.probe(lab, client, "udp", "10.96.0.31", 5300, sport=40123)["answers"])[0]
+               .split()[0] == b_pod, timeout=5, what="the client to reach the new endpoint")
+
+
+def test_a_flushed_table_is_rebuilt_by_the_next_sync(lab):
+    """An admin's `iptables -t nat -F; -X` on a node: the canary is gone, so
+    the next periodic (1 s) sync is a full one and services work again."""
+    node = "node1"
+    lab.run(node, ["sh", "-c", "iptables -t nat -F && iptables -t nat -X"], check=True)
+    assert "NP-SERVICES" not in dnat_targets(lab, node)
+    eventually(lambda: "NP-PROXY-CANARY" in dnat_targets(lab, node), what="the canary to come back")
+    pod = next(p for p, r in lab.record.pods.items() if r.node == node)
+    assert services.probe(lab, pod, "tcp", "10.96.0.10", 80, count=5)["failed"] == 0
+    assert "canary chain is gone" in open(os.path.join(lab.node_dir(node), "proxy.log")).read()
+
+
+def test_a_broken_manifest_and_an_invalid_object_take_nothing_down(lab):
+    pod = sorted(lab.record.pods)[0]
+    services.write_manifests(lab, [b.service("bad", "10.96.0.32", [{"port": 99999}]),
+                                   b.service("good", "10.96.0.33", PORT),
+                                   b.endpoint_slice("good", [lab.record.pods[pod].ips[0]], TARGET)], "mixed.json")
+    eventually(applied_everywhere(lab, "default/good"), what="the good service")
+    assert services.probe(lab, pod, "tcp", "10.96.0.33", 80)["failed"] == 0
+    with open(os.path.join(lab.manifests_dir, "demo.json"), "w") as f:
+        f.write('{"kind": "List", "items": [')                       # a half-written edit
+    time.sleep(2.5)
+    assert services.probe(lab, pod, "tcp", "10.96.0.10", 80, count=5)["failed"] == 0
+    log = open(os.path.join(lab.node_dir("node1"), "proxy.log")).read()
+    assert "skipping Service default/bad" in log and "keeping the last good objects" in log
+    services.write_manifests(lab, services.demo_objects(lab))
+
+
+def test_health_and_metrics_endpoints(lab):
+    health = lab.run("node1", ["curl", "-s", "-w", " %{http_code}", "http://127.0.0.1:10256/healthz"])
+    body, code = health.stdout.rsplit(" ", 1)
+    assert code == "200" and set(json.loads(body)) == {"lastUpdated", "currentTime", "nodeEligible"}
+    assert lab.run("node1", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                             "http://127.0.0.1:10256/livez"]).stdout == "200"
+    metrics = lab.run("node1", ["curl", "-s", "http://127.0.0.1:10249/metrics"]).stdout
+    for name in ("kubeproxy_sync_proxy_rules_duration_seconds_count", "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                 "kubeproxy_sync_proxy_rules_service_changes_pending"):
+        assert name in metrics
+    count = float(next(l for l in metrics.splitlines() if l.startswith("kubeproxy_sync_proxy_rules_duration_seconds_count")).split()[1])
+    assert count >= 1
+
+
+def netplane(netns, *args, **kwargs):
+    return subprocess.run(sandbox.enter(netns, [sys.executable, "-m", "netplane", *args]),
+                          capture_output=True, text=True, **kwargs)
+
+
+def test_once_then_cleanup_leave_foreign_rules_alone(tmp_path):
+    with sandbox.Sandbox() as sb:
+        node = sb.netns("node")
+        sb.run(node, ["iptables", "-t", "nat", "-N", "ADMIN-CHAIN"])
+        sb.run(node, ["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"])
+        before = {t: sb.run(node, ["iptables-save", "-t", t], text=True).stdout for t in ("nat", "filter")}
+        manifests = tmp_path / "m"
+        manifests.mkdir()
+        (manifests / "s.yaml").write_text(
+            "kind: Service\napiVersion: v1\nmetadata: {name: s}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n")
+        once = netplane(node, "proxy", "--once", "--manifests", str(manifests), "--node-name", "n",
+                        "--cluster-cidr", "10.244.0.0/16,fd00:10:244::/56")
+        assert once.returncode == 0, once.stderr
+        saved = sb.run(node, ["iptables-save"], text=True).stdout
+        assert "default/s:" not in saved and "default/s has no endpoints" in saved and "-j NP-SERVICES" in saved
+        assert "NP-PROXY-CANARY" in sb.run(node, ["ip6tables-save"], text=True).stdout
+        cleanup = netplane(node, "proxy", "--cleanup")
+        assert cleanup.returncode == 0 and "removed IPv4 nat NP-SERVICES" in cleanup.stdout
+        after = {t: sb.run(node, ["iptables-save", "-t", t], text=True).stdout for t in ("nat", "filter")}
+        strip = lambda text: [l for l in text.splitlines() if not l.startswith("#")]
+        assert all(strip(after[t]) == strip(before[t]) for t in after)
+        assert "NP-" not in sb.run(node, ["ip6tables-save"], text=True).stdout
+
+
+def test_the_proxy_follows_services_on_the_kubernetes_api(lab, tmp_path):
+    """Services and EndpointSlices from a fake API server in the control-plane
+    namespace: a proxy on node1 watches it, keeps its rules while the API is
+    away, and catches up after a relist."""
+    underlay = os.path.join(sandbox.RUN_NETNS, f"npl-{lab.name}-underlay")
+    fd = open_netns(underlay)
+    try:
+        sock = call_in_netns(fd, lambda: socket.create_server((topology.CONTROL_PLANE_V4.split("/")[0], 0)))
+    finally:
+        os.close(fd)
+    api = FakeApiServer(sock=sock, bookmark_interval=0.5).start()
+    pod = sorted(lab.record.pods)[0]
+    try:
+        api.put(SERVICES, b.service("api-svc", "10.96.0.40", PORT))
+        api.put(ENDPOINTSLICES, b.endpoint_slice("api-svc", [lab.record.pods[pod].ips[0]], TARGET))
+        kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
+        lab.stop("proxy/node1")
+        lab.start_proxy("node1", "--sync-period", "1s", source=("--kubeconfig", str(kubeconfig)))
+        eventually(lambda: "default/api-svc" in dnat_targets(lab, "node1"), what="the API's service")
+        assert "default/echo" not in dnat_targets(lab, "node1")          # manifests are not read now
+        assert services.probe(lab, pod, "tcp", "10.96.0.40", 80)["failed"] == 0
+        api.pause()
+        time.sleep(2.5)                                                   # > 2 periodic syncs
+        assert services.probe(lab, pod, "tcp", "10.96.0.40", 80)["failed"] == 0
+        api.delete(SERVICES, "api-svc", namespace="default")
+        api.compact()
+        api.resume()
+        eventually(lambda: "default/api-svc" not in dnat_targets(lab, "node1"), what="the service to go")
+    finally:
+        lab.stop("proxy/node1")
+        lab.start_proxy("node1", "--sync-period", "1s")
+        api.stop()
