@@ -25,11 +25,16 @@ def load_file(path: str) -> list[dict]:
 
 
 def load_bytes(data: bytes, origin: str = "<input>") -> list[dict]:
-    documents = _json_or_yaml(data, origin) if data.lstrip()[:1] in (b"{", b"[") else _yaml(data, origin)
+    documents = documents_of(data, origin)
     objects = []
     for number, doc in enumerate(documents, 1):
         objects += _flatten(doc, f"{origin}: document {number}")
     return objects
+
+
+def documents_of(data: bytes, origin: str = "<input>") -> list:
+    """The documents of a YAML or JSON file, whatever they hold."""
+    return _json_or_yaml(data, origin) if data.lstrip()[:1] in (b"{", b"[") else _yaml(data, origin)
 
 
 def _json_or_yaml(data: bytes, origin: str) -> list:

@@ -52,11 +52,14 @@ class ProxyConfig:
 
 def load_file(path: str) -> ProxyConfig:
     try:
-        docs = manifests.load_file(path)
+        with open(path, "rb") as f:
+            docs = manifests.documents_of(f.read(), path)
+    except OSError as err:
+        raise ConfigError(f"{path}: {err.strerror}") from None
     except manifests.ManifestError as err:
         raise ConfigError(str(err)) from None
-    if len(docs) != 1:
-        raise ConfigError(f"{path}: expected one configuration document, found {len(docs)}")
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise ConfigError(f"{path}: expected one configuration mapping")
     return from_dict(docs[0], path)
 
 

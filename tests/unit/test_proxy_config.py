@@ -1,0 +1,103 @@
+"""Proxy settings: config file (kube-proxy's fields), flags over file, clear errors (exit 2)."""
+import pytest
+
+from netplane.cli import main
+from netplane.proxy import config
+from netplane.proxy.config import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "proxy.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_kube_proxy_configuration_is_read_with_its_field_names(tmp_path):
+    cfg = config.load_file(write(tmp_path, """
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clusterCIDR: 10.244.0.0/16,fd00:10:244::/56
+nodePortAddresses: [primary]
+hostnameOverride: node7
+healthzBindAddress: 0.0.0.0:10256
+metricsBindAddress: 127.0.0.1:10249
+clientConnection: {kubeconfig: /etc/kubernetes/proxy.conf}
+iptables: {masqueradeAll: true, masqueradeBit: 15, syncPeriod: 1m30s, minSyncPeriod: 500ms}
+conntrack: {maxPerCore: 32768}
+"""))
+    assert cfg.cluster_cidrs == ["10.244.0.0/16", "fd00:10:244::/56"] and cfg.node_name == "node7"
+    assert cfg.kubeconfig == "/etc/kubernetes/proxy.conf" and cfg.masquerade_all and cfg.masquerade_bit == 15
+    assert cfg.sync_period == 90 and cfg.min_sync_period == 0.5
+    assert cfg.ignored == ["conntrack"]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("mode: iptables\nclusterCIDRs: 10.0.0.0/8\n", "unknown field(s): clusterCIDRs"),
+    ("kind: Deployment\n", "kind 'Deployment'"),
+    ("iptables: {syncPeriod: soon}\n", "'soon' is not a duration"),
+    ("iptables: {masqueradeAll: 'yes'}\n", "expected bool"),
+    ("nodeIPs: 10.0.0.1\n", "expected a list of strings"),
+    ("mode: [\n", "proxy.yaml"),
+])
+def test_bad_config_files_are_refused_with_the_reason(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        config.load_file(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("value,seconds", [("30s", 30), ("1m", 60), ("1h30m", 5400), ("250ms", 0.25), (5, 5),
+                                           ("2.5", 2.5)])
+def test_durations(value, seconds):
+    assert config.duration(value, "x") == seconds
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("node_ips", ["10.0.0.1", "10.0.0.2"], "at most one per family"),
+    ("node_ips", ["nonsense"], "is not an IP address"),
+    ("cluster_cidrs", ["10.244.1.7/16"], "expected a network"),
+    ("nodeport_addresses", ["primary"], "needs the node IPs"),
+    ("masquerade_bit", 40, "must be 0..31"),
+    ("healthz_bind_address", "10256", "expected host:port"),
+    ("mode", "ebpf", "available modes are iptables"),
+])
+def test_checks_refuse_nonsense(field, value, message):
+    cfg = config.ProxyConfig(**{field: value})
+    with pytest.raises(ConfigError, match=message):
+        config.check(cfg, ["iptables"])
+
+
+def test_primary_node_port_addresses_are_the_node_ips():
+    checked = config.check(config.ProxyConfig(node_ips=["192.168.200.11", "fd00::11"],
+                                              nodeport_addresses=["primary"]), ["iptables"])
+    assert [str(n) for n in checked.nodeport_addresses] == ["192.168.200.11/32", "fd00::11/128"]
+    assert checked.metrics == ("127.0.0.1", 10249) and checked.healthz == ("0.0.0.0", 10256)
+    assert config.check(config.ProxyConfig(metrics_bind_address=""), ["iptables"]).metrics is None
+
+
+def test_flags_win_over_the_file_and_compile_prints_the_plan(tmp_path, capsys):
+    conf = write(tmp_path, "clusterCIDR: 10.99.0.0/16\nhostnameOverride: from-file\n")
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    (manifests / "s.yaml").write_text("kind: Service\nmetadata: {name: s}\n"
+                                      "spec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n")
+    assert main(["compile", "--config", conf, "--manifests", str(manifests), "--cluster-cidr", "10.244.0.0/16",
+                 "--node-ip", "192.168.1.1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# iptables-restore --noflush\n") and "ip6tables" not in out     # IPv4 node only
+    assert "default/s has no endpoints\" -j REJECT" in out
+    assert "10.99.0.0/16" not in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["proxy"], "give a source"),
+    (["proxy", "--manifests", "/nonexistent"], "no such directory"),
+    (["proxy", "--manifests", ".", "--sync-period", "fast"], "--sync-period: 'fast' is not a duration"),
+    (["proxy", "--manifests", ".", "--min-sync-period", "1m", "--sync-period", "30s"], "minimum sync period"),
+    (["proxy", "--manifests", ".", "--node-ip", "10.0.0.1,10.0.0.2"], "at most one per family"),
+    (["proxy", "--config", "/nonexistent.yaml", "--manifests", "."], "nonexistent.yaml"),
+    (["compile", "--manifests", ".", "--mode", "nftables"], "available modes are iptables"),
+])
+def test_bad_flags_exit_2_with_a_message_and_no_traceback(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

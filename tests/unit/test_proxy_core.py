@@ -1,0 +1,147 @@
+"""The proxy core without a kernel: stale UDP flow selection, the Proxier over
+a recording backend, and both sources (manifests; the fake API server)."""
+import json
+import time
+
+import pytest
+
+from netplane.kube.client import ENDPOINTSLICES, SERVICES
+from netplane.proxy import build as b
+from netplane.proxy.backend import Backend, Settings
+from netplane.proxy.conntrack import Flow, stale_flows
+from netplane.proxy.model import PortName
+from netplane.proxy.proxier import Proxier
+from netplane.proxy.sources import KubeSource, ManifestSource
+from netplane.proxy.state import snapshot
+from netplane.proxy.views import Node, family_views
+
+DNS = [{"name": "dns", "port": 53, "protocol": "UDP"}]
+DNS_EP = [{"name": "dns", "port": 5353, "protocol": "UDP"}]
+
+
+def udp_views(endpoints, node_port=0):
+    svc = b.service("dns", "10.96.0.10", [dict(DNS[0], nodePort=node_port)] if node_port else DNS,
+                    type="NodePort" if node_port else "ClusterIP")
+    snap = snapshot([svc], [b.endpoint_slice("dns", endpoints, DNS_EP)])
+    return family_views(snap.ports, 4, Node("n1"))
+
+
+def flow(dst="10.96.0.10", dport=53, reply="10.244.1.5", rport=5353):
+    return Flow(4, "10.244.1.9", 40000, dst, dport, reply, rport)
+
+
+def test_udp_flows_to_a_gone_endpoint_are_stale_and_current_ones_stay():
+    views = udp_views(["10.244.1.6"])
+    old, current = flow(reply="10.244.1.5"), flow(reply="10.244.1.6")
+    assert stale_flows([old, current], views) == [old]
+
+
+def test_untranslated_flows_go_once_the_service_has_endpoints():
+    blackholed = flow(reply="10.96.0.10", rport=53)       # arrived while there were no endpoints
+    assert stale_flows([blackholed], udp_views([])) == []
+    assert stale_flows([blackholed], udp_views(["10.244.1.6"])) == [blackholed]
+
+
+def test_node_port_flows_and_unrelated_flows():
+    views = udp_views(["10.244.1.6"], node_port=30053)
+    to_node_port = flow(dst="192.168.200.11", dport=30053, reply="10.244.1.5")
+    unrelated = flow(dst="10.96.0.77", dport=53, reply="10.244.1.5")
+    assert stale_flows([to_node_port, unrelated], views) == [to_node_port]
+
+
+class Recorder(Backend):
+    mode = "recorder"
+
+    def __init__(self, settings, fail=False):
+        super().__init__(settings)
+        self.calls, self.fail = [], fail
+
+    def sync(self, views, changed):
+        if self.fail:
+            raise RuntimeError("apply failed")
+        self.calls.append((views, None if changed is None else set(changed)))
+
+    def dry_run(self, views):
+        return ""
+
+    def cleanup(self):
+        return []
+
+
+class StaticSource:
+    def __init__(self, services=None, slices=()):
+        self.services, self.slices = services, list(slices)
+        self.on_change = lambda kind: None
+
+    def objects(self):
+        return None if self.services is None else (self.services, self.slices)
+
+
+def test_the_proxier_waits_for_the_source_then_syncs_full_then_partial():
+    source = StaticSource()
+    backend = Recorder(Settings(Node("n1"), cluster_cidrs=()))
+    proxier = Proxier(source, backend)
+    proxier.sync(full=True)
+    assert backend.calls == []                            # not loaded yet: the kernel is left alone
+    source.services = [b.service("a", "10.96.0.1", [{"port": 80}]), b.service("b", "10.96.0.2", [{"port": 80}])]
+    source.on_change("Service")
+    assert proxier.metrics.pending_services._value.get() == 1
+    proxier.sync(full=True)
+    views, changed = backend.calls[-1]
+    assert changed is None and set(views[4]) == {PortName("default", "a"), PortName("default", "b")}
+    assert proxier.metrics.pending_services._value.get() == 0 and proxier.health.healthy()
+    source.slices = [b.endpoint_slice("b", ["10.244.1.5"], [{"port": 8080}])]
+    proxier.sync(full=False)
+    views, changed = backend.calls[-1]
+    assert changed == {PortName("default", "b")}
+    assert [str(e.ip) for e in views[4][PortName("default", "b")].endpoints.cluster] == ["10.244.1.5"]
+
+
+def test_after_a_failed_sync_the_baseline_is_kept_so_nothing_is_lost():
+    source = StaticSource([b.service("a", "10.96.0.1", [{"port": 80}])])
+    backend = Recorder(Settings(Node("n1")))
+    proxier = Proxier(source, backend)
+    proxier.sync(full=True)
+    source.services = source.services + [b.service("c", "10.96.0.3", [{"port": 80}])]
+    backend.fail = True
+    with pytest.raises(RuntimeError):
+        proxier.sync(full=False)
+    assert proxier.metrics.sync_failures._value.get() == 1
+    backend.fail = False
+    proxier.sync(full=False)
+    assert backend.calls[-1][1] == {PortName("default", "c")}     # the change is still news
+
+
+def test_the_manifest_source_announces_both_kinds_and_keeps_last_good(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"kind": "List", "items": [
+        b.service("a", "10.96.0.1", [{"port": 80}]), b.endpoint_slice("a", ["10.244.1.5"], [{"port": 80}])]}))
+    source = ManifestSource(str(tmp_path))
+    seen = []
+    source.on_change = seen.append
+    assert source.objects() is None
+    source.poll()
+    assert seen == ["Service", "EndpointSlice"] and len(source.objects()[0]) == 1
+    (tmp_path / "a.json").write_text("{broken")
+    source.poll()
+    assert len(source.objects()[0]) == 1 and "a.json" in next(iter(source.errors))
+
+
+def test_the_kube_source_lists_and_watches_both_kinds(fake, api):
+    fake.put(SERVICES, b.service("a", "10.96.0.1", [{"port": 80}]))
+    source = KubeSource(api, {"backoff_initial": 0.05})
+    kinds = []
+    source.on_change = kinds.append
+    source.start()
+    try:
+        deadline = time.monotonic() + 5
+        while source.objects() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert [s["metadata"]["name"] for s in source.objects()[0]] == ["a"] and source.objects()[1] == []
+        fake.put(ENDPOINTSLICES, b.endpoint_slice("a", ["10.244.1.5"], [{"port": 80}]))
+        while not source.objects()[1]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert "EndpointSlice" in kinds and "Service" in kinds
+    finally:
+        source.stop()
