@@ -19,6 +19,7 @@ returning more than was asked for.
 import copy
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -37,6 +38,19 @@ DEFAULT_WATCH_SECONDS = 300
 
 
 class FakeApiServer:
+    @classmethod
+    def in_netns(cls, netns_path: str, host: str, **options) -> "FakeApiServer":
+        """A server listening inside a network namespace (its threads stay here:
+        a socket keeps the namespace it was made in)."""
+        from netplane.netlink.netns import call_in_netns, open_netns
+
+        fd = open_netns(netns_path)
+        try:
+            sock = call_in_netns(fd, lambda: socket.create_server((host, 0)))
+        finally:
+            os.close(fd)
+        return cls(sock=sock, **options)
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None, *,
                  resources=(NODES, SERVICES, ENDPOINTSLICES), bookmark_interval: float = 1.0):
         self.bookmark_interval = bookmark_interval

@@ -18,6 +18,9 @@ def status_lines(lab: Lab) -> list[str]:
         lines += [f"{'':10}! {p}" for p in lab.network_status(name).get("problems", [])]
     lines += ["", f"{'pod':14} {'node':8} addresses"]
     lines += [f"{pod:14} {p.node:8} {', '.join(p.ips)}" for pod, p in rec.pods.items()]
+    if rec.processes:
+        lines += ["", "lab processes: " + ", ".join(
+            f"{key} {pid if _ours(pid, lab.dir) else 'DOWN'}" for key, pid in sorted(rec.processes.items()))]
     return lines
 
 

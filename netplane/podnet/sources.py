@@ -11,6 +11,7 @@ import os
 import threading
 
 from netplane.kube import manifests
+from netplane.polling import Poller
 from netplane.podnet.model import VTEP_MAC_ANNOTATION, InvalidNode, Node, node_from_object
 
 log = logging.getLogger("netplane.podnet")
@@ -61,26 +62,15 @@ def _label(obj, index: int) -> str:
     return f"node {name}" if isinstance(name, str) else f"object #{index}"
 
 
-class FileSource(NodeView):
+class FileSource(NodeView, Poller):
     """A nodes file (Node manifests, YAML or JSON, `kind: List` welcome),
     polled for changes. Writers should replace it atomically (rename)."""
 
     def __init__(self, path: str, poll_interval: float = 1.0) -> None:
-        super().__init__()
-        self.path, self.poll_interval = path, poll_interval
+        NodeView.__init__(self)
+        Poller.__init__(self, poll_interval, "nodes-file")
+        self.path = path
         self._seen = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="nodes-file", daemon=True)
-
-    def start(self) -> "FileSource":
-        self.poll()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
 
     def poll(self) -> None:
         try:
@@ -100,10 +90,6 @@ class FileSource(NodeView):
             log.error("nodes file unusable, keeping the last good state: %s", message)
         self._error = message
         self._seen = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_interval):
-            self.poll()
 
 
 class KubeSource(NodeView):

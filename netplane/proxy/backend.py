@@ -84,4 +84,6 @@ def modes() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from netplane.proxy.iptables import backend as _iptables  # noqa: F401  (registers "iptables")
+    import importlib
+
+    importlib.import_module("netplane.proxy.iptables.backend")     # registers the iptables mode

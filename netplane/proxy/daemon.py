@@ -61,7 +61,11 @@ def _once(proxier: Proxier, wait_timeout: float) -> int:
             log.error("the source did not load within %.0f s: %s", wait_timeout, proxier.source.errors)
             return 1
         time.sleep(0.1)
-    proxier.sync(full=True)
+    try:
+        proxier.sync(full=True)
+    except Exception as err:                 # one line, not a traceback: --once is for scripts
+        log.error("sync failed: %s", err)
+        return 1
     return 0
 
 

@@ -10,37 +10,30 @@ Both sources offer the same small interface:
 Both keep the last good objects when their input goes bad or away.
 """
 import logging
-import threading
 
+from netplane.polling import Poller
 from netplane.proxy.manifest_source import ManifestDir
 
 log = logging.getLogger("netplane.proxy")
 KINDS = ("Service", "EndpointSlice")
 
 
-class ManifestSource:
+class ManifestSource(Poller):
     """`--manifests DIR`, polled every `interval` seconds."""
 
     def __init__(self, path: str, interval: float = 1.0) -> None:
+        super().__init__(interval, "manifests")
         self.dir = ManifestDir(path)
-        self.interval = interval
         self.on_change = lambda kind: None
         self._loaded = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="manifests", daemon=True)
-
-    def start(self) -> "ManifestSource":
-        self.poll()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
 
     def poll(self) -> None:
-        if self.dir.poll() or not self._loaded:
+        try:
+            dirty = self.dir.poll()
+        except OSError as err:            # the directory itself went away: keep what we have
+            log.error("manifests directory unreadable, keeping the last good objects: %s", err)
+            return
+        if dirty or not self._loaded:
             self._loaded = True
             for kind in KINDS:
                 self.on_change(kind)
@@ -51,13 +44,6 @@ class ManifestSource:
     @property
     def errors(self) -> dict[str, str]:
         return self.dir.errors
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll()
-            except OSError as err:            # the directory itself went away: keep what we have
-                log.error("manifests directory unreadable, keeping the last good objects: %s", err)
 
 
 class KubeSource:

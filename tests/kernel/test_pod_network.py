@@ -15,7 +15,7 @@ import pytest
 
 from netplane.kube.client import NODES
 from netplane.kube.fake_apiserver import FakeApiServer
-from netplane.lab import Lab, topology
+from netplane.lab import topology
 from netplane.netlink.netns import call_in_netns, open_netns
 from netplane.podnet.model import VTEP_MAC_ANNOTATION
 
@@ -201,12 +201,8 @@ def test_agents_follow_node_objects_on_the_kubernetes_api(make_lab, tmp_path):
     servers = []
 
     def control_plane(underlay):
-        fd = open_netns(underlay)
-        try:
-            sock = call_in_netns(fd, lambda: socket.create_server((topology.CONTROL_PLANE_V4.split("/")[0], 0)))
-        finally:
-            os.close(fd)
-        server = FakeApiServer(sock=sock, bookmark_interval=0.5).start()
+        server = FakeApiServer.in_netns(underlay, topology.CONTROL_PLANE_V4.split("/")[0], bookmark_interval=0.5)
+        server.start()
         servers.append(server)
         for i in (1, 2, 3):
             server.put(NODES, topology.node_object(topology.node_addressing(i)))

@@ -2,7 +2,6 @@
 on each node, echo servers in the pods, and an external client namespace."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,6 @@ from netplane import sandbox
 from netplane.kube.client import ENDPOINTSLICES, SERVICES
 from netplane.kube.fake_apiserver import FakeApiServer
 from netplane.lab import services, topology
-from netplane.netlink.netns import call_in_netns, open_netns
 from netplane.proxy import build as b
 
 PORT = [{"name": "http", "port": 80, "protocol": "TCP"}]
@@ -216,12 +214,7 @@ def test_the_proxy_follows_services_on_the_kubernetes_api(lab, tmp_path):
     namespace: a proxy on node1 watches it, keeps its rules while the API is
     away, and catches up after a relist."""
     underlay = os.path.join(sandbox.RUN_NETNS, f"npl-{lab.name}-underlay")
-    fd = open_netns(underlay)
-    try:
-        sock = call_in_netns(fd, lambda: socket.create_server((topology.CONTROL_PLANE_V4.split("/")[0], 0)))
-    finally:
-        os.close(fd)
-    api = FakeApiServer(sock=sock, bookmark_interval=0.5).start()
+    api = FakeApiServer.in_netns(underlay, topology.CONTROL_PLANE_V4.split("/")[0], bookmark_interval=0.5).start()
     pod = sorted(lab.record.pods)[0]
     try:
         api.put(SERVICES, b.service("api-svc", "10.96.0.40", PORT))

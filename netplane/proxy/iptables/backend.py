@@ -13,7 +13,6 @@ import netaddr
 
 from netplane.proxy import conntrack
 from netplane.proxy.backend import Backend, Settings, register
-from netplane.proxy.iptables import chains as c
 from netplane.proxy.iptables.compile import TABLES, Compiled, compile_family
 from netplane.proxy.iptables.restore import Iptables
 from netplane.proxy.iptables.rules import Context
