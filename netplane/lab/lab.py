@@ -187,14 +187,25 @@ class Lab:
         rec = self.record.nodes[node]
         fd = open_netns(rec.netns)
         try:
-            sandbox.wait_for(lambda: not _ours(rec.agent_pid, self.dir) or
+            # exited, not "cmdline does not match": during an exec the command line reads empty
+            sandbox.wait_for(lambda: _exited(rec.agent_pid) or
                              (answers(netns_fd=fd) and self.network_status(node).get("ready")),
                              timeout=timeout, what=f"the agent on {node}")
         finally:
             os.close(fd)
-        if not _ours(rec.agent_pid, self.dir):
-            raise LabError(f"the agent on {node} exited; see {self.node_dir(node)}/agent.log")
+        if _exited(rec.agent_pid):
+            raise LabError(f"the agent on {node} exited: {self._tail(node, 'agent')}")
         return self.network_status(node)
+
+    def _tail(self, node: str, what: str, lines: int = 5) -> str:
+        """The end of a node process's log and output, for an error message
+        (the lab directory, and the log with it, goes when a failed up tears down)."""
+        text = []
+        for suffix in ("log", "out"):
+            with contextlib.suppress(OSError):
+                with open(os.path.join(self.node_dir(node), f"{what}.{suffix}"), errors="replace") as f:
+                    text += f.read().splitlines()[-lines:]
+        return " | ".join(text) or "no log"
 
     def network_status(self, node: str) -> dict:
         try:
@@ -460,6 +471,8 @@ def _stop(pid: int, lab_dir: str, timeout: float = 10.0) -> bool:
 def _exited(pid: int) -> bool:
     """Fully exited: reaped, or a zombie. (Its command line empties earlier,
     while it still holds its sockets, so that is no sign.)"""
+    if pid <= 0:
+        return True                                   # never started (waitpid(0) would mean "any child")
     try:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:     # our own child (a test's lab): reap it
             return True
