@@ -12,6 +12,7 @@ kube-proxy's conntrack reconciler does:
 Choosing the flows is pure (stale_flows); listing and deleting them is a
 small pyroute2 wrapper, run in the proxy's network namespace.
 """
+import errno
 import logging
 import socket
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ def udp_flows(family: int) -> list[Flow]:
 def delete(flows: list[Flow]) -> int:
     from pyroute2 import Conntrack
     from pyroute2.conntrack import NFCTAttrTuple
+    from pyroute2.netlink.exceptions import NetlinkError
 
     deleted = 0
     with Conntrack() as ct:
@@ -90,8 +92,9 @@ def delete(flows: list[Flow]) -> int:
             try:
                 ct.entry("del", tuple_orig=orig)
                 deleted += 1
-            except Exception as err:           # gone already (timed out meanwhile) is fine
-                log.debug("conntrack delete %s: %s", f, err)
+            except NetlinkError as err:        # ENOENT: it timed out meanwhile, which is fine
+                if err.code != errno.ENOENT:
+                    raise
     return deleted
 
 
