@@ -4,6 +4,7 @@ import logging
 import os
 import socket
 import sys
+import time
 
 from netplane.cni import config
 from netplane.cni.errors import CniError
@@ -88,6 +89,7 @@ def _proxy_parsers(sub) -> None:
     c = sub.add_parser("compile", help="print the rules the proxy would install for a manifests directory (no root)")
     _proxy_options(c)
     c.add_argument("--manifests", required=True, help="a directory of Service and EndpointSlice manifests")
+    c.add_argument("--timing", action="store_true", help="print how long each phase took, on stderr")
     c.set_defaults(func=_compile, kubeconfig=None, in_cluster=None, sync_period=None, min_sync_period=None,
                    full_sync_period=None, healthz_bind_address=None, metrics_bind_address=None)
 
@@ -165,7 +167,14 @@ def _compile(args) -> int:
     cfg, checked = _proxy_config(args)
     _check_source(cfg)
     configure_logging("WARNING")
-    sys.stdout.write(daemon.compile_plan(cfg, checked))
+    timing: dict[str, float] = {}
+    started = time.perf_counter()
+    sys.stdout.write(daemon.compile_plan(cfg, checked, timing))
+    sys.stdout.flush()
+    timing["print"] = time.perf_counter() - started - sum(timing.values())
+    if args.timing:
+        phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in timing.items())
+        print(f"compile timing: {phases}; total {sum(timing.values()) * 1000:.1f} ms", file=sys.stderr)
     return 0
 
 

@@ -81,8 +81,9 @@ def test_flags_win_over_the_file_and_compile_prints_the_plan(tmp_path, capsys):
     (manifests / "s.yaml").write_text("kind: Service\nmetadata: {name: s}\n"
                                       "spec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n")
     assert main(["compile", "--config", conf, "--manifests", str(manifests), "--cluster-cidr", "10.244.0.0/16",
-                 "--node-ip", "192.168.1.1"]) == 0
-    out = capsys.readouterr().out
+                 "--node-ip", "192.168.1.1", "--timing"]) == 0
+    out, err = capsys.readouterr()
+    assert all(f"{phase} " in err for phase in ("read", "parse", "categorize", "compile", "print", "total"))
     assert out.startswith("# iptables-restore --noflush\n") and "ip6tables" not in out     # IPv4 node only
     assert "default/s has no endpoints\" -j REJECT" in out
     assert "10.99.0.0/16" not in out
