@@ -304,10 +304,13 @@ class Lab:
             self._save()
 
     def serve(self, pod: str, port: int = 8080) -> None:
-        """The echo server (netplane/lab/echo.py) in a pod."""
+        """The echo server (netplane/lab/echo.py) in a pod; returns once it
+        listens (a pod is ready only then, as a readiness probe would say)."""
         self.start(f"echo/{pod}", pod, [sys.executable, "-m", "netplane.lab.echo", "--name", pod,
                                         "--port", str(port), "--marker", f"{self.dir}/echo"],
                    os.path.join(self.dir, f"echo-{pod}.out"))
+        sandbox.wait_for(lambda: self.run(pod, ["ss", "-Hltn", f"sport = :{port}"]).stdout.strip() != "",
+                         timeout=10, interval=0.05, what=f"the echo server in {pod} to listen")
 
     @property
     def manifests_dir(self) -> str:

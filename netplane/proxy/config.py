@@ -78,37 +78,45 @@ def from_dict(doc: dict, where: str = "config") -> ProxyConfig:
 
 
 def _take(values: dict, cfg: ProxyConfig, where: str) -> None:
-    simple = {"mode": ("mode", str), "manifests": ("manifests", str), "hostnameOverride": ("node_name", str),
-              "zone": ("zone", str), "healthzBindAddress": ("healthz_bind_address", str),
-              "metricsBindAddress": ("metrics_bind_address", str)}
-    for key, (attr, kind) in simple.items():
-        if key in values:
-            setattr(cfg, attr, _typed(values.pop(key), kind, f"{where}: {key}"))
-    if "nodeIPs" in values:
-        cfg.node_ips = _strings(values.pop("nodeIPs"), f"{where}: nodeIPs")
-    if "nodePortAddresses" in values:
-        cfg.nodeport_addresses = _strings(values.pop("nodePortAddresses"), f"{where}: nodePortAddresses")
-    if "clusterCIDR" in values:
-        text = _typed(values.pop("clusterCIDR"), str, f"{where}: clusterCIDR")
+    """Move the fields we understand from `values` into `cfg`. Empty strings,
+    nulls and zero durations mean "unset" (kubeadm writes them), so the
+    default stays, as kube-proxy's own defaulting does."""
+    simple = {"mode": "mode", "manifests": "manifests", "hostnameOverride": "node_name", "zone": "zone",
+              "healthzBindAddress": "healthz_bind_address", "metricsBindAddress": "metrics_bind_address"}
+    for key, attr in simple.items():
+        if _set(values, key):
+            setattr(cfg, attr, _typed(values[key], str, f"{where}: {key}"))
+    for key, attr in (("nodeIPs", "node_ips"), ("nodePortAddresses", "nodeport_addresses")):
+        if _set(values, key):
+            setattr(cfg, attr, _strings(values[key], f"{where}: {key}"))
+    if _set(values, "clusterCIDR"):
+        text = _typed(values["clusterCIDR"], str, f"{where}: clusterCIDR")
         cfg.cluster_cidrs = [c.strip() for c in text.split(",") if c.strip()]
-    if "fullSyncPeriod" in values:
-        cfg.full_sync_period = duration(values.pop("fullSyncPeriod"), f"{where}: fullSyncPeriod")
     connection = _section(values, "clientConnection", where)
-    if connection.get("kubeconfig"):
+    if _set(connection, "kubeconfig"):
         cfg.kubeconfig = _typed(connection["kubeconfig"], str, f"{where}: clientConnection.kubeconfig")
-    for key, attr in (("syncPeriod", "sync_period"), ("minSyncPeriod", "min_sync_period")):
-        if values.get(key):                 # newer kube-proxy configs carry these at the top level
-            setattr(cfg, attr, duration(values.pop(key), f"{where}: {key}"))
-        values.pop(key, None)
     ipt = _section(values, "iptables", where)
-    if "masqueradeAll" in ipt:
+    if _set(ipt, "masqueradeAll"):
         cfg.masquerade_all = _typed(ipt["masqueradeAll"], bool, f"{where}: iptables.masqueradeAll")
-    if ipt.get("masqueradeBit") is not None:
+    if _set(ipt, "masqueradeBit"):
         cfg.masquerade_bit = _typed(ipt["masqueradeBit"], int, f"{where}: iptables.masqueradeBit")
-    if ipt.get("syncPeriod"):
-        cfg.sync_period = duration(ipt["syncPeriod"], f"{where}: iptables.syncPeriod")
-    if ipt.get("minSyncPeriod"):
-        cfg.min_sync_period = duration(ipt["minSyncPeriod"], f"{where}: iptables.minSyncPeriod")
+    # newer kube-proxy configs carry the periods at the top level, older ones under iptables
+    for section, prefix in ((values, ""), (ipt, "iptables.")):
+        for key, attr in (("syncPeriod", "sync_period"), ("minSyncPeriod", "min_sync_period"),
+                          ("fullSyncPeriod", "full_sync_period")):
+            if _set(section, key) and not _zero(section[key]):
+                setattr(cfg, attr, duration(section[key], f"{where}: {prefix}{key}"))
+    for key in list(simple) + ["nodeIPs", "nodePortAddresses", "clusterCIDR", "syncPeriod", "minSyncPeriod",
+                               "fullSyncPeriod"]:
+        values.pop(key, None)
+
+
+def _set(section: dict, key: str) -> bool:
+    return section.get(key) not in (None, "")
+
+
+def _zero(value) -> bool:
+    return value == 0 or (isinstance(value, str) and re.fullmatch(r"0+(\.0+)?(h|m|s|ms)?", value) is not None)
 
 
 def _section(values: dict, key: str, where: str) -> dict:

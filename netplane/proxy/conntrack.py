@@ -6,7 +6,7 @@ got, even after that endpoint is gone, and its traffic vanishes. After each
 sync the proxy lists UDP flows and deletes those that are stale, the way
 kube-proxy's conntrack reconciler does:
 - a flow to a service address (or node port) DNATed to an address that is
-  no longer one of the port's endpoints;
+  no longer a serving endpoint of the port;
 - a flow to a service address that was never DNATed (it arrived while the
   port had no endpoints) now that the port has some.
 Choosing the flows is pure (stale_flows); listing and deleting them is a
@@ -59,7 +59,9 @@ def _udp_service_targets(views):
         p = view.port
         if p.protocol != "UDP":
             continue
-        endpoints = {(str(e.ip), e.port) for e in view.endpoints.all_reachable}
+        # every endpoint still serving keeps its flows, even one this node's
+        # policy or topology no longer picks for new traffic (as kube-proxy)
+        endpoints = {(str(e.ip), e.port) for e in view.all_endpoints if e.ready or e.serving}
         for ip in p.cluster_ips + p.external_ips + p.load_balancer_ips:
             by_address[(str(ip), p.port)] = endpoints
         if p.node_port:
@@ -72,7 +74,7 @@ def udp_flows(family: int) -> list[Flow]:
     from pyroute2.conntrack import NFCTAttrTuple
 
     af = socket.AF_INET if family == 4 else socket.AF_INET6
-    with Conntrack() as ct:
+    with Conntrack(nfgen_family=af) as ct:        # the socket's family selects the table dumped
         entries = ct.dump_entries(tuple_orig=NFCTAttrTuple(family=af, proto=socket.IPPROTO_UDP))
         return [Flow(family, e.tuple_orig.saddr, e.tuple_orig.sport, e.tuple_orig.daddr, e.tuple_orig.dport,
                      e.tuple_reply.saddr, e.tuple_reply.sport) for e in entries]
@@ -80,21 +82,29 @@ def udp_flows(family: int) -> list[Flow]:
 
 def delete(flows: list[Flow]) -> int:
     from pyroute2 import Conntrack
+
+    deleted = 0
+    for family in sorted({f.family for f in flows}):
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        with Conntrack(nfgen_family=af) as ct:
+            deleted += _delete_family(ct, af, [f for f in flows if f.family == family])
+    return deleted
+
+
+def _delete_family(ct, af: int, flows: list[Flow]) -> int:
     from pyroute2.conntrack import NFCTAttrTuple
     from pyroute2.netlink.exceptions import NetlinkError
 
     deleted = 0
-    with Conntrack() as ct:
-        for f in flows:
-            af = socket.AF_INET if f.family == 4 else socket.AF_INET6
-            orig = NFCTAttrTuple(family=af, saddr=f.orig_src, daddr=f.orig_dst, proto=socket.IPPROTO_UDP,
-                                 sport=f.orig_sport, dport=f.orig_dport)
-            try:
-                ct.entry("del", tuple_orig=orig)
-                deleted += 1
-            except NetlinkError as err:        # ENOENT: it timed out meanwhile, which is fine
-                if err.code != errno.ENOENT:
-                    raise
+    for f in flows:
+        orig = NFCTAttrTuple(family=af, saddr=f.orig_src, daddr=f.orig_dst, proto=socket.IPPROTO_UDP,
+                             sport=f.orig_sport, dport=f.orig_dport)
+        try:
+            ct.entry("del", tuple_orig=orig)
+            deleted += 1
+        except NetlinkError as err:            # ENOENT: it timed out meanwhile, which is fine
+            if err.code != errno.ENOENT:
+                raise
     return deleted
 
 

@@ -46,7 +46,9 @@ class ServicePort:
 
     @property
     def uses_cluster_endpoints(self) -> bool:
-        return not self.internal_local or (self.externally_accessible and not self.external_local)
+        # externally accessible ports need them even with both policies Local:
+        # pods and the node reach external addresses through the cluster-wide chain
+        return not self.internal_local or self.externally_accessible
 
     @property
     def uses_local_endpoints(self) -> bool:

@@ -108,10 +108,13 @@ def _cluster_ips(spec: dict) -> tuple[netaddr.IPAddress, ...]:
 
 
 def _ingress_ips(status: dict) -> tuple[netaddr.IPAddress, ...]:
-    """LoadBalancer ingress IPs; hostname-only entries have nothing to match on."""
+    """LoadBalancer ingress IPs; hostname-only entries have nothing to match on,
+    and an `ipMode: Proxy` load balancer must receive the traffic itself (the
+    node must not short-circuit it), as kube-proxy does."""
     ingress = sequence(mapping(status.get("loadBalancer"), "status.loadBalancer").get("ingress"),
                     "status.loadBalancer.ingress")
-    return tuple(ip_address(i["ip"], "status.loadBalancer.ingress") for i in ingress if isinstance(i, dict) and i.get("ip"))
+    return tuple(ip_address(i["ip"], "status.loadBalancer.ingress") for i in ingress
+                 if isinstance(i, dict) and i.get("ip") and i.get("ipMode", "VIP") != "Proxy")
 
 
 def _affinity_timeout(spec: dict) -> int:

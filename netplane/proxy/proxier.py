@@ -39,22 +39,25 @@ class Proxier:
         self.views: dict[int, dict] = {}
         self.syncs = 0
         self.synced_once = threading.Event()
-        self._pending = {"Service": 0, "EndpointSlice": 0}
+        self._pending = {"Service": 0, "EndpointSlice": 0}   # changes not yet in the kernel
+        self._pending_lock = threading.Lock()                # the source's thread and the sync's
         self._skipped: dict[str, str] = {}
         source.on_change = self.changed
 
     def changed(self, kind: str) -> None:
-        self._pending[kind] = self._pending.get(kind, 0) + 1
-        self._publish_pending()
+        with self._pending_lock:
+            self._pending[kind] = self._pending.get(kind, 0) + 1
+            self._publish_pending()
         self.health.queued()
         self.loop.request()
 
     def sync(self, full: bool) -> None:
+        with self._pending_lock:       # before reading: a change after this stays pending
+            pending = dict(self._pending)
         objects = self.source.objects()
         if objects is None:
             log.info("waiting for the source's first complete read")
             return
-        pending = dict(self._pending)
         started = time.monotonic()
         new = snapshot(*objects)
         self._report_skipped(new.skipped)
@@ -71,12 +74,14 @@ class Proxier:
 
     def _after_sync(self, pending: dict, started: float, names) -> None:
         elapsed = time.monotonic() - started
-        for kind, count in pending.items():         # changes that arrived during the sync stay pending
-            self._pending[kind] -= count
-        self._publish_pending()
+        with self._pending_lock:
+            for kind, count in pending.items():     # changes that arrived during the sync stay pending
+                self._pending[kind] -= count
+            self._publish_pending()
+            caught_up = not any(self._pending.values())
         self.metrics.sync_duration.observe(elapsed)
         self.metrics.last_sync.set_to_current_time()
-        if not any(self._pending.values()):
+        if caught_up:
             self.health.updated()
         self.syncs += 1
         self.synced_once.set()

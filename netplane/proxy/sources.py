@@ -78,7 +78,10 @@ class KubeSource:
         self.on_change(kind)
 
     def objects(self):
-        if not all(r.synced.is_set() for r in self.reflectors.values()):
+        # both listed *and* delivered: a reflector marks itself synced just
+        # before it hands over its cache, and services without their slices
+        # would be compiled as "no endpoints"
+        if not all(r.synced.is_set() for r in self.reflectors.values()) or set(self._caches) != set(KINDS):
             return None
         return list(self._caches.get("Service", {}).values()), list(self._caches.get("EndpointSlice", {}).values())
 

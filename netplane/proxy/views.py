@@ -10,7 +10,7 @@ traffic-policy and topology semantics in one place.
 import dataclasses
 from dataclasses import dataclass
 
-from netplane.proxy.model import PortName, ServicePort
+from netplane.proxy.model import Endpoint, PortName, ServicePort
 from netplane.proxy.state import PortState
 from netplane.proxy.topology import Categorized, categorize
 
@@ -27,7 +27,8 @@ class Node:
 @dataclass(frozen=True)
 class PortView:
     port: ServicePort          # this family's addresses only
-    endpoints: Categorized     # this family's endpoints only
+    endpoints: Categorized     # this family's endpoints only, as categorize() chose them
+    all_endpoints: tuple[Endpoint, ...] = ()     # every endpoint of this family, chosen or not
 
 
 def family_view(state: PortState, family: int, node: Node) -> PortView | None:
@@ -42,7 +43,7 @@ def family_view(state: PortState, family: int, node: Node) -> PortView | None:
         load_balancer_ips=tuple(ip for ip in p.load_balancer_ips if ip.version == family),
         load_balancer_source_ranges=tuple(r for r in p.load_balancer_source_ranges if r.version == family))
     endpoints = [e for e in state.endpoints if e.ip.version == family]
-    return PortView(port, categorize(port, endpoints, node.name, node.zone))
+    return PortView(port, categorize(port, endpoints, node.name, node.zone), tuple(endpoints))
 
 
 def family_views(ports: dict[PortName, PortState], family: int, node: Node,

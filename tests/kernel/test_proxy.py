@@ -37,19 +37,20 @@ def eventually(predicate, timeout=10.0, what="condition"):
         time.sleep(0.1)
 
 
-def dnat_targets(lab, node: str) -> str:
-    return services.rules(lab, node, "nat")
+def dnat_targets(lab, node: str, family: int = 4) -> str:
+    return services.rules(lab, node, "nat", family)
 
 
 def applied_everywhere(lab, text: str, present: bool = True):
     return lambda: all((text in dnat_targets(lab, n)) == present for n in lab.record.nodes)
 
 
-def endpoints_everywhere(lab, service: str, ips: set[str]):
-    """True once every node DNATs `service` to exactly these pod IPs."""
+def endpoints_everywhere(lab, service: str, ips: set[str], family: int = 4):
+    """True once every node DNATs `service` to exactly these pod IPs ("[v6]")."""
     def check():
         for node in lab.record.nodes:
-            lines = [l for l in dnat_targets(lab, node).splitlines() if f'"default/{service}' in l and "DNAT" in l]
+            lines = [l for l in dnat_targets(lab, node, family).splitlines()
+                     if f'"default/{service}' in l and "DNAT" in l]
             if {l.split("--to-destination ")[1].rsplit(":", 1)[0] for l in lines} != ips:
                 return False
         return True
@@ -98,6 +99,7 @@ def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
             state[pod] = False
             publish()
             eventually(endpoints_everywhere(lab, "churn", serving()), what=f"{pod} out of the rules")
+            time.sleep(0.3)                 # the pod's grace period: connections already routed finish
             lab.stop(f"echo/{pod}")
             time.sleep(0.5)
             lab.serve(pod)
@@ -116,26 +118,34 @@ def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
     assert "partial sync of 1 service port(s)" in log       # churn is applied by partial syncs
 
 
-def test_stale_udp_conntrack_entries_are_deleted_when_the_endpoint_changes(lab):
+@pytest.mark.parametrize("family", [4, 6])
+def test_stale_udp_conntrack_entries_are_deleted_when_the_endpoint_changes(lab, family):
     """A UDP client keeps its source port; after the service moves from pod A
     to pod B (A still running), its next datagram must reach B, which only
     happens if the proxy deleted the conntrack entry that pinned it to A."""
     pods = sorted(lab.record.pods)
     a, b_pod, client = pods[1], pods[2], pods[0]
+    vip = "10.96.0.31" if family == 4 else "fd00:96::31"
     udp = [{"name": "u", "port": 5300, "protocol": "UDP"}]
     target = [{"name": "u", "port": services.TARGET_PORT, "protocol": "UDP"}]
 
+    def ip_of(pod):
+        return next(ip for ip in lab.record.pods[pod].ips if (":" in ip) == (family == 6))
+
     def point_at(pod):
-        services.write_manifests(lab, [b.service("udp", "10.96.0.31", udp), b.endpoint_slice(
-            "udp", [b.endpoint(lab.record.pods[pod].ips[0], lab.record.pods[pod].node)], target)], "udp.json")
-        eventually(endpoints_everywhere(lab, "udp", {lab.record.pods[pod].ips[0]}), what=f"udp service on {pod}")
+        services.write_manifests(lab, [b.service(f"udp{family}", vip, udp), b.endpoint_slice(
+            f"udp{family}", [b.endpoint(ip_of(pod), lab.record.pods[pod].node)], target, family=family)],
+            f"udp{family}.json")
+        eventually(endpoints_everywhere(lab, f"udp{family}", {f"[{ip_of(pod)}]" if family == 6 else ip_of(pod)},
+                                        family), what=f"udp service on {pod}")
+
+    def answered_by():
+        return next(iter(services.probe(lab, client, "udp", vip, 5300, sport=40123)["answers"])).split()[0]
 
     point_at(a)
-    first = services.probe(lab, client, "udp", "10.96.0.31", 5300, sport=40123)
-    assert [k.split()[0] for k in first["answers"]] == [a]
+    assert answered_by() == a
     point_at(b_pod)
-    eventually(lambda: list(services.probe(lab, client, "udp", "10.96.0.31", 5300, sport=40123)["answers"])[0]
-               .split()[0] == b_pod, timeout=5, what="the client to reach the new endpoint")
+    eventually(lambda: answered_by() == b_pod, timeout=5, what="the client to reach the new endpoint")
 
 
 def test_a_flushed_table_is_rebuilt_by_the_next_sync(lab):

@@ -50,8 +50,10 @@ class Tracer:
             if verdict in ("DROP", "REJECT"):
                 results.add(("", verdict, False))
                 continue
-            hook = "OUTPUT" if from_node else ("INPUT" if p.dst in self.local else "FORWARD")
-            for q, filter_verdict in self._walk("filter", hook, p):
+            # the node's own packets cross OUTPUT, and INPUT too when addressed to the node
+            local = p.dst in self.local
+            hooks = (["OUTPUT"] + (["INPUT"] if local else [])) if from_node else (["INPUT"] if local else ["FORWARD"])
+            for q, filter_verdict in self._filter(hooks, p):
                 if filter_verdict in ("DROP", "REJECT"):
                     results.add(("", filter_verdict, False))
                     continue
@@ -61,6 +63,17 @@ class Tracer:
         assert len(verdicts) == 1, f"branches disagree on the verdict: {results}"
         return Trace(frozenset(e for e, _, _ in results if e), verdicts.pop(), all(m for _, _, m in results),
                      frozenset(e for e, _, m in results if e and m))
+
+    def _filter(self, hooks: list[str], p: _Packet):
+        """The filter table's built-in chains in turn; a DROP or REJECT ends the way."""
+        if not hooks:
+            yield p, None
+            return
+        for q, verdict in self._walk("filter", hooks[0], p):
+            if verdict in ("DROP", "REJECT"):
+                yield q, verdict
+            else:
+                yield from self._filter(hooks[1:], q)
 
     def _walk(self, table: str, chain: str, p: _Packet):
         """Yield (packet, verdict) for every way through `chain`; verdict

@@ -32,6 +32,27 @@ conntrack: {maxPerCore: 32768}
     assert cfg.ignored == ["conntrack"]
 
 
+def test_kubeadms_empty_and_zero_fields_keep_the_defaults(tmp_path):
+    cfg = config.load_file(write(tmp_path, """
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: ""
+clusterCIDR: 10.244.0.0/16
+nodePortAddresses: null
+healthzBindAddress: ""
+metricsBindAddress: ""
+hostnameOverride: ""
+clientConnection: {kubeconfig: /var/lib/kube-proxy/kubeconfig.conf, qps: 0}
+iptables: {masqueradeAll: false, masqueradeBit: null, minSyncPeriod: 0s, syncPeriod: 0s}
+"""))
+    defaults = config.ProxyConfig()
+    assert (cfg.mode, cfg.nodeport_addresses, cfg.node_name) == ("iptables", [], "")
+    assert (cfg.healthz_bind_address, cfg.metrics_bind_address) == (defaults.healthz_bind_address,
+                                                                    defaults.metrics_bind_address)
+    assert (cfg.sync_period, cfg.min_sync_period, cfg.masquerade_bit) == (30.0, 1.0, 14)
+    config.check(cfg, ["iptables"])
+
+
 @pytest.mark.parametrize("text,message", [
     ("mode: iptables\nclusterCIDRs: 10.0.0.0/8\n", "unknown field(s): clusterCIDRs"),
     ("kind: Deployment\n", "kind 'Deployment'"),

@@ -36,6 +36,17 @@ def test_udp_flows_to_a_gone_endpoint_are_stale_and_current_ones_stay():
     assert stale_flows([old, current], views) == [old]
 
 
+def test_flows_to_an_endpoint_still_serving_while_terminating_are_kept():
+    """A rolling update: the old pod terminates but still serves; its clients
+    keep their flows although new traffic goes to the ready pod."""
+    views = udp_views([b.endpoint("10.244.1.5", "n1", ready=False, serving=True, terminating=True),
+                       b.endpoint("10.244.1.6", "n1")])
+    assert stale_flows([flow(reply="10.244.1.5")], views) == []
+    views = udp_views([b.endpoint("10.244.1.5", "n1", ready=False, serving=False, terminating=True),
+                       b.endpoint("10.244.1.6", "n1")])
+    assert stale_flows([flow(reply="10.244.1.5")], views) == [flow(reply="10.244.1.5")]
+
+
 def test_untranslated_flows_go_once_the_service_has_endpoints():
     blackholed = flow(reply="10.96.0.10", rport=53)       # arrived while there were no endpoints
     assert stale_flows([blackholed], udp_views([])) == []

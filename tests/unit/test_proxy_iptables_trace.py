@@ -193,3 +193,42 @@ def test_topology_hints_narrow_to_the_zone(hints, zone, expected):
     settings = Settings(Node("n1", zone), (netaddr.IPAddress(NODE_IP),), (netaddr.IPNetwork("10.244.0.0/16"),))
     t = proxy([svc], [b.endpoint_slice("web", eps, EP_PORTS)], settings)
     assert trace(t, POD, "10.96.0.10").endpoints == expected
+
+
+def test_the_node_reaching_its_own_node_port_without_endpoints_is_rejected():
+    """The node's own packet crosses OUTPUT and then INPUT, where the
+    external-services chain refuses it."""
+    t = proxy([web(type="NodePort")], [])
+    assert trace(t, NODE_IP, NODE_IP, 30080).verdict == "REJECT"
+
+
+def test_both_policies_local_still_let_pods_and_the_node_reach_every_endpoint():
+    svc = web(type="NodePort", externalTrafficPolicy="Local", internalTrafficPolicy="Local")
+    t = proxy([svc], [b.endpoint_slice("web", [b.endpoint("10.244.2.5", "n2")], EP_PORTS)])
+    assert trace(t, POD, NODE_IP, 30080).endpoints == {REMOTE_EP}       # the short-circuit for pods
+    assert trace(t, NODE_IP, NODE_IP, 30080).endpoints == {REMOTE_EP}
+    assert trace(t, OUTSIDE, NODE_IP, 30080).verdict == "DROP"          # external: no local endpoint
+    assert trace(t, POD, "10.96.0.10").verdict == "DROP"                # internal: Local, none here
+
+
+def test_a_load_balancer_with_source_ranges_and_no_endpoints_rejects_allowed_sources():
+    t = proxy([web(type="LoadBalancer", ingress=["192.0.2.10"], loadBalancerSourceRanges=["198.51.100.0/24"])], [])
+    assert trace(t, "198.51.100.7", "192.0.2.10").verdict == "REJECT"
+
+
+def test_node_port_addresses_for_one_family_leave_the_other_on_every_address():
+    settings = Settings(Node("n1"), (netaddr.IPAddress(NODE_IP), netaddr.IPAddress("fd00:200::11")),
+                        (netaddr.IPNetwork("10.244.0.0/16"), netaddr.IPNetwork("fd00:10:244::/56")),
+                        nodeport_addresses=(netaddr.IPNetwork("192.168.200.0/24"),))
+    svc = b.service("web", ["10.96.0.10", "fd00:96::10"], [dict(TCP80[0], nodePort=30080)], type="NodePort")
+    t = proxy([svc], [b.endpoint_slice("web", [b.endpoint("fd00:10:244:2::5", "n2")], EP_PORTS, family=6)],
+              settings)
+    assert trace(t, "fd00:200::99", "fd00:200::11", 30080).endpoints == {"[fd00:10:244:2::5]:8080"}
+
+
+def test_a_proxy_mode_load_balancer_ip_is_left_to_the_load_balancer():
+    svc = web(type="LoadBalancer")
+    svc["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.10", "ipMode": "Proxy"}, {"ip": "192.0.2.11"}]}}
+    t = proxy([svc], [b.endpoint_slice("web", both(), EP_PORTS)])
+    assert trace(t, OUTSIDE, "192.0.2.10").endpoints == set()
+    assert trace(t, OUTSIDE, "192.0.2.11").endpoints == {LOCAL_EP, REMOTE_EP}

@@ -33,9 +33,10 @@ def context(settings: Settings, family: int, local_addresses: list[netaddr.IPAdd
 def nodeport_destinations(settings: Settings, family: int, local_addresses) -> tuple[str, ...]:
     """Matches for "addressed to this node" in the node-port rules, like
     kube-proxy's --nodeport-addresses: every local address but loopback by
-    default, else this node's addresses inside the given CIDRs."""
+    default (and for a family none of the CIDRs is in), else this node's
+    addresses inside the given CIDRs."""
     wanted = [n for n in settings.nodeport_addresses if n.version == family]
-    if not settings.nodeport_addresses:
+    if not wanted:                      # none given for this family: every local address, as kube-proxy
         return (f"-m addrtype --dst-type LOCAL ! -d {LOOPBACK[family]}",)
     suffix = "/32" if family == 4 else "/128"
     found = sorted({ip for ip in (local_addresses or []) if ip.version == family and any(ip in n for n in wanted)})
@@ -75,7 +76,10 @@ class IptablesBackend(Backend):
             runner.ensure_jumps()
         self.compiled[family] = plan
         if self.clean_conntrack and (full or _udp_changed(views, changed)):
-            conntrack.clean(family, views)
+            try:
+                conntrack.clean(family, views)
+            except Exception as err:      # the rules are in: a failed cleanup must not undo the sync
+                log.error("IPv%d: deleting stale UDP conntrack entries failed: %s", family, err)
         return full
 
     def dry_run(self, views: dict[int, dict[PortName, PortView]]) -> str:

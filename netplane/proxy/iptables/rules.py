@@ -128,8 +128,8 @@ class _Builder:
         return tuple(lines)
 
     def filter_firewall(self) -> tuple[str, ...]:
-        if not self.p.load_balancer_source_ranges:
-            return ()
+        if not (self.p.load_balancer_source_ranges and self.cat.has_any):
+            return ()                   # without endpoints, everyone gets the REJECT
         return tuple(f"-A {c.FILTER_FIREWALL} {self.dst(ip)} {self.match} "
                      f"{self.comment(' traffic not accepted by ' + self.fw)} -j DROP"
                      for ip in self.p.load_balancer_ips)
