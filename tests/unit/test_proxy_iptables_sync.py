@@ -172,3 +172,25 @@ def test_golden_text_for_a_small_cluster():
             f.write(text)
     with open(GOLDEN) as f:
         assert text == f.read()
+
+
+def test_a_partial_compile_rebuilds_top_level_chains_only_when_a_ports_share_of_them_moves():
+    from netplane.proxy.iptables.backend import context
+    from netplane.proxy.iptables.compile import compile_family
+
+    services = [b.service(f"s{i}", f"10.96.1.{i + 1}", [{"port": 80}]) for i in range(50)]
+    slices = [b.endpoint_slice(f"s{i}", [f"10.244.1.{i + 2}", f"10.244.2.{i + 2}"], [{"port": 8080}])
+              for i in range(50)]
+    ctx = context(SETTINGS, 4)
+    before = snapshot(services, slices)
+    plan = compile_family(views_of(before)[4], ctx)
+    slices[7] = b.endpoint_slice("s7", ["10.244.1.9"], [{"port": 8080}])        # one endpoint fewer
+    after = snapshot(services, slices)
+    plan = compile_family(views_of(after)[4], ctx, previous=plan, changed=changed(before.ports, after.ports))
+    assert plan.written["filter"] == [] and all(n.startswith(("NP-SVC-", "NP-SEP-")) for n in plan.written["nat"])
+    assert len(plan.deleted["nat"]) == 1                      # the SEP chain of the endpoint that left
+    services.append(b.service("new", "10.96.2.1", [{"port": 80}]))              # no endpoints: a REJECT rule
+    before, after = after, snapshot(services, slices)
+    plan = compile_family(views_of(after)[4], ctx, previous=plan, changed=changed(before.ports, after.ports))
+    assert plan.written == {"filter": ["NP-SERVICES"], "nat": []}
+    assert plan.chains == compile_family(views_of(after)[4], ctx).chains

@@ -56,31 +56,77 @@ def compile_family(views: dict[PortName, PortView], ctx: Context, *,
                    previous: Compiled | None = None, changed: set[PortName] | None = None,
                    installed: dict[str, set[str]] | None = None) -> Compiled:
     """Full when `previous` or `changed` is None; `installed` (table -> NP-
-    chains in the kernel) lets a full compile delete what is left over."""
-    full = previous is None or changed is None
-    fragments = _fragments(views, ctx, None if full else previous, changed)
+    chains in the kernel) lets a full compile delete what is left over.
+
+    A partial compile costs in proportion to the change, not to the cluster:
+    it consumes `previous` (its fragments and chain tables are updated in
+    place and handed on), and rebuilds the top-level chains only when a
+    changed port's share of them changed. `previous` must not be used again."""
+    if previous is None or changed is None:
+        return _full(views, ctx, installed)
+    return _partial(views, ctx, previous, changed)
+
+
+def _full(views, ctx: Context, installed) -> Compiled:
+    fragments = {name: port_rules(views[name], ctx) for name in views}
     tables = static_chains(ctx)
     _add_top_level(tables, views, fragments, ctx)
     for name in sorted(views):
         tables["nat"].update(fragments[name].chains)
-    if full:
-        written = {t: list(tables[t]) for t in TABLES}
-        old = {t: set(installed.get(t, ())) if installed else set() for t in TABLES}
-    else:
-        written = _partial_writes(tables, previous, fragments, changed)
-        old = {t: set(previous.chains[t]) for t in TABLES}
+    written = {t: list(tables[t]) for t in TABLES}
+    old = {t: set(installed.get(t, ())) if installed else set() for t in TABLES}
     deleted = {t: sorted(n for n in old[t] - set(tables[t]) if n.startswith(c.PREFIX)) for t in TABLES}
-    return Compiled(fragments, tables, render(tables, written, deleted), full, written, deleted, ctx)
+    return Compiled(fragments, tables, render(tables, written, deleted), True, written, deleted, ctx)
 
 
-def _fragments(views, ctx, previous: Compiled | None, changed) -> dict[PortName, PortRules]:
-    if previous is None:
-        return {name: port_rules(views[name], ctx) for name in views}
-    fragments = {n: f for n, f in previous.fragments.items() if n not in changed and n in views}
+def _partial(views, ctx: Context, previous: Compiled, changed) -> Compiled:
+    fragments, tables = previous.fragments, previous.chains       # consumed: updated in place
+    own_written, own_deleted, top_level_moved = [], [], False
     for name in changed:
-        if name in views:
-            fragments[name] = port_rules(views[name], ctx)
-    return fragments
+        old = fragments.pop(name, None)
+        new = port_rules(views[name], ctx) if name in views else None
+        if new is not None:
+            fragments[name] = new
+        top_level_moved |= _top_share(old) != _top_share(new)
+        written, gone = _replace_chains(tables["nat"], old, new)
+        own_written += written
+        own_deleted += gone
+    top_written = _rebuild_top_level(tables, views, fragments, ctx) if top_level_moved else {t: [] for t in TABLES}
+    written = {"filter": top_written["filter"], "nat": top_written["nat"] + sorted(own_written)}
+    deleted = {"filter": [], "nat": sorted(own_deleted)}
+    return Compiled(fragments, tables, render(tables, written, deleted), False, written, deleted, ctx)
+
+
+def _replace_chains(nat: dict, old: PortRules | None, new: PortRules | None) -> tuple[list[str], list[str]]:
+    """Swap a port's chains in the nat table; returns (chains whose rules
+    changed or are new, chains the port no longer has)."""
+    left = dict(old.chains) if old else {}
+    written = []
+    for chain, rules in (new.chains if new else ()):
+        if left.pop(chain, None) != rules:
+            written.append(chain)
+        nat[chain] = rules
+    for chain in left:
+        del nat[chain]
+    return written, list(left)
+
+
+def _rebuild_top_level(tables, views, fragments, ctx: Context) -> dict[str, list[str]]:
+    """Rebuild the top-level chains (O(services)); returns those that changed."""
+    before = {t: {n: tables[t][n] for n in _top(t)} for t in TABLES}
+    _add_top_level(tables, views, fragments, ctx)
+    return {t: [n for n in _top(t) if tables[t][n] != before[t][n]] for t in TABLES}
+
+
+def _top(table: str) -> tuple[str, ...]:
+    return c.FILTER_TOP if table == "filter" else c.NAT_TOP
+
+
+def _top_share(f: PortRules | None) -> tuple:
+    """A port's lines in the top-level chains: if they stay, those chains stay."""
+    if f is None:
+        return ()
+    return (f.nat_services, f.nat_nodeports, f.filter_services, f.filter_external, f.filter_firewall)
 
 
 def _add_top_level(tables, views, fragments, ctx: Context) -> None:
@@ -94,16 +140,6 @@ def _add_top_level(tables, views, fragments, ctx: Context) -> None:
     tables["filter"][c.FILTER_SERVICES] = tuple(line for n in order for line in fragments[n].filter_services)
     tables["filter"][c.FILTER_EXTERNAL] = tuple(line for n in order for line in fragments[n].filter_external)
     tables["filter"][c.FILTER_FIREWALL] = tuple(line for n in order for line in fragments[n].filter_firewall)
-
-
-def _partial_writes(tables, previous: Compiled, fragments, changed) -> dict[str, list[str]]:
-    """Top-level chains whose rules differ, plus every chain of a changed
-    port whose rules differ (new chains included)."""
-    written = {t: [name for name in (c.FILTER_TOP if t == "filter" else c.NAT_TOP)
-                   if tables[t][name] != previous.chains[t].get(name)] for t in TABLES}
-    own = sorted({chain for name in changed if name in fragments for chain, _ in fragments[name].chains})
-    written["nat"] += [chain for chain in own if tables["nat"][chain] != previous.chains["nat"].get(chain)]
-    return written
 
 
 def render(tables, written: dict[str, list[str]], deleted: dict[str, list[str]]) -> str:
