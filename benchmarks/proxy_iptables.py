@@ -60,7 +60,7 @@ def inner_sync(n: int, server_ip: str, server_node: str) -> dict:
     import netaddr
 
     from netplane.proxy.backend import Settings
-    from netplane.proxy.iptables.backend import IptablesBackend
+    from netplane.proxy.iptables.backend import IptablesBackend, context
     from netplane.proxy.iptables.compile import compile_family
     from netplane.proxy.state import changed, snapshot
     from netplane.proxy.views import Node, family_views
@@ -75,7 +75,7 @@ def inner_sync(n: int, server_ip: str, server_node: str) -> dict:
         t0 = time.perf_counter()
         views = {4: family_views(snap.ports, 4, settings.node)}
         t1 = time.perf_counter()
-        plan = compile_family(views[4], backend_context(backend), previous=previous, changed=names,
+        plan = compile_family(views[4], context(settings, 4), previous=previous, changed=names,
                               installed={t: runner.chains(t) for t in ("filter", "nat")} if names is None else None)
         t2 = time.perf_counter()
         runner.restore(plan.text)
@@ -95,11 +95,6 @@ def inner_sync(n: int, server_ip: str, server_node: str) -> dict:
     backend.sync({4: family_views(second.ports, 4, settings.node)}, set())   # nothing changed: canary check only
     result["noop_s"] = time.perf_counter() - t0
     return result
-
-
-def backend_context(backend):
-    from netplane.proxy.iptables.backend import context
-    return context(backend.settings, 4)
 
 
 def _split(objs):

@@ -109,7 +109,7 @@ def run_checks(lab) -> list[Check]:
     for service, where, proto, host, port, opts, expect, judge in checks:
         count = 1 if judge in (_dropped, _refused, _client_kept) else 12
         result = probe(lab, where, proto, host, port, count=count, **opts)
-        got, ok = judge(result, where, opts.get("source", ""), lab)
+        got, ok = judge(result, lab)
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         out.append(Check(service, f"{proto} {target}", where + (f" ({opts['source']})" if "source" in opts else ""),
                          expect, got, ok))
@@ -120,50 +120,51 @@ def _names(result) -> list[str]:
     return sorted({a.split()[0] for a in result["answers"]})
 
 
-def _describe(result) -> str:
+def _seen(result) -> set[str]:
+    """The client addresses the answering pods saw."""
+    return {a.split()[1] for a in result["answers"]}
+
+
+def _describe(result, seen: bool = False) -> str:
     if result["failed"]:
         return ", ".join(f"{k} x{v}" for k, v in result["errors"].items())
-    return "answered by " + ", ".join(_names(result))
+    text = "answered by " + ", ".join(_names(result))
+    return text + f"; seen as {', '.join(sorted(_seen(result)))}" if seen else text
 
 
-def _spread(result, *_):
+def _spread(result, _lab):
     return _describe(result), not result["failed"] and len(_names(result)) > 1
 
 
-def _answered(result, *_):
+def _answered(result, _lab):
     return _describe(result), not result["failed"] and result["ok"] > 0
 
 
-def _masqueraded(result, where, source, lab):
-    seen = {a.split()[1] for a in result["answers"]}
-    return _describe(result) + f"; seen as {', '.join(sorted(seen))}", \
-        not result["failed"] and not seen & {CLIENT_ALLOWED, CLIENT_DENIED}
+def _masqueraded(result, _lab):
+    return _describe(result, seen=True), not result["failed"] and not _seen(result) & {CLIENT_ALLOWED, CLIENT_DENIED}
 
 
-def _client_kept(result, where, source, lab):
-    seen = {a.split()[1] for a in result["answers"]}
-    return _describe(result) + f"; seen as {', '.join(sorted(seen))}", \
-        not result["failed"] and seen == {CLIENT_ALLOWED}
+def _client_kept(result, _lab):
+    return _describe(result, seen=True), not result["failed"] and _seen(result) == {CLIENT_ALLOWED}
 
 
-def _dropped(result, *_):
+def _dropped(result, _lab):
     return _describe(result), result["errors"].get("timeout") == result["failed"] > 0
 
 
-def _refused(result, *_):
+def _refused(result, _lab):
     return _describe(result), result["errors"].get("refused") == result["failed"] > 0
 
 
-def _sticky(result, *_):
+def _sticky(result, _lab):
     return _describe(result), not result["failed"] and len(_names(result)) == 1
 
 
 def _hairpin(pod):
-    def judge(result, where, source, lab):
-        seen = {a.split()[1] for a in result["answers"]}
+    def judge(result, lab):
         own = set(lab.record.pods[pod].ips)
-        return _describe(result) + f"; seen as {', '.join(sorted(seen))}", \
-            not result["failed"] and _names(result) == [pod] and not seen & own
+        ok = not result["failed"] and _names(result) == [pod] and not _seen(result) & own
+        return _describe(result, seen=True), ok
     return judge
 
 

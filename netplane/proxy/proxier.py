@@ -37,8 +37,6 @@ class Proxier:
         self.loop = SyncLoop(self.sync, schedule)
         self.synced: Snapshot | None = None
         self.views: dict[int, dict] = {}
-        self.syncs = 0
-        self.synced_once = threading.Event()
         self._pending = {"Service": 0, "EndpointSlice": 0}   # changes not yet in the kernel
         self._pending_lock = threading.Lock()                # the source's thread and the sync's
         self._skipped: dict[str, str] = {}
@@ -83,8 +81,6 @@ class Proxier:
         self.metrics.last_sync.set_to_current_time()
         if caught_up:
             self.health.updated()
-        self.syncs += 1
-        self.synced_once.set()
         what = "full sync" if names is None else f"partial sync of {len(names)} service port(s)"
         log.info("%s done in %.1f ms: %d service port(s)", what, elapsed * 1000, len(self.synced.ports))
 

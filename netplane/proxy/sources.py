@@ -9,12 +9,10 @@ Both sources offer the same small interface:
 - start() / stop().
 Both keep the last good objects when their input goes bad or away.
 """
-import logging
 
 from netplane.polling import Poller
 from netplane.proxy.manifest_source import ManifestDir
 
-log = logging.getLogger("netplane.proxy")
 KINDS = ("Service", "EndpointSlice")
 
 
@@ -28,12 +26,7 @@ class ManifestSource(Poller):
         self._loaded = False
 
     def poll(self) -> None:
-        try:
-            dirty = self.dir.poll()
-        except OSError as err:            # the directory itself went away: keep what we have
-            log.error("manifests directory unreadable, keeping the last good objects: %s", err)
-            return
-        if dirty or not self._loaded:
+        if self.dir.poll() or not self._loaded:
             self._loaded = True
             for kind in KINDS:
                 self.on_change(kind)

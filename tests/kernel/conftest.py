@@ -118,11 +118,11 @@ def _reap_labs_of_killed_runs():
     stale = {m.group(1) for n in sandbox.listdir(sandbox.RUN_NETNS)
              if (m := re.match(r"npl-(t(\d+)x\d+)-", n)) and not sandbox.alive(int(m.group(2)))}
     for name in stale:
-        for root in _lab_roots_of_agents(name) or {"/nonexistent"}:
-            Lab(name, root).down()      # stops the agents that name its directory, deletes its namespaces
+        for root in _lab_roots_of_processes(name) or {"/nonexistent"}:
+            Lab(name, root).down()      # stops the processes that name its directory, deletes its namespaces
 
 
-def _lab_roots_of_agents(lab_name: str) -> set[str]:
+def _lab_roots_of_processes(lab_name: str) -> set[str]:
     """Where a test lab's directory was, read from its processes' command lines."""
     marker, roots = f"/{lab_name}/", set()
     for pid in filter(str.isdigit, sandbox.listdir("/proc")):

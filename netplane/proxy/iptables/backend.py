@@ -13,7 +13,7 @@ import netaddr
 
 from netplane.proxy import conntrack
 from netplane.proxy.backend import Backend, Settings, register
-from netplane.proxy.iptables.compile import TABLES, Compiled, compile_family
+from netplane.proxy.iptables.compile import TABLES, Compiled, compile_family, render
 from netplane.proxy.iptables.restore import Iptables
 from netplane.proxy.iptables.rules import Context
 from netplane.proxy.model import PortName
@@ -64,7 +64,7 @@ class IptablesBackend(Backend):
             log.warning("IPv%d: netplane's canary chain is gone (tables flushed?); doing a full sync", family)
             previous = None
         full = previous is None or changed is None
-        ctx = context(self.settings, family, self.local_addresses() if self.settings.nodeport_addresses else None)
+        ctx = self._context(family)
         if not full and ctx != previous.context:
             previous, full = None, True          # node addresses moved: every node-port rule changes
         self.compiled[family] = None             # unknown until the apply succeeds
@@ -82,11 +82,14 @@ class IptablesBackend(Backend):
                 log.error("IPv%d: deleting stale UDP conntrack entries failed: %s", family, err)
         return full
 
+    def _context(self, family: int) -> Context:
+        """The node's addresses are read only when --nodeport-addresses needs them."""
+        return context(self.settings, family, self.local_addresses() if self.settings.nodeport_addresses else None)
+
     def dry_run(self, views: dict[int, dict[PortName, PortView]]) -> str:
         out = []
         for family in self.settings.families:
-            ctx = context(self.settings, family, self.local_addresses() if self.settings.nodeport_addresses else None)
-            plan = compile_family(views.get(family, {}), ctx)
+            plan = compile_family(views.get(family, {}), self._context(family))
             out.append(f"# {'iptables' if family == 4 else 'ip6tables'}-restore --noflush\n{plan.text}")
         return "".join(out)
 
@@ -95,9 +98,7 @@ class IptablesBackend(Backend):
         for family, runner in self.runners.items():
             jumps = runner.remove_jumps()
             doomed = {t: sorted(runner.chains(t)) for t in TABLES}
-            text = "".join(f"*{t}\n" + "".join(f":{n} - [0:0]\n" for n in doomed[t]) +
-                           "".join(f"-X {n}\n" for n in doomed[t]) + "COMMIT\n" for t in TABLES if doomed[t])
-            runner.restore(text)
+            runner.restore(render({}, {t: [] for t in TABLES}, doomed))
             removed += [f"IPv{family} {t} {n}" for t in TABLES for n in doomed[t]]
             removed += [f"IPv{family} {jumps} jump(s) from built-in chains"] if jumps else []
             self.compiled[family] = None

@@ -23,8 +23,6 @@ POSTROUTING = "NP-POSTROUTING"
 FORWARD = "NP-FORWARD"
 CANARY = "NP-PROXY-CANARY"      # an empty chain; if it vanishes, someone flushed the table
 
-NAT_TOP = (NAT_SERVICES, NAT_NODEPORTS)
-FILTER_TOP = (FILTER_SERVICES, FILTER_EXTERNAL, FILTER_FIREWALL)
 
 # where the built-in chains jump into ours: (table, built-in chain, rule)
 JUMPS = (

@@ -9,8 +9,10 @@ own chains and deletes the ones they no longer need. Unchanged services are
 not in the transaction at all, which is what keeps a sync at 10k services
 cheap for the kernel.
 
-The function is pure: the previous Compiled and the chains the kernel holds
-are inputs, and the result is data plus text.
+No kernel is touched: the previous Compiled and the chains the kernel holds
+are inputs, and the result is data plus text. A partial compile consumes
+the previous Compiled (it updates its tables in place rather than copying
+every chain), so it costs in proportion to the change.
 """
 from dataclasses import dataclass, field
 
@@ -20,6 +22,10 @@ from netplane.proxy.model import PortName
 from netplane.proxy.views import PortView
 
 TABLES = ("filter", "nat")
+# the top-level chains: every port adds its share (a PortRules field) to them
+TOP_LEVEL = (("nat", c.NAT_SERVICES, "nat_services"), ("nat", c.NAT_NODEPORTS, "nat_nodeports"),
+             ("filter", c.FILTER_SERVICES, "filter_services"), ("filter", c.FILTER_EXTERNAL, "filter_external"),
+             ("filter", c.FILTER_FIREWALL, "filter_firewall"))
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,6 @@ class Compiled:
     fragments: dict[PortName, PortRules]
     chains: dict[str, dict[str, tuple[str, ...]]]    # table -> chain -> rules: every NP- chain after the apply
     text: str                                        # the iptables-restore input ("" = nothing to do)
-    full: bool
     written: dict[str, list[str]] = field(default_factory=dict)   # table -> chains in the transaction
     deleted: dict[str, list[str]] = field(default_factory=dict)   # table -> chains it deletes
     context: Context | None = None                   # what it was compiled for
@@ -76,7 +81,7 @@ def _full(views, ctx: Context, installed) -> Compiled:
     written = {t: list(tables[t]) for t in TABLES}
     old = {t: set(installed.get(t, ())) if installed else set() for t in TABLES}
     deleted = {t: sorted(n for n in old[t] - set(tables[t]) if n.startswith(c.PREFIX)) for t in TABLES}
-    return Compiled(fragments, tables, render(tables, written, deleted), True, written, deleted, ctx)
+    return Compiled(fragments, tables, render(tables, written, deleted), written, deleted, ctx)
 
 
 def _partial(views, ctx: Context, previous: Compiled, changed) -> Compiled:
@@ -94,7 +99,7 @@ def _partial(views, ctx: Context, previous: Compiled, changed) -> Compiled:
     top_written = _rebuild_top_level(tables, views, fragments, ctx) if top_level_moved else {t: [] for t in TABLES}
     written = {"filter": top_written["filter"], "nat": top_written["nat"] + sorted(own_written)}
     deleted = {"filter": [], "nat": sorted(own_deleted)}
-    return Compiled(fragments, tables, render(tables, written, deleted), False, written, deleted, ctx)
+    return Compiled(fragments, tables, render(tables, written, deleted), written, deleted, ctx)
 
 
 def _replace_chains(nat: dict, old: PortRules | None, new: PortRules | None) -> tuple[list[str], list[str]]:
@@ -119,27 +124,22 @@ def _rebuild_top_level(tables, views, fragments, ctx: Context) -> dict[str, list
 
 
 def _top(table: str) -> tuple[str, ...]:
-    return c.FILTER_TOP if table == "filter" else c.NAT_TOP
+    return tuple(chain for t, chain, _ in TOP_LEVEL if t == table)
 
 
 def _top_share(f: PortRules | None) -> tuple:
     """A port's lines in the top-level chains: if they stay, those chains stay."""
-    if f is None:
-        return ()
-    return (f.nat_services, f.nat_nodeports, f.filter_services, f.filter_external, f.filter_firewall)
+    return tuple(getattr(f, share) for _, _, share in TOP_LEVEL) if f else ()
 
 
 def _add_top_level(tables, views, fragments, ctx: Context) -> None:
     order = sorted(views)
-    nat_services = [line for n in order for line in fragments[n].nat_services]
-    nat_services += [f'-A {c.NAT_SERVICES} {dest} -m comment --comment "netplane service nodeports; '
-                     f'NOTE: this must be the last rule in this chain" -j {c.NAT_NODEPORTS}'
-                     for dest in ctx.nodeport_destinations]
-    tables["nat"][c.NAT_SERVICES] = tuple(nat_services)
-    tables["nat"][c.NAT_NODEPORTS] = tuple(line for n in order for line in fragments[n].nat_nodeports)
-    tables["filter"][c.FILTER_SERVICES] = tuple(line for n in order for line in fragments[n].filter_services)
-    tables["filter"][c.FILTER_EXTERNAL] = tuple(line for n in order for line in fragments[n].filter_external)
-    tables["filter"][c.FILTER_FIREWALL] = tuple(line for n in order for line in fragments[n].filter_firewall)
+    for table, chain, share in TOP_LEVEL:
+        tables[table][chain] = tuple(line for n in order for line in getattr(fragments[n], share))
+    # "addressed to this node" goes last: node ports are whatever no service address took
+    tables["nat"][c.NAT_SERVICES] += tuple(
+        f'-A {c.NAT_SERVICES} {dest} -m comment --comment "netplane service nodeports; '
+        f'NOTE: this must be the last rule in this chain" -j {c.NAT_NODEPORTS}' for dest in ctx.nodeport_destinations)
 
 
 def render(tables, written: dict[str, list[str]], deleted: dict[str, list[str]]) -> str:

@@ -6,13 +6,10 @@ instead of fail. The jumps from the built-in chains into ours cannot be
 made idempotent inside a --noflush restore, so they are checked and
 inserted one by one, on full syncs only.
 """
-import logging
 import shlex
 import subprocess
 
 from netplane.proxy.iptables import chains as c
-
-log = logging.getLogger("netplane.proxy")
 
 
 class IptablesError(RuntimeError):
@@ -56,14 +53,14 @@ class Iptables:
             present = self._run([self.cmd, "-w", self.wait, "-t", table, "-S", builtin]).stdout.splitlines()
             for rule in reversed(rules):            # inserted at the top, so in reverse to keep their order
                 if f"-A {builtin} {rule}" not in present:     # -S prints matches in the order given
-                    self._run([self.cmd, "-w", self.wait, "-t", table, "-I", builtin, "1", *_split(rule)])
+                    self._run([self.cmd, "-w", self.wait, "-t", table, "-I", builtin, "1", *shlex.split(rule)])
                     missing += 1
         return missing
 
     def remove_jumps(self) -> int:
         removed = 0
         for table, builtin, rule in c.JUMPS:
-            while self._run([self.cmd, "-w", self.wait, "-t", table, "-D", builtin, *_split(rule)],
+            while self._run([self.cmd, "-w", self.wait, "-t", table, "-D", builtin, *shlex.split(rule)],
                             check=False).returncode == 0:
                 removed += 1
         return removed
@@ -74,8 +71,4 @@ def _by_chain(jumps) -> dict[tuple[str, str], list[str]]:
     for table, builtin, rule in jumps:
         grouped.setdefault((table, builtin), []).append(rule)
     return grouped
-
-
-def _split(rule: str) -> list[str]:
-    return shlex.split(rule)
 
