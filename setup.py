@@ -7,14 +7,18 @@ picks them up when present and falls back to the pure-Python twins.
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# libcrypto: chain names are SHA-256 digests (ext/chainhash.pxd), as hashlib computes them
 EXTENSIONS = [
-    Extension("netplane._ext.naming", ["ext/naming.pyx"]),
+    Extension("netplane._ext.naming", ["ext/naming.pyx"], libraries=["crypto"]),
+    Extension("netplane._ext.iptables_rules", ["ext/iptables_rules.pyx"], libraries=["crypto"]),
+    Extension("netplane._ext.iptables_text", ["ext/iptables_text.pyx"]),
 ]
 
 setup(
     ext_modules=cythonize(
         EXTENSIONS,
         language_level=3,
+        include_path=["ext"],
         compiler_directives={"boundscheck": False, "wraparound": False},
     ),
 )

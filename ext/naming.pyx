@@ -1,17 +1,23 @@
 # cython: language_level=3
 """Compiled twin of netplane/naming.py; see that module for the why.
+Output must match netplane.naming exactly."""
+from chainhash cimport Hasher, hasher_init, sha256_b32
+from textbuf cimport PyUnicode_AsUTF8AndSize
 
-A placeholder for the rule generator's fast path: it proves the build,
-the fallback switch and the byte-identity test before the real generator
-exists. Output must match netplane.naming exactly.
-"""
-import base64
-import hashlib
+cdef Hasher _hasher
+hasher_init(&_hasher)
 
 
 cpdef str hashed_name(str prefix, str key, int length):
     cdef int room = length - len(prefix)
     if room < 6:
         raise ValueError(f"prefix {prefix!r} leaves too little room in {length} characters")
-    cdef bytes digest = hashlib.sha256(key.encode()).digest()
-    return prefix + base64.b32encode(digest).decode().lower()[:room]
+    cdef Py_ssize_t n
+    cdef const char* text = PyUnicode_AsUTF8AndSize(key, &n)
+    cdef char out[56]
+    cdef int chars = min(room, 56), i
+    sha256_b32(&_hasher, text, n, out, chars)
+    for i in range(chars):
+        if b'A' <= out[i] <= b'Z':
+            out[i] += 32            # lower case, as the pure twin's .lower()
+    return prefix + out[:chars].decode("ascii")

@@ -106,6 +106,8 @@ def _proxy_options(p) -> None:
                                                 "this node's addresses inside them (default: every local address)")
     p.add_argument("--masquerade-all", action="store_true", default=None, help="masquerade all service traffic")
     p.add_argument("--masquerade-bit", type=int, help="the packet mark bit that means 'masquerade' (default 14)")
+    p.add_argument("--iptables-layout", help="compact (default: per-endpoint chains only where hairpin traffic "
+                                             "is possible) or kube-proxy (a chain per endpoint)")
 
 
 def _proxy_config(args):
@@ -116,7 +118,8 @@ def _proxy_config(args):
         flags = {"mode": args.mode, "node_name": args.node_name, "zone": args.zone,
                  "node_ips": _commas(args.node_ip), "cluster_cidrs": _commas(args.cluster_cidr),
                  "nodeport_addresses": _commas(args.nodeport_addresses), "masquerade_all": args.masquerade_all,
-                 "masquerade_bit": args.masquerade_bit, "manifests": args.manifests, "kubeconfig": args.kubeconfig,
+                 "masquerade_bit": args.masquerade_bit,
+                 "iptables_layout": args.iptables_layout, "manifests": args.manifests, "kubeconfig": args.kubeconfig,
                  "in_cluster": args.in_cluster, "healthz_bind_address": args.healthz_bind_address,
                  "metrics_bind_address": args.metrics_bind_address}
         for flag in ("sync_period", "min_sync_period", "full_sync_period"):

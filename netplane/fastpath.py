@@ -9,7 +9,11 @@ import importlib
 import os
 from types import ModuleType
 
-PURE = {"naming": "netplane.naming"}
+PURE = {
+    "naming": "netplane.naming",
+    "iptables_rules": "netplane.proxy.iptables.rules",      # port_rules()
+    "iptables_text": "netplane.proxy.iptables.text",        # top_level(), add_chains(), render()
+}
 
 
 def extensions_disabled() -> bool:

@@ -30,6 +30,7 @@ class Settings:
     nodeport_addresses: tuple[netaddr.IPNetwork, ...] = ()   # () = every local address
     masquerade_all: bool = False
     masquerade_bit: int = 14
+    iptables_layout: str = "compact"
 
     @property
     def families(self) -> tuple[int, ...]:

@@ -8,7 +8,7 @@ syncPeriod, minSyncPeriod, and iptables.masqueradeAll/masqueradeBit/
 syncPeriod/minSyncPeriod), other
 kube-proxy fields are reported as ignored, and anything else is an error,
 so a typo never passes silently. netplane's own fields: manifests,
-nodeIPs, zone, fullSyncPeriod.
+nodeIPs, zone, fullSyncPeriod, iptablesLayout (compact or kube-proxy).
 """
 import dataclasses
 import re
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import netaddr
 
 from netplane.kube import manifests
+from netplane.proxy.iptables.rules import LAYOUTS as IPTABLES_LAYOUTS
 
 KUBE_PROXY_IGNORED = {"featureGates", "logging", "bindAddress", "bindAddressHardFail", "enableProfiling",
                       "showHiddenMetricsForVersion", "ipvs", "nftables", "winkernel", "detectLocalMode",
@@ -42,6 +43,7 @@ class ProxyConfig:
     nodeport_addresses: list[str] = field(default_factory=list)
     masquerade_all: bool = False
     masquerade_bit: int = 14
+    iptables_layout: str = "compact"     # see netplane/proxy/iptables/rules.py
     sync_period: float = 30.0
     min_sync_period: float = 1.0
     full_sync_period: float = 3600.0
@@ -82,7 +84,8 @@ def _take(values: dict, cfg: ProxyConfig, where: str) -> None:
     nulls and zero durations mean "unset" (kubeadm writes them), so the
     default stays, as kube-proxy's own defaulting does."""
     simple = {"mode": "mode", "manifests": "manifests", "hostnameOverride": "node_name", "zone": "zone",
-              "healthzBindAddress": "healthz_bind_address", "metricsBindAddress": "metrics_bind_address"}
+              "healthzBindAddress": "healthz_bind_address", "metricsBindAddress": "metrics_bind_address",
+              "iptablesLayout": "iptables_layout"}
     for key, attr in simple.items():
         if _set(values, key):
             setattr(cfg, attr, _typed(values[key], str, f"{where}: {key}"))
@@ -181,6 +184,8 @@ def check(cfg: ProxyConfig, modes: list[str]) -> Checked:
     cidrs = tuple(_network(c, "cluster CIDR") for c in cfg.cluster_cidrs)
     if len({c.version for c in cidrs}) != len(cidrs):
         raise ConfigError("cluster CIDR: give at most one per family (IPv4,IPv6)")
+    if cfg.iptables_layout not in IPTABLES_LAYOUTS:
+        raise ConfigError(f"iptables layout {cfg.iptables_layout!r}: choose {' or '.join(IPTABLES_LAYOUTS)}")
     if not 0 <= cfg.masquerade_bit <= 31:
         raise ConfigError(f"masquerade bit {cfg.masquerade_bit}: must be 0..31")
     if cfg.min_sync_period > cfg.sync_period:

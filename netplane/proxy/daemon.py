@@ -28,7 +28,7 @@ log = logging.getLogger("netplane.proxy")
 def settings(cfg: ProxyConfig, checked: Checked) -> backends.Settings:
     return backends.Settings(Node(cfg.node_name or socket.gethostname().lower(), cfg.zone), checked.node_ips,
                              checked.cluster_cidrs, checked.nodeport_addresses, cfg.masquerade_all,
-                             cfg.masquerade_bit)
+                             cfg.masquerade_bit, cfg.iptables_layout)
 
 
 def source(cfg: ProxyConfig):

@@ -14,7 +14,7 @@ def test_the_extension_was_built():
     assert fastpath.is_compiled(compiled), "netplane._ext.naming is missing: the package build did not compile ext/"
 
 
-@given(prefix=st.text(max_size=8), key=st.text(), length=st.integers(min_value=0, max_value=40))
+@given(prefix=st.text(max_size=8), key=st.text(), length=st.integers(min_value=0, max_value=80))
 def test_compiled_and_pure_names_are_identical(prefix, key, length):
     def outcome(module):
         try:

@@ -1,4 +1,5 @@
 """iptables syncs against the fake: partial syncs, canary, failures, cleanup, golden text."""
+import dataclasses
 import os
 import random
 
@@ -14,11 +15,13 @@ from netplane.proxy.state import changed, snapshot
 from netplane.proxy.views import Node, family_views
 
 SETTINGS = Settings(Node("n1"), (netaddr.IPAddress("192.168.200.11"),), (netaddr.IPNetwork("10.244.0.0/16"),))
-GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "iptables_basic.txt")
+GOLDEN = {"kube-proxy": os.path.join(os.path.dirname(__file__), "golden", "iptables_basic.txt"),
+          "compact": os.path.join(os.path.dirname(__file__), "golden", "iptables_basic_compact.txt")}
 
 
-def new_backend():
-    return IptablesBackend(SETTINGS, runner=FakeIptables, clean_conntrack=False)
+def new_backend(layout: str = "compact"):
+    return IptablesBackend(dataclasses.replace(SETTINGS, iptables_layout=layout), runner=FakeIptables,
+                           clean_conntrack=False)
 
 
 def views_of(snap):
@@ -151,7 +154,8 @@ def test_dry_run_is_the_full_plan():
     assert text.split("\n", 1)[1] == backend.runners[4].restores[0]
 
 
-def test_golden_text_for_a_small_cluster():
+@pytest.mark.parametrize("layout", ["kube-proxy", "compact"])
+def test_golden_text_for_a_small_cluster(layout):
     """The exact text for a fixed cluster: any change to the rule layout shows
     up here as a diff to review (and the Cython path must match it byte for byte)."""
     services = [
@@ -161,16 +165,19 @@ def test_golden_text_for_a_small_cluster():
         b.service("dns", "10.96.0.53", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
         b.service("api", "10.96.0.1", [{"name": "https", "port": 443}], externalIPs=["192.0.2.20"],
                   internalTrafficPolicy="Local"),
+        b.service("cache", "10.96.0.20", [{"name": "redis", "port": 6379}], sessionAffinity="ClientIP"),
     ]
     slices = [b.endpoint_slice("web", [b.endpoint("10.244.1.5", "n1"), b.endpoint("10.244.2.5", "n2")],
                                [{"name": "http", "port": 8080}]),
-              b.endpoint_slice("api", [b.endpoint("10.244.2.6", "n2")], [{"name": "https", "port": 6443}])]
-    text = new_backend().dry_run(views_of(snapshot(services, slices)))
+              b.endpoint_slice("api", [b.endpoint("10.244.2.6", "n2")], [{"name": "https", "port": 6443}]),
+              # here, elsewhere, and nowhere known: only the one elsewhere loses its SEP chain when compact
+              b.endpoint_slice("cache", [b.endpoint("10.244.1.7", "n1"), b.endpoint("10.244.2.7", "n2"),
+                                         b.endpoint("10.244.3.7")], [{"name": "redis", "port": 6379}])]
+    text = new_backend(layout).dry_run(views_of(snapshot(services, slices)))
     if os.environ.get("NETPLANE_UPDATE_GOLDEN"):
-        os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
-        with open(GOLDEN, "w") as f:
+        with open(GOLDEN[layout], "w") as f:
             f.write(text)
-    with open(GOLDEN) as f:
+    with open(GOLDEN[layout]) as f:
         assert text == f.read()
 
 

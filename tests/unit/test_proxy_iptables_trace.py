@@ -3,6 +3,8 @@
 Node n1 (192.168.200.11, pod bridge 10.244.1.1) in cluster CIDR 10.244.0.0/16;
 its pods are 10.244.1.x, n2's are 10.244.2.x.
 """
+import dataclasses
+
 import netaddr
 import pytest
 
@@ -21,6 +23,16 @@ TCP80 = [{"name": "http", "port": 80, "protocol": "TCP"}]
 EP_PORTS = [{"name": "http", "port": 8080, "protocol": "TCP"}]
 
 
+LAYOUT = {"name": "compact"}
+
+
+@pytest.fixture(autouse=True, params=["compact", "kube-proxy"])
+def layout(request):
+    """Every semantic check runs over both rule layouts."""
+    LAYOUT["name"] = request.param
+    return request.param
+
+
 def both():
     return [b.endpoint("10.244.1.5", "n1"), b.endpoint("10.244.2.5", "n2")]
 
@@ -28,6 +40,7 @@ def both():
 def proxy(services, slices, settings=None, recent=()):
     settings = settings or Settings(Node("n1"), (netaddr.IPAddress(NODE_IP), netaddr.IPAddress("fd00:200::11")),
                                     (netaddr.IPNetwork("10.244.0.0/16"), netaddr.IPNetwork("fd00:10:244::/56")))
+    settings = dataclasses.replace(settings, iptables_layout=LAYOUT["name"])
     backend = IptablesBackend(settings, runner=FakeIptables, clean_conntrack=False,
                               local_addresses=lambda: [netaddr.IPAddress(a) for a in LOCAL])
     snap = snapshot(services, slices)
@@ -135,9 +148,12 @@ def test_client_ip_affinity_sends_a_known_client_back_to_its_endpoint():
 
 
 def _sep_chain_for(tracer, endpoint):
-    for name, rules in tracer.tables["nat"].items():
-        if any("DNAT" in r and r[r.index("--to-destination") + 1] == endpoint for r in rules):
-            return name
+    """The endpoint's affinity list: named after its SEP chain, which the
+    compact layout may not create (the DNAT then sits in the SVC chain)."""
+    for rules in tracer.tables["nat"].values():
+        for r in rules:
+            if "--set" in r and "DNAT" in r and r[r.index("--to-destination") + 1] == endpoint:
+                return r[r.index("--name") + 1]
     raise AssertionError(endpoint)
 
 
@@ -146,6 +162,29 @@ def test_hairpin_traffic_is_masqueraded():
     got = trace(t, "10.244.1.5", "10.96.0.10")
     assert got.endpoints == {LOCAL_EP, REMOTE_EP}
     assert got.masqueraded_to == {LOCAL_EP}     # the SEP rule marks it when it picks itself, only then
+
+
+def test_hairpin_through_a_local_policy_node_port_from_another_nodes_pod(layout):
+    """Under externalTrafficPolicy Local, another node's pod reaching this
+    node's node port short-circuits to every endpoint, unmasqueraded: when
+    it is sent back to itself, only its SEP rule can masquerade it, so the
+    compact layout keeps SEP chains for such ports even on other nodes."""
+    t = proxy([web(type="NodePort", externalTrafficPolicy="Local")], [b.endpoint_slice("web", both(), EP_PORTS)])
+    got = trace(t, "10.244.2.5", NODE_IP, port=30080)
+    assert got.endpoints == {LOCAL_EP, REMOTE_EP} and got.masqueraded_to == {REMOTE_EP}
+
+
+def test_compact_layout_keeps_sep_chains_only_where_hairpin_can_happen(layout):
+    eps = both() + [b.endpoint("10.244.3.5")]          # here, on n2, and on no node we know of
+    chains = _sep_chains(proxy([web()], [b.endpoint_slice("web", eps, EP_PORTS)]))
+    local_policy = _sep_chains(proxy([web(type="NodePort", externalTrafficPolicy="Local")],
+                                     [b.endpoint_slice("web", eps, EP_PORTS)]))
+    assert local_policy == 3
+    assert chains == (2 if layout == "compact" else 3)
+
+
+def _sep_chains(tracers) -> int:
+    return sum(name.startswith("NP-SEP-") for name in tracers[4].tables["nat"])
 
 
 def test_terminating_endpoints_serve_when_nothing_is_ready():

@@ -26,7 +26,7 @@ LOOPBACK = {4: "127.0.0.0/8", 6: "::1/128"}
 def context(settings: Settings, family: int, local_addresses: list[netaddr.IPAddress] | None = None) -> Context:
     cidr = settings.cluster_cidr(family)
     return Context(family=family, cluster_cidr=str(cidr) if cidr else "", masquerade_all=settings.masquerade_all,
-                   masquerade_bit=settings.masquerade_bit,
+                   masquerade_bit=settings.masquerade_bit, node=settings.node.name, layout=settings.iptables_layout,
                    nodeport_destinations=nodeport_destinations(settings, family, local_addresses))
 
 

@@ -19,14 +19,34 @@ The filter table says no: REJECT (at once, not a timeout) for a port with no
 endpoints anywhere, DROP where the policy is Local and this node has none.
 A port without usable endpoints gets no nat rules at all.
 
+Two layouts. "kube-proxy" gives every endpoint its NP-SEP chain, as
+kube-proxy does. "compact" (the default) keeps a SEP chain only where its
+hairpin rule can ever match, and DNATs straight from the SVC chain
+otherwise. A hairpin packet comes from the endpoint itself; traffic that
+crosses this node's nat table comes from this node's pods or from outside
+(every node's proxy DNATs its own pods' cluster-IP traffic, and external
+traffic under the Cluster policy is masqueraded anyway). So an endpoint on
+another node needs no hairpin rule, except behind an externalTrafficPolicy
+Local port, whose pod short-circuit sends other nodes' pods into SVC
+unmasqueraded. At 10k services with 10 endpoints on other nodes that is
+10k chains instead of 110k, and 120k rules instead of 320k; the
+kernel's restore time grows with both.
+
 Everything is text in iptables-restore syntax, built from the port alone,
-so a port's rules can be compiled, cached and compared on their own.
+so a port's rules can be compiled, cached and compared on their own. A
+chain's rules are one string, each rule ending in a newline, so a
+transaction is built by joining whole chains. ext/iptables_rules.pyx is the
+compiled twin of port_rules(); it must give byte-identical PortRules.
 """
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from netplane.proxy.iptables import chains as c
 from netplane.proxy.model import Endpoint
 from netplane.proxy.views import PortView
+
+COMPACT, KUBE_PROXY = "compact", "kube-proxy"
+LAYOUTS = (COMPACT, KUBE_PROXY)
 
 
 @dataclass(frozen=True)
@@ -37,40 +57,56 @@ class Context:
     masquerade_all: bool = False
     nodeport_destinations: tuple[str, ...] = ()   # matches for "addressed to this node"
     masquerade_bit: int = 14                      # the packet mark bit meaning "masquerade me"
+    node: str = ""                                # this node's name: its endpoints can see hairpin traffic
+    layout: str = COMPACT
 
     @property
     def host_suffix(self) -> str:
         return "/32" if self.family == 4 else "/128"
 
 
-@dataclass(frozen=True)
-class PortRules:
-    """A port's share of the top-level chains, and the nat chains it owns."""
-    nat_services: tuple[str, ...] = ()
-    nat_nodeports: tuple[str, ...] = ()
-    filter_services: tuple[str, ...] = ()
-    filter_external: tuple[str, ...] = ()
-    filter_firewall: tuple[str, ...] = ()
-    chains: tuple[tuple[str, tuple[str, ...]], ...] = ()     # (chain, its rules) in the nat table
+class PortRules(NamedTuple):
+    """A port's share of the top-level chains, and the nat chains it owns.
+    Every value is rules text: whole lines, each ending in a newline.
+    (A NamedTuple rather than a dataclass: the compiled twin makes 10k of
+    them per full compile, and a tuple is made without running Python.)"""
+    nat_services: str = ""
+    nat_nodeports: str = ""
+    filter_services: str = ""
+    filter_external: str = ""
+    filter_firewall: str = ""
+    chains: tuple[tuple[str, str], ...] = ()     # (chain, its rules) in the nat table
 
 
 def port_rules(view: PortView, ctx: Context) -> PortRules:
     return _Builder(view, ctx).build()
 
 
+def _text(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
 class _Builder:
     def __init__(self, view: PortView, ctx: Context) -> None:
         self.p, self.cat, self.ctx = view.port, view.endpoints, ctx
         self.key = f"{self.p.name}/{self.p.protocol}"
-        proto = self.p.protocol.lower()
-        self.match = f"-p {proto} -m {proto} --dport {self.p.port}"
+        self.proto = self.p.protocol.lower()
+        self.match = f"-p {self.proto} -m {self.proto} --dport {self.p.port}"
         self.svc, self.svl = c.service_chain("SVC", self.key), c.service_chain("SVL", self.key)
         self.ext, self.fw = c.service_chain("EXT", self.key), c.service_chain("FW", self.key)
         self.internal_eps = self.cat.local if self.p.internal_local else self.cat.cluster
         self.external_eps = self.cat.local if self.p.external_local else self.cat.cluster
         self.has_svc = self.p.uses_cluster_endpoints and bool(self.cat.cluster)
         self.has_svl = self.p.uses_local_endpoints and bool(self.cat.local)
+        # endpoint -> its SEP chain name (also the name of its affinity list), and its "ip:port"
         self.sep = {e: c.endpoint_chain(self.key, _endpoint_text(e)) for e in self.cat.all_reachable}
+        self.inline = self._inline_endpoints()
+
+    def _inline_endpoints(self) -> set[Endpoint]:
+        """Endpoints DNATed straight from SVC, without a SEP chain (see the layouts)."""
+        if self.ctx.layout != COMPACT or (self.p.external_local and self.p.externally_accessible):
+            return set()
+        return {e for e in self.cat.all_reachable if e.node and e.node != self.ctx.node}
 
     def comment(self, what: str) -> str:
         return f'-m comment --comment "{self.p.name}{what}"'
@@ -79,12 +115,12 @@ class _Builder:
         return f"-d {ip}{self.ctx.host_suffix}"
 
     def build(self) -> PortRules:
-        return PortRules(self.nat_services(), self.nat_nodeports(), self.filter_services(),
-                         self.filter_external(), self.filter_firewall(), self.chains())
+        return PortRules(_text(self.nat_services()), _text(self.nat_nodeports()), _text(self.filter_services()),
+                         _text(self.filter_external()), _text(self.filter_firewall()), self.chains())
 
     # -- top-level chains ------------------------------------------------------
 
-    def nat_services(self) -> tuple[str, ...]:
+    def nat_services(self) -> list[str]:
         lines = []
         if self.internal_eps:
             internal = self.svl if self.p.internal_local else self.svc
@@ -96,89 +132,101 @@ class _Builder:
             lb_target = self.fw if self.p.load_balancer_source_ranges else self.ext
             lines += [f"-A {c.NAT_SERVICES} {self.dst(ip)} {self.match} {self.comment(' loadbalancer IP')} -j {lb_target}"
                       for ip in self.p.load_balancer_ips]
-        return tuple(lines)
+        return lines
 
-    def nat_nodeports(self) -> tuple[str, ...]:
+    def nat_nodeports(self) -> list[str]:
         if not (self.p.node_port and self.cat.has_any):
-            return ()
-        proto = self.p.protocol.lower()
-        return (f"-A {c.NAT_NODEPORTS} -p {proto} -m {proto} --dport {self.p.node_port} "
-                f"{self.comment(' node port')} -j {self.ext}",)
+            return []
+        return [f"-A {c.NAT_NODEPORTS} -p {self.proto} -m {self.proto} --dport {self.p.node_port} "
+                f"{self.comment(' node port')} -j {self.ext}"]
 
     def _refusal(self) -> tuple[str, str]:
         return ("REJECT", " has no endpoints") if not self.cat.has_any else ("DROP", " has no local endpoints")
 
-    def filter_services(self) -> tuple[str, ...]:
+    def filter_services(self) -> list[str]:
         if self.internal_eps:
-            return ()
+            return []
         target, why = self._refusal()
-        return tuple(f"-A {c.FILTER_SERVICES} {self.dst(ip)} {self.match} {self.comment(why)} -j {target}"
-                     for ip in self.p.cluster_ips)
+        return [f"-A {c.FILTER_SERVICES} {self.dst(ip)} {self.match} {self.comment(why)} -j {target}"
+                for ip in self.p.cluster_ips]
 
-    def filter_external(self) -> tuple[str, ...]:
+    def filter_external(self) -> list[str]:
         if self.external_eps or not self.p.externally_accessible:
-            return ()
+            return []
         target, why = self._refusal()
         lines = [f"-A {c.FILTER_EXTERNAL} {self.dst(ip)} {self.match} {self.comment(why)} -j {target}"
                  for ip in self.p.external_ips + self.p.load_balancer_ips]
         if self.p.node_port:
-            proto = self.p.protocol.lower()
-            lines += [f"-A {c.FILTER_EXTERNAL} {dest} -p {proto} -m {proto} --dport {self.p.node_port} "
+            lines += [f"-A {c.FILTER_EXTERNAL} {dest} -p {self.proto} -m {self.proto} --dport {self.p.node_port} "
                       f"{self.comment(why)} -j {target}" for dest in self.ctx.nodeport_destinations]
-        return tuple(lines)
+        return lines
 
-    def filter_firewall(self) -> tuple[str, ...]:
+    def filter_firewall(self) -> list[str]:
         if not (self.p.load_balancer_source_ranges and self.cat.has_any):
-            return ()                   # without endpoints, everyone gets the REJECT
-        return tuple(f"-A {c.FILTER_FIREWALL} {self.dst(ip)} {self.match} "
-                     f"{self.comment(' traffic not accepted by ' + self.fw)} -j DROP"
-                     for ip in self.p.load_balancer_ips)
+            return []                   # without endpoints, everyone gets the REJECT
+        return [f"-A {c.FILTER_FIREWALL} {self.dst(ip)} {self.match} "
+                f"{self.comment(' traffic not accepted by ' + self.fw)} -j DROP"
+                for ip in self.p.load_balancer_ips]
 
     # -- the port's own chains -------------------------------------------------
 
-    def chains(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    def chains(self) -> tuple[tuple[str, str], ...]:
         out = []
         if self.has_svc:
-            out.append((self.svc, self.masquerade(self.svc, not self.p.internal_local) + self.pick(self.svc, self.cat.cluster)))
+            out.append((self.svc, _text(self.masquerade(self.svc, not self.p.internal_local)
+                                        + self.pick(self.svc, self.cat.cluster))))
         if self.has_svl:
-            out.append((self.svl, self.masquerade(self.svl, self.p.internal_local) + self.pick(self.svl, self.cat.local)))
+            out.append((self.svl, _text(self.masquerade(self.svl, self.p.internal_local)
+                                        + self.pick(self.svl, self.cat.local))))
         if self.p.externally_accessible and self.cat.has_any:
-            out.append((self.ext, self.external()))
+            out.append((self.ext, _text(self.external())))
         if self.p.load_balancer_source_ranges and self.p.load_balancer_ips and self.cat.has_any:
-            out.append((self.fw, tuple(f"-A {self.fw} -s {r} {self.comment(' loadbalancer IP')} -j {self.ext}"
-                                       for r in self.p.load_balancer_source_ranges)))
-        out += [(self.sep[e], self.endpoint(self.sep[e], e)) for e in self.cat.all_reachable]
+            out.append((self.fw, _text([f"-A {self.fw} -s {r} {self.comment(' loadbalancer IP')} -j {self.ext}"
+                                        for r in self.p.load_balancer_source_ranges])))
+        out += [(self.sep[e], _text(self.endpoint(self.sep[e], e)))
+                for e in self.cat.all_reachable if e not in self.inline]
         return tuple(out)
 
-    def masquerade(self, chain: str, serves_cluster_ip: bool) -> tuple[str, ...]:
+    def masquerade(self, chain: str, serves_cluster_ip: bool) -> list[str]:
         """Traffic to the cluster IP from outside the pod network (the node
         itself, or another host) is masqueraded, so replies come back here."""
         if not serves_cluster_ip:
-            return ()
+            return []
         if self.ctx.masquerade_all:
             source = ""
         elif self.ctx.cluster_cidr:
             source = f"! -s {self.ctx.cluster_cidr} "
         else:
-            return ()
-        return tuple(f"-A {chain} {self.dst(ip)} {self.match} {source}{self.comment(' cluster IP')} -j {c.MARK_MASQ}"
-                     for ip in self.p.cluster_ips)
+            return []
+        return [f"-A {chain} {self.dst(ip)} {self.match} {source}{self.comment(' cluster IP')} -j {c.MARK_MASQ}"
+                for ip in self.p.cluster_ips]
 
-    def pick(self, chain: str, endpoints: tuple[Endpoint, ...]) -> tuple[str, ...]:
+    def pick(self, chain: str, endpoints: tuple[Endpoint, ...]) -> list[str]:
         lines = []
         if self.p.affinity_timeout:
-            lines += [f"-A {chain} -m recent --name {self.sep[e]} --rcheck --seconds {self.p.affinity_timeout} "
-                      f"--reap -j {self.sep[e]}" for e in endpoints]
+            lines += [f"-A {chain} {self.via(e, f'-m recent --name {self.sep[e]} --rcheck --seconds {self.p.affinity_timeout} --reap ')}"
+                      for e in endpoints]
         n = len(endpoints)
         for i, e in enumerate(endpoints):
             chance = f"-m statistic --mode random --probability {1.0 / (n - i):.10f} " if i < n - 1 else ""
-            lines.append(f"-A {chain} {chance}-j {self.sep[e]}")
-        return tuple(lines)
+            if e in self.inline:
+                sticky = f"-m recent --name {self.sep[e]} --set " if self.p.affinity_timeout else ""
+                lines.append(f"-A {chain} {self.dnat(e, chance + sticky)}")
+            else:
+                lines.append(f"-A {chain} {chance}-j {self.sep[e]}")
+        return lines
 
-    def external(self) -> tuple[str, ...]:
+    def via(self, e: Endpoint, matches: str) -> str:
+        """A rule's tail that sends the packet on to endpoint e, after `matches`."""
+        return self.dnat(e, matches) if e in self.inline else f"{matches}-j {self.sep[e]}"
+
+    def dnat(self, e: Endpoint, matches: str) -> str:
+        return f"-p {self.proto} -m {self.proto} {self.comment('')} {matches}-j DNAT --to-destination {_endpoint_text(e)}"
+
+    def external(self) -> list[str]:
         if not self.p.external_local:
             lines = [f"-A {self.ext} {self.comment(' masquerade traffic for external destinations')} -j {c.MARK_MASQ}"]
-            return tuple(lines + ([f"-A {self.ext} -j {self.svc}"] if self.has_svc else []))
+            return lines + ([f"-A {self.ext} -j {self.svc}"] if self.has_svc else [])
         # Local policy: the client address is kept, so only this node's endpoints
         # may answer. Pods and the node itself are not external clients: they
         # short-circuit to the cluster-wide chain (masqueraded if from the node).
@@ -194,14 +242,13 @@ class _Builder:
                          f"{self.comment(' route LOCAL traffic for external destinations')} -j {everywhere}")
         if self.has_svl:
             lines.append(f"-A {self.ext} -j {self.svl}")
-        return tuple(lines)
+        return lines
 
-    def endpoint(self, chain: str, e: Endpoint) -> tuple[str, ...]:
-        proto = self.p.protocol.lower()
+    def endpoint(self, chain: str, e: Endpoint) -> list[str]:
         sticky = f"-m recent --name {chain} --set " if self.p.affinity_timeout else ""
-        return (f"-A {chain} -s {e.ip}{self.ctx.host_suffix} {self.comment('')} -j {c.MARK_MASQ}",
-                f"-A {chain} -p {proto} -m {proto} {sticky}{self.comment('')} -j DNAT --to-destination {_endpoint_text(e)}")
+        return [f"-A {chain} -s {e.address}{self.ctx.host_suffix} {self.comment('')} -j {c.MARK_MASQ}",
+                f"-A {chain} -p {self.proto} -m {self.proto} {sticky}{self.comment('')} -j DNAT --to-destination {_endpoint_text(e)}"]
 
 
 def _endpoint_text(e: Endpoint) -> str:
-    return f"{e.ip}:{e.port}" if e.ip.version == 4 else f"[{e.ip}]:{e.port}"
+    return f"[{e.address}]:{e.port}" if ":" in e.address else f"{e.address}:{e.port}"
