@@ -215,7 +215,11 @@ cdef _Port _port(view, ctx):
     put_s(&_scratch, s.key)
     sha256_b32(&_hasher, _scratch.data, _scratch.size, digest, HASH_CHARS)
     cdef str hashed = digest[:HASH_CHARS].decode("ascii")
-    s.svc, s.svl, s.ext, s.fw = "NP-SVC-" + hashed, "NP-SVL-" + hashed, "NP-EXT-" + hashed, "NP-FW-" + hashed
+    # only the chain names this port can use (a str each costs, at 10k ports)
+    s.svc = "NP-SVC-" + hashed
+    s.svl = "NP-SVL-" + hashed if s.internal_local or s.external_local else None
+    s.ext = "NP-EXT-" + hashed if s.accessible else None
+    s.fw = "NP-FW-" + hashed if s.source_ranges else None
     s.inline_wanted = s.n.compact and not (s.external_local and s.accessible)
     cdef tuple reachable = cat.all_reachable
     s.neps = len(reachable)

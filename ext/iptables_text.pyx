@@ -24,9 +24,10 @@ def top_level(list fragments):
 
 
 def add_chains(dict nat, list fragments):
+    cdef tuple pair
     for f in fragments:
-        for chain, rules in <tuple> (<tuple> f)[SHARES]:
-            nat[chain] = rules
+        for pair in <tuple> (<tuple> f)[SHARES]:
+            nat[pair[0]] = pair[1]
 
 
 def render(dict tables, dict written, dict deleted):
