@@ -23,7 +23,7 @@ class ManifestDir:
         self.path = path
         self.changed = threading.Event()
         self.errors: dict[str, str] = {}                   # file -> why its last read failed
-        self._files: dict[str, tuple[tuple, list[dict]]] = {}   # file -> (stat signature, objects)
+        self._files: dict[str, tuple[tuple, dict[str, list[dict]]]] = {}   # file -> (stat signature, kind -> objects)
 
     def poll(self) -> bool:
         """Re-read what changed; True (and `changed` set) if the objects may differ."""
@@ -41,7 +41,10 @@ class ManifestDir:
         return dirty
 
     def objects(self, kind: str) -> list[dict]:
-        return [o for path in sorted(self._files) for o in self._files[path][1] if o.get("kind") == kind]
+        found = []
+        for path in sorted(self._files):
+            found += self._files[path][1].get(kind, ())
+        return found
 
     def _scan(self):
         for root, dirs, files in os.walk(self.path):
@@ -57,14 +60,19 @@ class ManifestDir:
 
     def _load(self, path: str, signature: tuple) -> bool:
         try:
-            objects = [o for o in manifests.load_file(path) if o.get("kind") in KINDS]
+            loaded = manifests.load_file(path)
         except manifests.ManifestError as err:
             if self.errors.get(path) != str(err):
                 log.error("keeping the last good objects of %s: %s", path, err)
             self.errors[path] = str(err)
             old = self._files.get(path)
-            self._files[path] = (signature, old[1] if old else [])
+            self._files[path] = (signature, old[1] if old else {})
             return False
+        objects: dict[str, list[dict]] = {kind: [] for kind in KINDS}
+        for o in loaded:
+            mine = objects.get(o["kind"])                 # load_file checked that each has a str kind
+            if mine is not None:
+                mine.append(o)
         self.errors.pop(path, None)
         self._files[path] = (signature, objects)
         return True

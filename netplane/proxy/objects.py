@@ -5,22 +5,25 @@ here. A bad object raises InvalidObject with a reason the caller logs; it
 never takes the daemon or other services down. Services the proxy does
 not handle (headless, ExternalName) parse to no ports at all.
 """
-import dataclasses
 from dataclasses import dataclass
+from operator import itemgetter
 
 import netaddr
 
-from netplane.kube.fields import InvalidObject, ip_address, mapping, sequence
+from netplane.kube.fields import (InvalidObject, dns1035_label, dns1123_label, dns1123_subdomain, ip_address,
+                                  mapping, parse_ip, sequence)
 from netplane.proxy.model import DEFAULT_AFFINITY_TIMEOUT, PROTOCOLS, Endpoint, PortName, ServicePort
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints")
 TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+NO_ZONES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class Slice:
-    """One EndpointSlice: its service, and endpoints per (port name, protocol)."""
+    """One EndpointSlice: its service, and endpoints per (port name, protocol),
+    in address order, each address once (the first the slice lists)."""
     namespace: str
     service: str
     name: str
@@ -28,7 +31,8 @@ class Slice:
 
 
 def service_ports(obj) -> tuple[ServicePort, ...]:
-    meta, spec = _meta(obj, "Service"), mapping(obj.get("spec"), "spec")
+    meta, namespace, name = _meta(obj, "Service", dns1035_label)
+    spec = mapping(obj.get("spec"), "spec")
     kind = spec.get("type", "ClusterIP")
     if kind not in TYPES:
         raise InvalidObject(f"spec.type {kind!r} is not one of {', '.join(TYPES)}")
@@ -37,63 +41,80 @@ def service_ports(obj) -> tuple[ServicePort, ...]:
         return ()                                    # nothing to proxy: DNS-only or headless
     common = _common(spec, kind, mapping(obj.get("status"), "status"), mapping(meta.get("annotations"), "annotations"))
     ports = sequence(spec.get("ports"), "spec.ports")
-    node_ports = kind in ("NodePort", "LoadBalancer")
-    return tuple(_port(meta, p, i, len(ports), node_ports, cluster_ips, common) for i, p in enumerate(ports))
+    node_ports, count = kind in ("NodePort", "LoadBalancer"), len(ports)
+    return tuple([_port(namespace, name, p, i, count, node_ports, cluster_ips, common) for i, p in enumerate(ports)])
 
 
 def endpoint_slice(obj) -> Slice | None:
     """None for a slice the proxy ignores (FQDN addresses, or no service label)."""
-    meta = _meta(obj, "EndpointSlice")
-    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    meta, namespace, name = _meta(obj, "EndpointSlice", dns1123_subdomain)
+    service = mapping(meta.get("labels"), "metadata.labels").get(SERVICE_NAME_LABEL)
     address_type = obj.get("addressType")
     if not service or address_type == "FQDN":
         return None
+    dns1123_label(service, f"metadata.labels[{SERVICE_NAME_LABEL!r}]")
     if address_type not in ("IPv4", "IPv6"):
         raise InvalidObject(f"addressType {address_type!r} is not IPv4, IPv6 or FQDN")
-    version = 4 if address_type == "IPv4" else 6
-    endpoints = [e for i, raw in enumerate(sequence(obj.get("endpoints"), "endpoints")) for e in _endpoints(raw, i, version)]
+    records = _endpoints(sequence(obj.get("endpoints"), "endpoints"), 4 if address_type == "IPv4" else 6)
     ports = {}
     for i, raw in enumerate(sequence(obj.get("ports"), "ports")):
-        raw = mapping(raw, f"ports[{i}]")
-        protocol = _protocol(raw.get("protocol", "TCP"), f"ports[{i}].protocol")
-        number = _port_number(raw.get("port"), f"ports[{i}].port")
-        ports[(raw.get("name") or "", protocol)] = tuple(dataclasses.replace(e, port=number) for e in endpoints)
-    return Slice(meta["namespace"], service, meta["name"], ports)
+        raw = raw if isinstance(raw, dict) else mapping(raw, f"ports[{i}]")
+        port_name = raw.get("name") or ""
+        if port_name:
+            dns1123_label(port_name, f"ports[{i}].name")
+        protocol = raw.get("protocol", "TCP")
+        if protocol not in PROTOCOLS:
+            _protocol(protocol, f"ports[{i}].protocol")
+        number = raw.get("port")
+        if type(number) is not int or not 1 <= number <= 65535:
+            number = _port_number(number, f"ports[{i}].port")
+        ports[(port_name, protocol)] = tuple([
+            Endpoint(ip, number, ready, serving, terminating, node, zone, zones, text)
+            for _, ip, text, ready, serving, terminating, node, zone, zones in records])
+    return Slice(namespace, service, name, ports)
 
 
 # -- Service pieces -----------------------------------------------------------
 
-def _common(spec: dict, kind: str, status: dict, annotations: dict) -> dict:
+def _common(spec: dict, kind: str, status: dict, annotations: dict) -> tuple:
+    """What every port of the service shares: ServicePort's fields after node_port."""
     external = kind in ("NodePort", "LoadBalancer")
     lb = kind == "LoadBalancer"
     affinity = spec.get("sessionAffinity", "None")
     if affinity not in ("None", "ClientIP"):
         raise InvalidObject(f"spec.sessionAffinity {affinity!r} is not None or ClientIP")
-    return {
-        "external_ips": tuple(ip_address(a, "spec.externalIPs") for a in sequence(spec.get("externalIPs"), "spec.externalIPs")),
-        "load_balancer_ips": _ingress_ips(status) if lb else (),
-        "load_balancer_source_ranges": tuple(_cidr(c, "spec.loadBalancerSourceRanges") for c in
-                                             sequence(spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges"))
-        if lb else (),
-        "affinity_timeout": _affinity_timeout(spec) if affinity == "ClientIP" else 0,
-        "external_local": _policy(spec, "externalTrafficPolicy") and (external or bool(spec.get("externalIPs"))),
-        "internal_local": _policy(spec, "internalTrafficPolicy"),
-        "health_check_node_port": _optional_port(spec.get("healthCheckNodePort"), "spec.healthCheckNodePort") if lb else 0,
-        "topology_aware": spec.get("trafficDistribution") in ("PreferClose", "PreferSameZone")
-        or any(str(annotations.get(a, "")).lower() == "auto" for a in TOPOLOGY_ANNOTATIONS),
-    }
+    external_ips = sequence(spec.get("externalIPs"), "spec.externalIPs")
+    return (
+        tuple([ip_address(a, "spec.externalIPs") for a in external_ips]) if external_ips else (),
+        _ingress_ips(status) if lb else (),
+        tuple(_cidr(c, "spec.loadBalancerSourceRanges") for c in
+              sequence(spec.get("loadBalancerSourceRanges"), "spec.loadBalancerSourceRanges")) if lb else (),
+        _affinity_timeout(spec) if affinity == "ClientIP" else 0,
+        _policy(spec, "externalTrafficPolicy") and (external or bool(spec.get("externalIPs"))),
+        _policy(spec, "internalTrafficPolicy"),
+        _optional_port(spec.get("healthCheckNodePort"), "spec.healthCheckNodePort") if lb else 0,
+        spec.get("trafficDistribution") in ("PreferClose", "PreferSameZone")
+        or bool(annotations) and any(str(annotations.get(a, "")).lower() == "auto" for a in TOPOLOGY_ANNOTATIONS),
+    )
 
 
-def _port(meta: dict, raw, index: int, count: int, node_ports: bool, cluster_ips, common: dict) -> ServicePort:
-    where = f"spec.ports[{index}]"
-    raw = mapping(raw, where)
+def _port(namespace: str, service: str, raw, index: int, count: int, node_ports: bool, cluster_ips,
+          common: tuple) -> ServicePort:
+    # the where-strings are made only for an error: 10k services, one call each
+    raw = raw if isinstance(raw, dict) else mapping(raw, f"spec.ports[{index}]")
     name = raw.get("name") or ""
     if count > 1 and not name:
-        raise InvalidObject(f"{where}: a service with several ports must name each one")
-    node_port = _optional_port(raw.get("nodePort"), f"{where}.nodePort") if node_ports else 0
-    return ServicePort(PortName(meta["namespace"], meta["name"], name),
-                       _protocol(raw.get("protocol", "TCP"), f"{where}.protocol"),
-                       _port_number(raw.get("port"), f"{where}.port"), cluster_ips, node_port, **common)
+        raise InvalidObject(f"spec.ports[{index}]: a service with several ports must name each one")
+    if name:
+        dns1123_label(name, f"spec.ports[{index}].name")     # what the API server checks for a Service port
+    node_port = _optional_port(raw.get("nodePort"), f"spec.ports[{index}].nodePort") if node_ports else 0
+    protocol = raw.get("protocol", "TCP")
+    if protocol not in PROTOCOLS:
+        _protocol(protocol, f"spec.ports[{index}].protocol")
+    number = raw.get("port")
+    if type(number) is not int or not 1 <= number <= 65535:
+        number = _port_number(number, f"spec.ports[{index}].port")
+    return ServicePort(PortName(namespace, service, name), protocol, number, cluster_ips, node_port, *common)
 
 
 def _cluster_ips(spec: dict) -> tuple[netaddr.IPAddress, ...]:
@@ -101,7 +122,9 @@ def _cluster_ips(spec: dict) -> tuple[netaddr.IPAddress, ...]:
     raw = sequence(raw, "spec.clusterIPs")
     if not raw or raw[0] in ("None", ""):
         return ()
-    ips = tuple(ip_address(a, "spec.clusterIPs") for a in raw)
+    if len(raw) == 1:
+        return (ip_address(raw[0], "spec.clusterIPs"),)
+    ips = tuple([ip_address(a, "spec.clusterIPs") for a in raw])
     if len({ip.version for ip in ips}) != len(ips):
         raise InvalidObject("spec.clusterIPs has two addresses of one family")
     return ips
@@ -135,31 +158,84 @@ def _policy(spec: dict, key: str) -> bool:
 
 # -- EndpointSlice pieces -----------------------------------------------------
 
-def _endpoints(raw, index: int, version: int) -> list[Endpoint]:
-    where = f"endpoints[{index}]"
-    raw = mapping(raw, where)
-    conditions = mapping(raw.get("conditions"), f"{where}.conditions")
-    ready = conditions.get("ready") is not False          # nil means ready, per the API
-    serving = conditions.get("serving", ready) is not False
-    terminating = conditions.get("terminating") is True
-    hints = mapping(raw.get("hints"), f"{where}.hints").get("forZones") or []
-    zones = frozenset(h["name"] for h in sequence(hints, f"{where}.hints.forZones") if isinstance(h, dict) and h.get("name"))
-    node, zone = raw.get("nodeName") or "", raw.get("zone") or ""
-    ips = [ip_address(a, f"{where}.addresses") for a in sequence(raw.get("addresses"), f"{where}.addresses")]
-    if any(ip.version != version for ip in ips):
-        raise InvalidObject(f"{where}.addresses: not all IPv{version}, as addressType says")
-    return [Endpoint(ip, 0, ready, serving, terminating, node, zone, zones) for ip in ips[:1]]   # the API: one address counts
+_BY_ADDRESS = itemgetter(0)
+
+
+def _endpoints(endpoints: list, version: int) -> list[tuple]:
+    """The slice's endpoints as (int(ip), ip, address, ready, serving,
+    terminating, node, zone, hint zones), by address, each address once:
+    Endpoints are made from them per port. This loop runs a hundred thousand
+    times in a large cluster: checks are inlined, and the where-strings of
+    the errors made only for an error."""
+    records = []
+    last = -1                                               # the previous address, while they ascend
+    for index, raw in enumerate(endpoints):
+        if not isinstance(raw, dict):
+            if raw is None:
+                continue                                    # null: an endpoint without addresses
+            raise InvalidObject(f"endpoints[{index}] is not an object")
+        conditions = raw.get("conditions")
+        if conditions is None:
+            ready = serving = True                          # nil means ready, per the API
+            terminating = False
+        elif isinstance(conditions, dict):
+            ready = conditions.get("ready") is not False
+            serving = conditions.get("serving", ready) is not False
+            terminating = conditions.get("terminating") is True
+        else:
+            raise InvalidObject(f"endpoints[{index}].conditions is not an object")
+        hints = raw.get("hints")
+        zones = NO_ZONES if hints is None else _hint_zones(hints, f"endpoints[{index}]")
+        node, zone = raw.get("nodeName") or "", raw.get("zone") or ""
+        if not isinstance(node, str) or not isinstance(zone, str):
+            raise InvalidObject(f"endpoints[{index}]: nodeName and zone must be strings")
+        addresses = raw.get("addresses")
+        if not isinstance(addresses, list):
+            if addresses is None:
+                continue
+            raise InvalidObject(f"endpoints[{index}].addresses is not a list")
+        if not addresses:
+            continue
+        parsed = parse_ip(addresses[0])
+        if parsed is None:
+            raise InvalidObject(f"endpoints[{index}].addresses: {addresses[0]!r} is not an IP address")
+        ip, ip_version, value, text = parsed
+        if len(addresses) > 1:                              # all are checked, though only the first counts
+            others = [ip_address(a, f"endpoints[{index}].addresses") for a in addresses[1:]]
+            if any(other.version != version for other in others):
+                ip_version = 0
+        if ip_version != version:
+            raise InvalidObject(f"endpoints[{index}].addresses: not all IPv{version}, as addressType says")
+        records.append((value, ip, text, ready, serving, terminating, node, zone, zones))
+        last = value if last is not None and value > last else None
+    if last is None:                                        # not strictly ascending: sort, and drop repeats
+        records.sort(key=_BY_ADDRESS)                       # stable: the first listing of an address counts
+        records = [r for i, r in enumerate(records) if not i or r[0] != records[i - 1][0]]
+    return records
+
+
+def _hint_zones(hints, where: str) -> frozenset[str]:
+    names = sequence(mapping(hints, f"{where}.hints").get("forZones") or [], f"{where}.hints.forZones")
+    zones = [h["name"] for h in names if isinstance(h, dict) and h.get("name")]
+    if not all(type(z) is str for z in zones):
+        raise InvalidObject(f"{where}.hints.forZones: a zone name is not a string")
+    return frozenset(zones)
 
 
 # -- shared checks ------------------------------------------------------------
 
-def _meta(obj, kind: str) -> dict:
+def _meta(obj, kind: str, valid_name) -> tuple[dict, str, str]:
+    """The metadata, namespace and name, both checked as the API server
+    does: they end up in rule comments, so a quote or newline must not."""
     if not isinstance(obj, dict) or obj.get("kind", kind) != kind:
         raise InvalidObject(f"not a {kind}")
     meta = mapping(obj.get("metadata"), "metadata")
-    if not isinstance(meta.get("name"), str) or not meta["name"]:
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
         raise InvalidObject("metadata.name is missing")
-    return {**meta, "namespace": meta.get("namespace") or "default"}
+    valid_name(name, "metadata.name")
+    namespace = dns1123_label(meta.get("namespace") or "default", "metadata.namespace")
+    return meta, namespace, name
 
 
 def _cidr(text, where: str) -> netaddr.IPNetwork:

@@ -31,8 +31,9 @@ def snapshot(services: list[dict], slices: list[dict]) -> Snapshot:
     ports = {}
     for obj in services:
         for port in _parse(service_ports, obj, "Service", skipped) or ():
-            found = by_service.get((port.name.namespace, port.name.name), {}).get((port.name.port, port.protocol), {})
-            ports[port.name] = PortState(port, tuple(found[k] for k in sorted(found)))
+            name = port.name
+            found = by_service.get((name.namespace, name.name))
+            ports[name] = PortState(port, found.get((name.port, port.protocol), ()) if found else ())
     return Snapshot(ports, skipped)
 
 
@@ -57,13 +58,24 @@ def _label(obj, kind: str) -> str:
 
 
 def _endpoints_by_service(slices: list[Slice]) -> dict:
-    """(namespace, service) -> (port name, protocol) -> {(ip, port): Endpoint}.
+    """(namespace, service) -> (port name, protocol) -> endpoints, sorted.
     An endpoint listed by two slices (mid-update) counts once; slices are
-    visited in name order, so which copy wins does not depend on arrival."""
+    visited in name order, so which copy wins does not depend on arrival.
+    A slice's own endpoints come sorted and unique: most services have one
+    slice per port and family, and only the others need merging."""
     merged: dict = {}
     for s in sorted(slices, key=lambda s: (s.namespace, s.service, s.name)):
+        target = merged.get((s.namespace, s.service))
+        if target is None:
+            merged[(s.namespace, s.service)] = dict(s.ports)
+            continue
         for key, endpoints in s.ports.items():
-            target = merged.setdefault((s.namespace, s.service), {}).setdefault(key, {})
-            for e in endpoints:
-                target.setdefault((e.ip.version, int(e.ip), e.port), e)
+            target[key] = _merge(target[key], endpoints) if key in target else endpoints
     return merged
+
+
+def _merge(first: tuple[Endpoint, ...], then: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+    unique: dict = {}
+    for e in first + then:
+        unique.setdefault((e.ip.version, int(e.ip), e.port), e)
+    return tuple(unique[k] for k in sorted(unique))

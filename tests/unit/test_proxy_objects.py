@@ -104,3 +104,84 @@ def test_slices_the_proxy_ignores():
 def test_invalid_slices_are_refused_with_the_reason(obj, reason):
     with pytest.raises(InvalidObject, match=reason):
         endpoint_slice(obj)
+
+
+def test_endpoints_come_in_address_order_each_once_with_their_canonical_text():
+    s = endpoint_slice(slice_([{"addresses": ["10.244.1.10"]}, {"addresses": ["10.244.1.9"], "nodeName": "n1"},
+                               {"addresses": ["10.244.1.9"], "nodeName": "n2"}],
+                              ports=({"name": "http", "port": 8080}, {"name": "metrics", "port": 9090})))
+    for key, number in ((("http", "TCP"), 8080), (("metrics", "TCP"), 9090)):
+        assert [(e.address, e.port, e.node) for e in s.ports[key]] == [("10.244.1.9", number, "n1"),
+                                                                        ("10.244.1.10", number, "")]
+    [e] = endpoint_slice(slice_([{"addresses": ["FD00:0::0A"]}], address_type="IPv6")).ports[("http", "TCP")]
+    assert e.ip == IP("fd00::a") and e.address == "fd00::a" == str(e.ip)
+
+
+def test_an_endpoint_derives_its_address_unless_given():
+    from dataclasses import replace
+
+    from netplane.proxy.model import Endpoint
+    e = Endpoint(IP("fd00::a"), 80)
+    assert e.address == "fd00::a" and e == Endpoint(IP("fd00::a"), 80, address="fd00::a")
+    assert replace(e, ip=IP("10.0.0.1")).address == "10.0.0.1"            # never a stale copy
+    assert replace(e, port=81).address == "fd00::a" and hash(e) == hash(Endpoint(IP("fd00::a"), 80))
+
+
+# Names reach iptables-restore input (comments, chain-name hashes): anything
+# the API server would refuse is refused here, a quote or a newline first.
+INJECTION = 'web" -j ACCEPT\n-A KUBE'
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"metadata": {"name": INJECTION}}, "metadata.name .* is not an RFC 1035 DNS label"),
+    ({"metadata": {"name": "Web"}}, "metadata.name 'Web' is not an RFC 1035"),
+    ({"metadata": {"name": "1web"}}, "metadata.name '1web' is not an RFC 1035"),
+    ({"metadata": {"name": "w" * 64}}, "is not an RFC 1035"),
+    ({"metadata": {"name": "web", "namespace": "shop\n"}},
+     r"metadata.namespace 'shop\\n' is not an RFC 1123 DNS label"),
+    ({"metadata": {"name": "web", "namespace": ["shop"]}}, "metadata.namespace"),
+    ({"spec": {"clusterIP": "10.96.0.10", "ports": [{"name": 'http"', "port": 80}]}},
+     r"spec.ports\[0\].name 'http\"' is not an RFC 1123 DNS label"),
+    ({"spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "a", "port": 80}, {"name": "B", "port": 81}]}},
+     r"spec.ports\[1\].name"),
+    ({"spec": {"clusterIP": "10.96.0.10", "ports": [{"name": ["x"], "port": 80}]}}, r"spec.ports\[0\].name"),
+])
+def test_services_with_names_the_api_server_refuses_are_refused(change, reason):
+    with pytest.raises(InvalidObject, match=reason):
+        service_ports(service() | change)
+
+
+def test_names_the_api_server_takes_are_taken():
+    obj = service(ports=[{"name": "metrics-and-health-checks", "port": 80}, {"name": "8080", "port": 8080}])
+    obj["metadata"] = {"name": "w" + "-1" * 31, "namespace": "0-team"}
+    assert [p.name.port for p in service_ports(obj)] == ["metrics-and-health-checks", "8080"]
+    s = slice_([{"addresses": ["10.0.0.1"]}])
+    s["metadata"]["name"] = "web.abc-1." + "x" * 63
+    assert endpoint_slice(s).name == s["metadata"]["name"]
+
+
+def with_meta(obj, **meta):
+    return obj | {"metadata": obj["metadata"] | meta}
+
+
+@pytest.mark.parametrize("obj, reason", [
+    (with_meta(slice_([]), name="web_1"), "metadata.name 'web_1' is not an RFC 1123 DNS subdomain"),
+    (with_meta(slice_([]), name="a" * 254), "is not an RFC 1123 DNS subdomain"),
+    (with_meta(slice_([]), namespace="Shop"), "metadata.namespace 'Shop'"),
+    (with_meta(slice_([]), labels={"kubernetes.io/service-name": INJECTION}),
+     r"metadata.labels\['kubernetes.io/service-name'\] .* is not an RFC 1123 DNS label"),
+    (with_meta(slice_([]), labels={"kubernetes.io/service-name": ["web"]}), "service-name"),
+    (with_meta(slice_([]), labels=["kubernetes.io/service-name"]), "metadata.labels is not an object"),
+    (slice_([], ports=({"name": "http\n", "port": 80},)), r"ports\[0\].name"),
+    (slice_([{"addresses": ["10.0.0.1"], "nodeName": ["n1"]}]), "nodeName and zone must be strings"),
+    (slice_([{"addresses": ["10.0.0.1"], "hints": {"forZones": [{"name": ["a"]}]}}]), "a zone name is not a string"),
+    (slice_([{"addresses": ["10.0.0.1"], "conditions": []}]), r"endpoints\[0\].conditions is not an object"),
+    (slice_([{"addresses": ["10.0.0.1"]}, 5]), r"endpoints\[1\] is not an object"),
+    (slice_([{"addresses": ["10.0.0.1", "fd00::1"]}]), "not all IPv4"),
+    (slice_([{"addresses": ["fd00::1", "10.0.0.300"]}]),
+     r"endpoints\[0\].addresses: '10.0.0.300' is not an IP address"),
+    (slice_([{"addresses": ["10.0.0.01"]}]), "'10.0.0.01' is not an IP address"),
+])
+def test_slices_with_what_the_api_server_refuses_are_refused(obj, reason):
+    with pytest.raises(InvalidObject, match=reason):
+        endpoint_slice(obj)

@@ -45,3 +45,22 @@ def test_changed_names_exactly_the_ports_that_differ():
     assert changed(before, after) == {HTTP}
     after = snapshot(services[:1], slices).ports                                          # a service removed
     assert changed(before, after) == {PortName("shop", "api")}
+
+
+def test_a_duplicate_endpoint_counts_once_the_first_slice_by_name_and_the_first_listing_winning():
+    a = slice_("a", ["10.244.1.2", "10.244.1.1"])
+    a["endpoints"][0]["conditions"] = {"ready": False}
+    b = slice_("b", ["10.244.1.1", "10.244.1.3", "10.244.1.3"])
+    b["endpoints"][0]["conditions"] = {"ready": False}                     # loses to a's ready copy
+    b["endpoints"][2]["nodeName"] = "second-listing"                        # loses to the first listing
+    for slices in ([a, b], [b, a]):
+        endpoints = snapshot([service()], slices).ports[HTTP].endpoints
+        assert [(e.address, e.ready, e.node) for e in endpoints] == [
+            ("10.244.1.1", True, ""), ("10.244.1.2", False, ""), ("10.244.1.3", True, "")]
+
+
+def test_dual_stack_slices_merge_into_one_port_in_address_order():
+    v6 = slice_("web-v6", ["FD00::10:2", "fd00::1:0002"])
+    v6["addressType"] = "IPv6"
+    snap = snapshot([service()], [v6, slice_("web-v4", ["10.244.1.2", "10.244.1.1"])])
+    assert [e.address for e in snap.ports[HTTP].endpoints] == ["10.244.1.1", "10.244.1.2", "fd00::1:2", "fd00::10:2"]
