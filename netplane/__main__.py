@@ -1,3 +1,3 @@
-from netplane.cli import main
+from netplane.cli import run
 
-raise SystemExit(main())
+run()

@@ -1,5 +1,6 @@
 """The `netplane` command: one entry point, a subcommand per job."""
 import argparse
+import gc
 import logging
 import os
 import socket
@@ -9,6 +10,22 @@ import time
 from netplane.cni import config
 from netplane.cni.errors import CniError
 from netplane.logs import configure_logging
+
+
+def run() -> None:
+    """The console script: main(), then exit. A one-shot command that built
+    millions of objects (a compile at scale) leaves without freeing them one
+    by one, which takes longer than the compile (0.4 s at 10k Services)."""
+    code = main()
+    if _exit_fast:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
+_exit_fast = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +189,9 @@ def _compile(args) -> int:
     configure_logging("WARNING")
     timing: dict[str, float] = {}
     started = time.perf_counter()
+    global _exit_fast
+    _exit_fast = True
+    gc.disable()         # to the end: the millions of objects made stay until the process ends (see run())
     sys.stdout.write(daemon.compile_plan(cfg, checked, timing))
     sys.stdout.flush()
     timing["print"] = time.perf_counter() - started - sum(timing.values())

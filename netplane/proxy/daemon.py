@@ -105,6 +105,7 @@ def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None)
     timing = {} if timing is None else timing
     # A one-shot run over large manifests allocates millions of objects and
     # frees none of them: the cyclic GC would only rescan them, again and again.
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         started = time.perf_counter()
@@ -124,7 +125,8 @@ def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None)
         timing["compile"] = _lap(started, timing)
         return text
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
 
 
 def _lap(started: float, timing: dict | None = None) -> float:
