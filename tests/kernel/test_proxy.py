@@ -33,7 +33,7 @@ def lab(tmp_path_factory):
 def eventually(predicate, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.1)
 
 
@@ -246,3 +246,30 @@ def test_the_proxy_follows_services_on_the_kubernetes_api(lab, tmp_path):
         lab.stop("proxy/node1")
         lab.start_proxy("node1", "--sync-period", "1s")
         api.stop()
+
+
+def test_kube_proxy_layout_serves_the_same_and_switching_layouts_leaves_nothing_behind(lab):
+    """The proxies above run the compact layout. Restarted with kube-proxy's
+    (a SEP chain per endpoint), every demo check still passes; each restart
+    is a full sync that deletes the other layout's leftover chains."""
+    def sep_chains(node):
+        return sorted(l for l in dnat_targets(lab, node).splitlines() if l.startswith(":NP-SEP-"))
+
+    def restart(*extra):
+        for node in sorted(lab.record.nodes):
+            lab.stop(f"proxy/{node}")
+            lab.start_proxy(node, "--sync-period", "1s", *extra)
+
+    eventually(applied_everywhere(lab, "default/echo"), what="the demo services (a proxy may have just restarted)")
+    compact = {n: sep_chains(n) for n in lab.record.nodes}
+    assert all(compact.values())          # the local endpoints' chains, for hairpin
+    try:
+        restart("--iptables-layout", "kube-proxy")
+        eventually(lambda: all(len(sep_chains(n)) > len(compact[n]) for n in lab.record.nodes),
+                   what="a chain per endpoint")
+        checks = services.run_checks(lab)
+        assert all(c.ok for c in checks), "\n".join(services.table(checks))
+    finally:
+        restart()
+    eventually(lambda: {n: sep_chains(n) for n in lab.record.nodes} == compact,
+               what=lambda: f"the compact chains alone: {compact} != {({n: sep_chains(n) for n in lab.record.nodes})}")
