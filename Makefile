@@ -28,6 +28,7 @@ bench: setup
 	$(VENV)/bin/python benchmarks/cni_latency.py
 	$(VENV)/bin/python benchmarks/pod_network_throughput.py
 	$(VENV)/bin/python benchmarks/proxy_iptables.py
+	$(VENV)/bin/python benchmarks/proxy_compile.py
 
 clean:
 	rm -rf build $(VENV) netplane/_ext/*.so netplane/_ext/*.c ext/*.c
