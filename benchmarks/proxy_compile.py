@@ -208,7 +208,7 @@ def write(report: dict, out: Path) -> None:
         nft, legacy = a.get("iptables-restore"), a.get("iptables-legacy-restore")
         lines.append(f"| {r['services']:,} | {r['layout']} | {r['rules']:,} | {r['chains']:,} | "
                      f"{r['text_bytes'] / 1e6:.1f} MB | {_ms(r['full_s'])} | {_ms(r['pure_full_s'])} | "
-                     f"{r['speedup']:.1f}x | {r['partial_s'] * 1000:.2f} ms | {r['pure_partial_s'] * 1000:.2f} ms | "
+                     f"{r['speedup']:.1f}x | {r['partial_s'] * 1e6:.0f} µs | {r['pure_partial_s'] * 1e6:.0f} µs | "
                      f"{f'{nft:.2f} s' if nft is not None else '-'} | {f'{legacy:.2f} s' if legacy is not None else '-'} |")
     e2e = report["end_to_end"]
     lines += ["", f"`netplane compile` on a {e2e['services']:,}-Service `kind: List` JSON file "
