@@ -63,12 +63,16 @@ def objects(n: int, moved: int = 0) -> list[dict]:
     return out
 
 
-def views_of(objs: list[dict], previous=None, changed=None):
+def snapshot_of(objs: list[dict]):
     from netplane.proxy.state import snapshot
+
+    return snapshot([o for o in objs if o["kind"] == "Service"], [o for o in objs if o["kind"] != "Service"])
+
+
+def views_of(snap, previous=None, changed=None):
     from netplane.proxy.views import Node, family_views
 
-    snap = snapshot([o for o in objs if o["kind"] == "Service"], [o for o in objs if o["kind"] != "Service"])
-    return snap, family_views(snap.ports, 4, Node("node1"), previous, changed)
+    return family_views(snap.ports, 4, Node("node1"), previous, changed)
 
 
 def context(layout: str):
@@ -86,7 +90,8 @@ def inner_compile(n: int, layout: str, repeats: int) -> dict:
     from netplane.proxy.state import changed
 
     ctx = context(layout)
-    snap_a, views_a = views_of(objects(n))
+    snap_a = snapshot_of(objects(n))
+    views_a = views_of(snap_a)
     full, plan = [], None
     for _ in range(repeats):
         previous = plan         # freed after the clock stops: freeing the last plan is not compiling
@@ -98,9 +103,9 @@ def inner_compile(n: int, layout: str, repeats: int) -> dict:
               "full_s": statistics.median(full), "full_min_s": min(full), "text_bytes": len(plan.text.encode()),
               "rules": plan.text.count("\n-A "), "chains": sum(len(t) for t in plan.chains.values())}
     # one endpoint change, back and forth: each partial compile consumes the previous result
-    snap_b, _ = views_of(objects(n, moved=1))
+    snap_b = snapshot_of(objects(n, moved=1))
     names = changed(snap_a.ports, snap_b.ports)
-    views_b = views_of(objects(n, moved=1), previous=views_a, changed=names)[1]
+    views_b = views_of(snap_b, previous=views_a, changed=names)
     partial = []
     for k in range(20):
         target = views_b if k % 2 == 0 else views_a
@@ -114,7 +119,7 @@ def inner_compile(n: int, layout: str, repeats: int) -> dict:
 def inner_apply(n: int, layout: str, binaries: list[str]) -> dict:
     from netplane.proxy.iptables.compile import compile_family
 
-    text = compile_family(views_of(objects(n))[1], context(layout)).text.encode()
+    text = compile_family(views_of(snapshot_of(objects(n))), context(layout)).text.encode()
     out = {"services": n, "layout": layout}
     for binary in binaries:
         ns = f"np-bench-compile-{os.getpid()}"

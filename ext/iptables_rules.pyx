@@ -187,7 +187,7 @@ cdef str _ip_text(object ip):
     put_i(b, (v >> 8) & 255)
     put_c(b, ".")
     put_i(b, v & 255)
-    return take(b, 0)
+    return take(b)
 
 
 cdef _Port _port(view, ctx):
@@ -270,16 +270,31 @@ cdef inline int _proto(_Port s, Buf* b) except -1:
     return 0
 
 
+cdef inline int _to_address(_Port s, Buf* b, str chain, str ip) except -1:
+    """`-A chain -d ip/32 -p proto -m proto --dport port `"""
+    _head(b, chain)
+    put_c(b, "-d ")
+    put_s(b, ip)
+    put_s(b, s.n.suffix)
+    put_c(b, " ")
+    put_s(b, s.match)
+    put_c(b, " ")
+    return 0
+
+
+cdef inline int _goto(Buf* b, str chain, str target) except -1:
+    """`-A chain -j target`, a rule that matches everything."""
+    _head(b, chain)
+    put_c(b, "-j ")
+    put_s(b, target)
+    put_c(b, "\n")
+    return 0
+
+
 cdef int _address_rules(_Port s, Buf* b, str chain, tuple ips, const char* what, str target) except -1:
     """`-A chain -d ip -p proto -m proto --dport port -m comment ... -j target` per ip."""
     for ip in ips:
-        _head(b, chain)
-        put_c(b, "-d ")
-        put_s(b, <str> ip)
-        put_s(b, s.n.suffix)
-        put_c(b, " ")
-        put_s(b, s.match)
-        put_c(b, " ")
+        _to_address(s, b, chain, <str> ip)
         _comment(s, b, what)
         _jump(b, target)
     return 0
@@ -308,7 +323,7 @@ cdef str _nat_services(_Port s, Buf* b):
     if s.has_any:
         _address_rules(s, b, "NP-SERVICES", s.external_ips, " external IP", s.ext)
         _address_rules(s, b, "NP-SERVICES", s.lb_ips, " loadbalancer IP", s.fw if s.source_ranges else s.ext)
-    return take(b, 0)
+    return take(b)
 
 
 cdef str _nat_nodeports(_Port s, Buf* b):
@@ -316,7 +331,7 @@ cdef str _nat_nodeports(_Port s, Buf* b):
         return ""
     buf_reset(b)
     _node_port_rule(s, b, "NP-NODEPORTS", None, " node port", s.ext)
-    return take(b, 0)
+    return take(b)
 
 
 cdef const char* _why(_Port s):
@@ -332,7 +347,7 @@ cdef str _filter_services(_Port s, Buf* b):
         return ""
     buf_reset(b)
     _address_rules(s, b, "NP-SERVICES", s.cluster_ips, _why(s), _refusal(s))
-    return take(b, 0)
+    return take(b)
 
 
 cdef str _filter_external(_Port s, Buf* b):
@@ -343,7 +358,7 @@ cdef str _filter_external(_Port s, Buf* b):
     if s.node_port:
         for dest in s.n.nodeport_destinations:
             _node_port_rule(s, b, "NP-EXTERNAL-SERVICES", dest, _why(s), _refusal(s))
-    return take(b, 0)
+    return take(b)
 
 
 cdef str _filter_firewall(_Port s, Buf* b):
@@ -352,7 +367,7 @@ cdef str _filter_firewall(_Port s, Buf* b):
     buf_reset(b)
     cdef bytes why = (" traffic not accepted by " + s.fw).encode()
     _address_rules(s, b, "NP-PROXY-FIREWALL", s.lb_ips, why, "DROP")
-    return take(b, 0)
+    return take(b)
 
 
 # -- the port's own chains ------------------------------------------------------
@@ -364,16 +379,16 @@ cdef tuple _chains(_Port s, Buf* b):
         buf_reset(b)
         _masquerade(s, b, s.svc, not s.internal_local)
         _pick(s, b, s.svc, s.cluster)
-        out.append((s.svc, take(b, 0)))
+        out.append((s.svc, take(b)))
     if s.has_svl:
         buf_reset(b)
         _masquerade(s, b, s.svl, s.internal_local)
         _pick(s, b, s.svl, s.local)
-        out.append((s.svl, take(b, 0)))
+        out.append((s.svl, take(b)))
     if s.accessible and s.has_any:
         buf_reset(b)
         _external(s, b)
-        out.append((s.ext, take(b, 0)))
+        out.append((s.ext, take(b)))
     if s.source_ranges and s.lb_ips and s.has_any:
         buf_reset(b)
         for r in s.source_ranges:
@@ -383,12 +398,12 @@ cdef tuple _chains(_Port s, Buf* b):
             put_c(b, " ")
             _comment(s, b, " loadbalancer IP")
             _jump(b, s.ext)
-        out.append((s.fw, take(b, 0)))
+        out.append((s.fw, take(b)))
     for i in range(s.neps):
         if not _eps[i].inline:
             buf_reset(b)
             _endpoint_chain(s, b, &_eps[i])
-            out.append((_eps[i].sep[:SEP_CHARS].decode("ascii"), take(b, 0)))
+            out.append((_eps[i].sep[:SEP_CHARS].decode("ascii"), take(b)))
     return tuple(out)
 
 
@@ -396,17 +411,19 @@ cdef int _masquerade(_Port s, Buf* b, str chain, bint serves_cluster_ip) except 
     if not serves_cluster_ip or not (s.n.masquerade_all or s.n.cluster_cidr):
         return 0
     for ip in s.cluster_ips:
-        _head(b, chain)
-        put_c(b, "-d ")
-        put_s(b, <str> ip)
-        put_s(b, s.n.suffix)
-        put_c(b, " ")
-        put_s(b, s.match)
-        put_c(b, " ")
+        _to_address(s, b, chain, <str> ip)
         if not s.n.masquerade_all:
             put_s(b, s.n.masq_source)
         _comment(s, b, " cluster IP")
         _jump(b, "NP-MARK-MASQ")
+    return 0
+
+
+cdef inline int _dnat_matches(_Port s, Buf* b) except -1:
+    """What an inline DNAT rule matches before the caller's matches."""
+    _proto(s, b)
+    _comment(s, b, "")
+    put_c(b, " ")
     return 0
 
 
@@ -444,9 +461,7 @@ cdef int _pick(_Port s, Buf* b, str chain, tuple endpoints) except -1:
             x = s.endpoint(endpoints[i])
             _head(b, chain)
             if x.inline:
-                _proto(s, b)
-                _comment(s, b, "")
-                put_c(b, " ")
+                _dnat_matches(s, b)
                 _recent(s, b, x, True)
                 _dnat_to(b, x)
             else:
@@ -456,9 +471,7 @@ cdef int _pick(_Port s, Buf* b, str chain, tuple endpoints) except -1:
         x = s.endpoint(endpoints[i])
         _head(b, chain)
         if x.inline:
-            _proto(s, b)
-            _comment(s, b, "")
-            put_c(b, " ")
+            _dnat_matches(s, b)
             put_s(b, _chance(n - i))
             if s.affinity:
                 _recent(s, b, x, False)
@@ -475,10 +488,7 @@ cdef int _external(_Port s, Buf* b) except -1:
         _comment(s, b, " masquerade traffic for external destinations")
         _jump(b, "NP-MARK-MASQ")
         if s.has_svc:
-            _head(b, s.ext)
-            put_c(b, "-j ")
-            put_s(b, s.svc)
-            put_c(b, "\n")
+            _goto(b, s.ext, s.svc)
         return 0
     cdef str everywhere = s.svc if s.has_svc else (s.svl if s.has_svl else "")
     if everywhere and s.n.cluster_cidr:
@@ -498,10 +508,7 @@ cdef int _external(_Port s, Buf* b) except -1:
         _comment(s, b, " route LOCAL traffic for external destinations")
         _jump(b, everywhere)
     if s.has_svl:
-        _head(b, s.ext)
-        put_c(b, "-j ")
-        put_s(b, s.svl)
-        put_c(b, "\n")
+        _goto(b, s.ext, s.svl)
     return 0
 
 
@@ -518,7 +525,6 @@ cdef int _endpoint_chain(_Port s, Buf* b, Ep* x) except -1:
     if s.affinity:
         _recent(s, b, x, False)
     _comment(s, b, "")
-    put_c(b, " -j DNAT --to-destination ")
-    _put_target(b, x)
-    put_c(b, "\n")
+    put_c(b, " ")
+    _dnat_to(b, x)
     return 0

@@ -17,7 +17,7 @@ def top_level(list fragments):
             buf_reset(&b)
             for f in fragments:
                 put_s(&b, <str> (<tuple> f)[i])
-            out.append(take(&b, 0))
+            out.append(take(&b))
     finally:
         buf_free(&b)
     return tuple(out)
@@ -33,9 +33,10 @@ def add_chains(dict nat, list fragments):
 def render(dict tables, dict written, dict deleted):
     cdef Py_ssize_t size = 0
     cdef bint ascii = True
+    cdef tuple used = tuple([t for t in ("filter", "nat") if written[t] or deleted[t]])
     # Measure first: ASCII text (the rule), of a known size, is written
     # straight into the result, with no second copy of tens of megabytes.
-    for table in _tables(written, deleted):
+    for table in used:
         size += len(<str> table) + 9                        # "*table\n", "COMMIT\n"
         for name in written[table]:
             rules = tables[table][name]
@@ -49,24 +50,21 @@ def render(dict tables, dict written, dict deleted):
     if ascii:
         out = PyUnicode_New(size, 127)
         b.data, b.size, b.cap, b.ascii, b.fixed = <char*> PyUnicode_DATA(out), 0, size, True, True
-        _write(&b, tables, written, deleted)
+        _write(&b, used, tables, written, deleted)
         assert b.size == size and b.data == <char*> PyUnicode_DATA(out)
         return out
     buf_init(&b, size + 1)
     try:
-        _write(&b, tables, written, deleted)
-        return take(&b, 0)
+        _write(&b, used, tables, written, deleted)
+        return take(&b)
     finally:
         buf_free(&b)
 
 
-cdef tuple _tables(dict written, dict deleted):
-    return tuple([t for t in ("filter", "nat") if written[t] or deleted[t]])
-
-
-cdef int _write(Buf* b, dict tables, dict written, dict deleted) except -1:
+cdef int _write(Buf* b, tuple used, dict tables, dict written, dict deleted) except -1:
+    """used: the tables with something to write or delete."""
     cdef dict chains
-    for table in _tables(written, deleted):
+    for table in used:
         chains = tables.get(table)
         put_c(b, "*")
         put_s(b, table)

@@ -95,13 +95,12 @@ cdef inline int put_i(Buf* b, long v) except -1:
     return put(b, tmp + i, 24 - i)
 
 
-cdef inline str take(Buf* b, Py_ssize_t start):
-    """The text from `start` to the end, as str. ASCII (what rules are
-    made of, unless a name is not) is copied straight into a new str."""
-    cdef Py_ssize_t n = b.size - start
+cdef inline str take(Buf* b):
+    """The buffer's text, as str. ASCII (what rules are made of, unless a
+    name is not) is copied straight into a new str."""
     cdef object s
     if not b.ascii:
-        return PyUnicode_DecodeUTF8(b.data + start, n, NULL)
-    s = PyUnicode_New(n, 127)
-    memcpy(PyUnicode_DATA(s), b.data + start, n)
+        return PyUnicode_DecodeUTF8(b.data, b.size, NULL)
+    s = PyUnicode_New(b.size, 127)
+    memcpy(PyUnicode_DATA(s), b.data, b.size)
     return s

@@ -7,12 +7,12 @@ its own thread, and serves /healthz and /livez (default 0.0.0.0:10256) and
 stay in the kernel, so services keep working while it restarts (as with
 kube-proxy); `--cleanup` removes them.
 """
-import gc
 import logging
 import signal
 import socket
 import time
 
+from netplane.gcpause import cyclic_gc_paused
 from netplane.proxy import backend as backends
 from netplane.proxy.config import Checked, ProxyConfig
 from netplane.proxy.health import HealthServer, HealthState
@@ -105,9 +105,7 @@ def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None)
     timing = {} if timing is None else timing
     # A one-shot run over large manifests allocates millions of objects and
     # frees none of them: the cyclic GC would only rescan them, again and again.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with cyclic_gc_paused():
         started = time.perf_counter()
         src = source(cfg)
         src.poll()
@@ -124,9 +122,6 @@ def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None)
         text = backend.dry_run(views)
         timing["compile"] = _lap(started, timing)
         return text
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _lap(started: float, timing: dict | None = None) -> float:

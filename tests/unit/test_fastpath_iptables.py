@@ -4,6 +4,7 @@ random service sets, in both layouts, both families, full and partial."""
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import netaddr
 import pytest
@@ -84,6 +85,15 @@ def clusters(draw):
     return {v.port.name: v for v in views}, draw(contexts(family))
 
 
+@contextmanager
+def pure_compile():
+    """compile_family() on the pure twins, as NETPLANE_NO_EXTENSIONS=1 would give."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(compile_module, "port_rules", pure_rules.port_rules)
+        m.setattr(compile_module, "text", pure_text)
+        yield
+
+
 def test_the_extensions_were_built():
     # A silent fallback would hide a broken Cython build and measure the wrong thing.
     assert fastpath.is_compiled(compiled_rules) and fastpath.is_compiled(compiled_text)
@@ -105,10 +115,7 @@ def test_port_rules_are_identical(family, data):
 def test_whole_transactions_are_identical(cluster, installed):
     views, ctx = cluster
     fast = compile_family(views, ctx, installed={"nat": installed, "filter": installed})
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(compile_module, "port_rules", pure_rules.port_rules)
-        m.setattr(compile_module, "text", pure_text)
-        m.setattr(compile_module, "render", pure_text.render)
+    with pure_compile():
         slow = compile_family(views, ctx, installed={"nat": installed, "filter": installed})
     assert fast.text == slow.text and fast.chains == slow.chains and fast.fragments == slow.fragments
 
@@ -129,10 +136,7 @@ def test_partial_transactions_are_identical(cluster, data):
         previous = compile_family(views, ctx)
         return compile_family(changed_views, ctx, previous=previous, changed=changed)
     fast = run()
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(compile_module, "port_rules", pure_rules.port_rules)
-        m.setattr(compile_module, "text", pure_text)
-        m.setattr(compile_module, "render", pure_text.render)
+    with pure_compile():
         slow = run()
     assert (fast.text, fast.chains, fast.written, fast.deleted) == (slow.text, slow.chains, slow.written, slow.deleted)
 

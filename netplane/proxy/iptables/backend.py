@@ -13,7 +13,7 @@ import netaddr
 
 from netplane.proxy import conntrack
 from netplane.proxy.backend import Backend, Settings, register
-from netplane.proxy.iptables.compile import TABLES, Compiled, compile_family, render
+from netplane.proxy.iptables.compile import TABLES, Compiled, compile_family, text
 from netplane.proxy.iptables.restore import Iptables
 from netplane.proxy.iptables.rules import Context
 from netplane.proxy.model import PortName
@@ -98,7 +98,7 @@ class IptablesBackend(Backend):
         for family, runner in self.runners.items():
             jumps = runner.remove_jumps()
             doomed = {t: sorted(runner.chains(t)) for t in TABLES}
-            runner.restore(render({}, {t: [] for t in TABLES}, doomed))
+            runner.restore(text.render({}, {t: [] for t in TABLES}, doomed))
             removed += [f"IPv{family} {t} {n}" for t in TABLES for n in doomed[t]]
             removed += [f"IPv{family} {jumps} jump(s) from built-in chains"] if jumps else []
             self.compiled[family] = None

@@ -14,21 +14,19 @@ are inputs, and the result is data plus text. A partial compile consumes
 the previous Compiled (it updates its tables in place rather than copying
 every chain), so it costs in proportion to the change.
 """
-import gc
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 
 from netplane import fastpath
+from netplane.gcpause import cyclic_gc_paused
 from netplane.proxy.iptables import chains as c
-from netplane.proxy.iptables.rules import Context, PortRules
+from netplane.proxy.iptables.rules import Context, PortRules, rules_text
 from netplane.proxy.model import PortName
 from netplane.proxy.views import PortView
 
 # the compiled twins (ext/) when built, else the pure ones (rules.py, text.py)
 port_rules = fastpath.load("iptables_rules").port_rules
 text = fastpath.load("iptables_text")
-render = text.render
 
 TABLES = ("filter", "nat")
 # the top-level chains: every port adds its share (a PortRules field) to them
@@ -53,23 +51,22 @@ def static_chains(ctx: Context) -> dict[str, dict[str, str]]:
     mark = f"{1 << ctx.masquerade_bit:#x}"
     return {
         "filter": {
-            c.FORWARD: _text(f"-A {c.FORWARD} -m conntrack --ctstate INVALID -j DROP",
-                             f'-A {c.FORWARD} -m mark --mark {mark}/{mark} -m comment --comment "netplane forwarding rules" -j ACCEPT',
-                             f'-A {c.FORWARD} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "netplane forwarding conntrack rule" -j ACCEPT'),
+            c.FORWARD: rules_text([
+                f"-A {c.FORWARD} -m conntrack --ctstate INVALID -j DROP",
+                f'-A {c.FORWARD} -m mark --mark {mark}/{mark} -m comment --comment "netplane forwarding rules" -j ACCEPT',
+                f'-A {c.FORWARD} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "netplane forwarding conntrack rule" -j ACCEPT']),
             c.CANARY: "",
         },
         "nat": {
-            c.MARK_MASQ: _text(f"-A {c.MARK_MASQ} -j MARK --or-mark {mark}"),
-            c.POSTROUTING: _text(f"-A {c.POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
-                                 f"-A {c.POSTROUTING} -j MARK --xor-mark {mark}",
-                                 f'-A {c.POSTROUTING} -m comment --comment "netplane service traffic requiring SNAT" -j MASQUERADE --random-fully'),
+            c.MARK_MASQ: rules_text([f"-A {c.MARK_MASQ} -j MARK --or-mark {mark}"]),
+            c.POSTROUTING: rules_text([
+                f"-A {c.POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
+                f"-A {c.POSTROUTING} -j MARK --xor-mark {mark}",
+                f'-A {c.POSTROUTING} -m comment --comment "netplane service traffic requiring SNAT" -j MASQUERADE --random-fully']),
             c.CANARY: "",
         },
     }
 
-
-def _text(*lines: str) -> str:
-    return "".join(line + "\n" for line in lines)
 
 
 def compile_family(views: dict[PortName, PortView], ctx: Context, *,
@@ -82,24 +79,10 @@ def compile_family(views: dict[PortName, PortView], ctx: Context, *,
     it consumes `previous` (its fragments and chain tables are updated in
     place and handed on), and rebuilds the top-level chains only when a
     changed port's share of them changed. `previous` must not be used again."""
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():      # a compile makes no cycles; a collection would only rescan
         if previous is None or changed is None:
             return _full(views, ctx, installed)
         return _partial(views, ctx, previous, changed)
-
-
-@contextmanager
-def _cyclic_gc_paused():
-    """A compile makes hundreds of thousands of strings and tuples and no
-    cycles: a collection during it (a full one rescans every object of the
-    daemon) finds nothing, and at 10k services costs twice the compile."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _full(views, ctx: Context, installed) -> Compiled:
@@ -111,7 +94,7 @@ def _full(views, ctx: Context, installed) -> Compiled:
     written = {t: list(tables[t]) for t in TABLES}
     old = {t: set(installed.get(t, ())) if installed else set() for t in TABLES}
     deleted = {t: sorted(n for n in old[t] - set(tables[t]) if n.startswith(c.PREFIX)) for t in TABLES}
-    return Compiled(fragments, tables, render(tables, written, deleted), written, deleted, ctx)
+    return Compiled(fragments, tables, text.render(tables, written, deleted), written, deleted, ctx)
 
 
 def _partial(views, ctx: Context, previous: Compiled, changed) -> Compiled:
@@ -129,7 +112,7 @@ def _partial(views, ctx: Context, previous: Compiled, changed) -> Compiled:
     top_written = _rebuild_top_level(tables, views, fragments, ctx) if top_level_moved else {t: [] for t in TABLES}
     written = {"filter": top_written["filter"], "nat": top_written["nat"] + sorted(own_written)}
     deleted = {"filter": [], "nat": sorted(own_deleted)}
-    return Compiled(fragments, tables, render(tables, written, deleted), written, deleted, ctx)
+    return Compiled(fragments, tables, text.render(tables, written, deleted), written, deleted, ctx)
 
 
 def _replace_chains(nat: dict, old: PortRules | None, new: PortRules | None) -> tuple[list[str], list[str]]:
@@ -166,7 +149,7 @@ def _set_top_level(tables, ordered: list[PortRules], ctx: Context) -> None:
     for (table, chain, _), rules in zip(TOP_LEVEL, text.top_level(ordered)):
         tables[table][chain] = rules
     # "addressed to this node" goes last: node ports are whatever no service address took
-    tables["nat"][c.NAT_SERVICES] += _text(*(
+    tables["nat"][c.NAT_SERVICES] += rules_text((
         f'-A {c.NAT_SERVICES} {dest} -m comment --comment "netplane service nodeports; '
         f'NOTE: this must be the last rule in this chain" -j {c.NAT_NODEPORTS}' for dest in ctx.nodeport_destinations))
 

@@ -82,7 +82,8 @@ def port_rules(view: PortView, ctx: Context) -> PortRules:
     return _Builder(view, ctx).build()
 
 
-def _text(lines: list[str]) -> str:
+def rules_text(lines) -> str:
+    """Rules as one text block: every line ends in a newline."""
     return "".join(line + "\n" for line in lines)
 
 
@@ -115,8 +116,8 @@ class _Builder:
         return f"-d {ip}{self.ctx.host_suffix}"
 
     def build(self) -> PortRules:
-        return PortRules(_text(self.nat_services()), _text(self.nat_nodeports()), _text(self.filter_services()),
-                         _text(self.filter_external()), _text(self.filter_firewall()), self.chains())
+        return PortRules(rules_text(self.nat_services()), rules_text(self.nat_nodeports()), rules_text(self.filter_services()),
+                         rules_text(self.filter_external()), rules_text(self.filter_firewall()), self.chains())
 
     # -- top-level chains ------------------------------------------------------
 
@@ -173,17 +174,17 @@ class _Builder:
     def chains(self) -> tuple[tuple[str, str], ...]:
         out = []
         if self.has_svc:
-            out.append((self.svc, _text(self.masquerade(self.svc, not self.p.internal_local)
+            out.append((self.svc, rules_text(self.masquerade(self.svc, not self.p.internal_local)
                                         + self.pick(self.svc, self.cat.cluster))))
         if self.has_svl:
-            out.append((self.svl, _text(self.masquerade(self.svl, self.p.internal_local)
+            out.append((self.svl, rules_text(self.masquerade(self.svl, self.p.internal_local)
                                         + self.pick(self.svl, self.cat.local))))
         if self.p.externally_accessible and self.cat.has_any:
-            out.append((self.ext, _text(self.external())))
+            out.append((self.ext, rules_text(self.external())))
         if self.p.load_balancer_source_ranges and self.p.load_balancer_ips and self.cat.has_any:
-            out.append((self.fw, _text([f"-A {self.fw} -s {r} {self.comment(' loadbalancer IP')} -j {self.ext}"
+            out.append((self.fw, rules_text([f"-A {self.fw} -s {r} {self.comment(' loadbalancer IP')} -j {self.ext}"
                                         for r in self.p.load_balancer_source_ranges])))
-        out += [(self.sep[e], _text(self.endpoint(self.sep[e], e)))
+        out += [(self.sep[e], rules_text(self.endpoint(self.sep[e], e)))
                 for e in self.cat.all_reachable if e not in self.inline]
         return tuple(out)
 
