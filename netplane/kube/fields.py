@@ -87,18 +87,18 @@ DNS1123_SUBDOMAIN = ("an RFC 1123 DNS subdomain: dot-separated lowercase letters
 
 
 def dns1123_label(value, where: str) -> str:
-    if not isinstance(value, str) or len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
-        raise InvalidObject(f"{where} {value!r} is not {DNS1123_LABEL}")
-    return value
+    return _name(value, where, _DNS1123_LABEL, 63, DNS1123_LABEL)
 
 
 def dns1035_label(value, where: str) -> str:
-    if not isinstance(value, str) or len(value) > 63 or not _DNS1035_LABEL.fullmatch(value):
-        raise InvalidObject(f"{where} {value!r} is not {DNS1035_LABEL}")
-    return value
+    return _name(value, where, _DNS1035_LABEL, 63, DNS1035_LABEL)
 
 
 def dns1123_subdomain(value, where: str) -> str:
-    if not isinstance(value, str) or len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
-        raise InvalidObject(f"{where} {value!r} is not {DNS1123_SUBDOMAIN}")
+    return _name(value, where, _DNS1123_SUBDOMAIN, 253, DNS1123_SUBDOMAIN)
+
+
+def _name(value, where: str, pattern: re.Pattern, longest: int, what: str) -> str:
+    if not isinstance(value, str) or len(value) > longest or not pattern.fullmatch(value):
+        raise InvalidObject(f"{where} {value!r} is not {what}")
     return value

@@ -59,19 +59,27 @@ def endpoint_slice(obj) -> Slice | None:
     ports = {}
     for i, raw in enumerate(sequence(obj.get("ports"), "ports")):
         raw = raw if isinstance(raw, dict) else mapping(raw, f"ports[{i}]")
-        port_name = raw.get("name") or ""
-        if port_name:
-            dns1123_label(port_name, f"ports[{i}].name")
-        protocol = raw.get("protocol", "TCP")
-        if protocol not in PROTOCOLS:
-            _protocol(protocol, f"ports[{i}].protocol")
-        number = raw.get("port")
-        if type(number) is not int or not 1 <= number <= 65535:
-            number = _port_number(number, f"ports[{i}].port")
+        port_name, protocol, number = _port_entry(raw, "ports", i)
         ports[(port_name, protocol)] = tuple([
             Endpoint(ip, number, ready, serving, terminating, node, zone, zones, text)
             for _, ip, text, ready, serving, terminating, node, zone, zones in records])
     return Slice(namespace, service, name, ports)
+
+
+def _port_entry(raw: dict, field: str, index: int) -> tuple[str, str, int]:
+    """A Service's or an EndpointSlice's port entry: its name (a DNS label,
+    what the API server checks, when given), protocol and number. The
+    where-strings are made only for an error: this runs once per port."""
+    name = raw.get("name") or ""
+    if name:
+        dns1123_label(name, f"{field}[{index}].name")
+    protocol = raw.get("protocol", "TCP")
+    if protocol not in PROTOCOLS:
+        _protocol(protocol, f"{field}[{index}].protocol")
+    number = raw.get("port")
+    if type(number) is not int or not 1 <= number <= 65535:
+        number = _port_number(number, f"{field}[{index}].port")
+    return name, protocol, number
 
 
 # -- Service pieces -----------------------------------------------------------
@@ -105,15 +113,8 @@ def _port(namespace: str, service: str, raw, index: int, count: int, node_ports:
     name = raw.get("name") or ""
     if count > 1 and not name:
         raise InvalidObject(f"spec.ports[{index}]: a service with several ports must name each one")
-    if name:
-        dns1123_label(name, f"spec.ports[{index}].name")     # what the API server checks for a Service port
+    name, protocol, number = _port_entry(raw, "spec.ports", index)
     node_port = _optional_port(raw.get("nodePort"), f"spec.ports[{index}].nodePort") if node_ports else 0
-    protocol = raw.get("protocol", "TCP")
-    if protocol not in PROTOCOLS:
-        _protocol(protocol, f"spec.ports[{index}].protocol")
-    number = raw.get("port")
-    if type(number) is not int or not 1 <= number <= 65535:
-        number = _port_number(number, f"spec.ports[{index}].port")
     return ServicePort(PortName(namespace, service, name), protocol, number, cluster_ips, node_port, *common)
 
 
