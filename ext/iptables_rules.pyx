@@ -4,12 +4,16 @@
 Read that module for what the rules mean; this one only makes them fast,
 and must give byte-identical PortRules for every input. The differences
 are of cost, not of content:
-- a port's text is written into one reused C buffer, and Python strings
-  are made only for whole chains (one per block, not one per rule);
+- the model is read from its slots (slots.pxd), and a port's own texts
+  (its name, its match, its addresses) are written once into a C arena,
+  not made into Python strings;
+- the rules are written into reused C buffers, and the only Python objects
+  made are the PortRules and its texts: four per port in the common case;
 - an endpoint is a C struct (its address borrowed from the model, its
-  port a C long, its SEP chain name in a char array), not a Python object;
+  port a C long, its SEP chain name in a char array);
 - chain names come from SHA-256 and base32 in C (chainhash.pxd), one
-  digest per port for its SVC/SVL/EXT/FW chains and one per endpoint;
+  digest per port for its SVC/SVL/EXT/FW chains and one per endpoint that
+  has a SEP chain or an affinity list;
 - the node's Context is read once per Context object, not once per port;
 - endpoints are matched to their names by identity within the port, as
   categorize() hands out the same objects in its cluster, local and
@@ -20,24 +24,74 @@ from cpython.mem cimport PyMem_Realloc
 from cpython.ref cimport PyObject
 from libc.string cimport memcpy
 from chainhash cimport Hasher, hasher_init, sha256_b32
+from slots cimport Field, field, field_init
 from textbuf cimport Buf, buf_init, buf_reset, put, put_c, put_i, put_s, take
 
-from netaddr import IPAddress
+import netaddr
+import netaddr.strategy.ipv4
 
 from netplane.proxy.iptables.rules import COMPACT, PortRules
+from netplane.proxy.model import Endpoint, PortName, ServicePort
+from netplane.proxy.topology import Categorized
+from netplane.proxy.views import PortView
 
 cdef extern from "Python.h":
     char* PyOS_double_to_string(double val, char format_code, int precision, int flags, int* ptype) except NULL
     void PyMem_Free(void* p)
+    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
+    bint PyUnicode_IS_ASCII(object)
 
 DEF HASH_CHARS = 16
-DEF SEP_CHARS = 23              # "NP-SEP-" and the hash
+DEF NAME_CHARS = 23             # "NP-SVC-" (or SVL, EXT, SEP) and the hash; FW's is one shorter
 
 cdef Hasher _hasher
 hasher_init(&_hasher)
-cdef Buf _out, _scratch         # reused by every call: the GIL is held throughout
-buf_init(&_out, 1 << 16)
+cdef Buf _out, _decl, _rules    # a share of a top-level chain; the port's declarations; its chains' rules
+cdef Buf _arena                 # the port's own texts (Text points into it)
+cdef Buf _scratch               # hash input
+buf_init(&_out, 1 << 12)
+buf_init(&_decl, 1 << 12)
+buf_init(&_rules, 1 << 16)
+buf_init(&_arena, 1 << 10)
 buf_init(&_scratch, 512)
+
+
+# -- where the model's fields sit --------------------------------------------------
+
+cdef list _names = []           # keeps the fields' name strings alive
+cdef Field VIEW_PORT, VIEW_ENDPOINTS
+cdef Field PORT_NAME, PORT_PROTOCOL, PORT_NUMBER, PORT_CLUSTER_IPS, PORT_NODE_PORT, PORT_EXTERNAL_IPS, PORT_LB_IPS
+cdef Field PORT_RANGES, PORT_AFFINITY, PORT_EXTERNAL_LOCAL, PORT_INTERNAL_LOCAL
+cdef Field NAME_NAMESPACE, NAME_NAME, NAME_PORT
+cdef Field CAT_CLUSTER, CAT_LOCAL, CAT_REACHABLE, CAT_HAS_ANY
+cdef Field EP_ADDRESS, EP_PORT, EP_NODE
+cdef Field IP_VALUE, IP_MODULE
+field_init(&VIEW_PORT, PortView, "port", _names)
+field_init(&VIEW_ENDPOINTS, PortView, "endpoints", _names)
+field_init(&PORT_NAME, ServicePort, "name", _names)
+field_init(&PORT_PROTOCOL, ServicePort, "protocol", _names)
+field_init(&PORT_NUMBER, ServicePort, "port", _names)
+field_init(&PORT_CLUSTER_IPS, ServicePort, "cluster_ips", _names)
+field_init(&PORT_NODE_PORT, ServicePort, "node_port", _names)
+field_init(&PORT_EXTERNAL_IPS, ServicePort, "external_ips", _names)
+field_init(&PORT_LB_IPS, ServicePort, "load_balancer_ips", _names)
+field_init(&PORT_RANGES, ServicePort, "load_balancer_source_ranges", _names)
+field_init(&PORT_AFFINITY, ServicePort, "affinity_timeout", _names)
+field_init(&PORT_EXTERNAL_LOCAL, ServicePort, "external_local", _names)
+field_init(&PORT_INTERNAL_LOCAL, ServicePort, "internal_local", _names)
+field_init(&NAME_NAMESPACE, PortName, "namespace", _names)
+field_init(&NAME_NAME, PortName, "name", _names)
+field_init(&NAME_PORT, PortName, "port", _names)
+field_init(&CAT_CLUSTER, Categorized, "cluster", _names)
+field_init(&CAT_LOCAL, Categorized, "local", _names)
+field_init(&CAT_REACHABLE, Categorized, "all_reachable", _names)
+field_init(&CAT_HAS_ANY, Categorized, "has_any", _names)
+field_init(&EP_ADDRESS, Endpoint, "address", _names)
+field_init(&EP_PORT, Endpoint, "port", _names)
+field_init(&EP_NODE, Endpoint, "node", _names)
+field_init(&IP_VALUE, netaddr.IPAddress, "_value", _names)
+field_init(&IP_MODULE, netaddr.IPAddress, "_module", _names)
+cdef object _IPV4 = netaddr.strategy.ipv4
 
 
 # -- the node's context, read once per Context object ------------------------------
@@ -86,15 +140,92 @@ cdef str _format_chance(Py_ssize_t k):
         PyMem_Free(text)
 
 
+# -- a port's own texts, in the arena ------------------------------------------------
+
+cdef struct Text:
+    Py_ssize_t at, n            # _arena.data[at:at + n]
+
+
+cdef inline Py_ssize_t _mark() noexcept:
+    return _arena.size
+
+
+cdef inline Text _since(Py_ssize_t at) noexcept:
+    cdef Text t
+    t.at, t.n = at, _arena.size - at
+    return t
+
+
+cdef inline int put_text(Buf* b, Text t) except -1:
+    if not _arena.ascii:
+        b.ascii = False         # some text in the arena is not: decode what b holds
+    return put(b, _arena.data + t.at, t.n)
+
+
+cdef Text* _ips = NULL          # the port's addresses as text: cluster, external, then load-balancer IPs
+cdef Py_ssize_t _ips_cap = 0
+
+
+cdef int _ip_texts(tuple ips, Py_ssize_t first) except -1:
+    """The addresses' texts into _ips[first:], as str(ip) gives them."""
+    global _ips, _ips_cap
+    cdef Py_ssize_t i, at, n = first + len(ips)
+    cdef Text* grown
+    if n > _ips_cap:
+        grown = <Text*> PyMem_Realloc(_ips, max(n, 16) * sizeof(Text))
+        if grown == NULL:
+            raise MemoryError()
+        _ips, _ips_cap = grown, max(n, 16)
+    for i in range(len(ips)):
+        at = _mark()
+        _put_ip(&_arena, ips[i])
+        _ips[first + i] = _since(at)
+    return 0
+
+
+cdef int _put_ip(Buf* b, object ip) except -1:
+    """str(ip); an IPv4 address is formatted here from its integer, which
+    spares netaddr's Python-level formatting."""
+    if type(ip) is not netaddr.IPAddress or field(ip, &IP_MODULE) is not _IPV4:
+        return put_s(b, str(ip))
+    cdef unsigned long v = field(ip, &IP_VALUE)
+    put_i(b, (v >> 24) & 255)
+    put_c(b, ".")
+    put_i(b, (v >> 16) & 255)
+    put_c(b, ".")
+    put_i(b, (v >> 8) & 255)
+    put_c(b, ".")
+    put_i(b, v & 255)
+    return 0
+
+
+cdef int _put_lower(Buf* b, str s) except -1:
+    """s.lower() (ASCII by hand; anything else as Python lowers it)."""
+    cdef Py_ssize_t i, n
+    cdef const char* u
+    cdef char c
+    if not PyUnicode_IS_ASCII(s):
+        return put_s(b, s.lower())
+    u = PyUnicode_AsUTF8AndSize(s, &n)
+    for i in range(n):
+        c = u[i]
+        if b'A' <= c <= b'Z':
+            c += 32
+        put(b, &c, 1)
+    return 0
+
+
 # -- endpoints -------------------------------------------------------------------
 
 cdef struct Ep:
     PyObject* obj               # borrowed: the view holds the endpoint while we run
-    PyObject* address           # borrowed str, the endpoint's canonical IP text
+    const char* address         # borrowed UTF-8 of the endpoint's canonical IP text
+    Py_ssize_t address_n
+    bint address_ascii
     long port
     bint v6
     bint inline                 # DNATed straight from SVC (no SEP chain)
-    char sep[SEP_CHARS]         # its SEP chain name, and its affinity list's (unset if neither exists)
+    char sep[NAME_CHARS]        # its SEP chain name, and its affinity list's (unset if neither exists)
 
 cdef Ep* _eps = NULL
 cdef Py_ssize_t _eps_cap = 0
@@ -112,27 +243,39 @@ cdef Ep* _room(Py_ssize_t n) except NULL:
     return _eps
 
 
+cdef int _put_address(Buf* b, Ep* x) except -1:
+    if not x.address_ascii:
+        b.ascii = False
+    return put(b, x.address, x.address_n)
+
+
 cdef int _put_target(Buf* b, Ep* x) except -1:
     """ip:port, or [ip]:port for IPv6."""
     if x.v6:
         put_c(b, "[")
-    put_s(b, <str> x.address)
+    _put_address(b, x)
     put_c(b, "]:" if x.v6 else ":")
     put_i(b, x.port)
     return 0
 
 
-cdef int _describe(Ep* x, object e, str key, bint inline_wanted, str node, bint named) except -1:
-    """named: whether its SEP name is needed even when it is inlined (as its affinity list's name)."""
-    cdef str node_of = e.node
-    cdef str address = e.address
-    x.obj, x.address, x.port = <PyObject*> e, <PyObject*> address, e.port
-    x.v6 = ":" in address
-    x.inline = inline_wanted and len(node_of) > 0 and node_of != node
-    if x.inline and not named:
+cdef int _describe(_Port s, Ep* x, object e) except -1:
+    cdef str address = field(e, &EP_ADDRESS)
+    cdef str node_of = field(e, &EP_NODE)
+    cdef Py_ssize_t i
+    x.obj, x.port = <PyObject*> e, field(e, &EP_PORT)
+    x.address = PyUnicode_AsUTF8AndSize(address, &x.address_n)
+    x.address_ascii = PyUnicode_IS_ASCII(address)
+    x.v6 = False
+    for i in range(x.address_n):
+        if x.address[i] == b':':
+            x.v6 = True
+            break
+    x.inline = s.inline_wanted and len(node_of) > 0 and node_of != s.n.node
+    if x.inline and not s.affinity:
         return 0            # no chain, no affinity list: a digest saved per endpoint
     buf_reset(&_scratch)
-    put_s(&_scratch, key)
+    put_text(&_scratch, s.key)
     put_c(&_scratch, "/")
     _put_target(&_scratch, x)
     memcpy(x.sep, b"NP-SEP-", 7)
@@ -143,13 +286,18 @@ cdef int _describe(Ep* x, object e, str key, bint inline_wanted, str node, bint 
 # -- one port ----------------------------------------------------------------------
 
 cdef class _Port:
+    """What the rules need from one port. One object, refilled per port:
+    port_rules() holds the GIL throughout and never re-enters."""
     cdef _Node n
-    cdef object p
-    cdef str name, proto, svc, svl, ext, fw, match, comment_prefix, key
-    cdef Py_ssize_t neps, cap
+    cdef tuple cluster, local, ranges               # endpoints; source ranges as text
+    cdef Py_ssize_t neps, ncluster_ips, nexternal_ips, nlb_ips
     cdef bint internal_local, external_local, accessible, has_svc, has_svl, has_any, inline_wanted
     cdef long affinity, node_port
-    cdef tuple cluster, local, cluster_ips, external_ips, lb_ips, source_ranges   # the IPs as text
+    cdef Text name, key, proto, match, comment      # comment: `-m comment --comment "<name>`
+    cdef char svc[NAME_CHARS]
+    cdef char svl[NAME_CHARS]
+    cdef char ext[NAME_CHARS]
+    cdef char fw[NAME_CHARS - 1]
 
     cdef Ep* endpoint(self, object e) except NULL:
         cdef Py_ssize_t i
@@ -158,150 +306,177 @@ cdef class _Port:
                 return &_eps[i]
         # not one of all_reachable's objects: describe it in a spare slot
         _room(self.neps + 1)
-        _describe(&_eps[self.neps], e, self.key, self.inline_wanted, self.n.node, self.affinity != 0)
+        _describe(self, &_eps[self.neps], e)
         return &_eps[self.neps]
+
+cdef _Port _s = _Port.__new__(_Port)
 
 
 def port_rules(view, ctx):
-    cdef _Port s = _port(view, ctx)
-    return tuple.__new__(PortRules, (_nat_services(s, &_out), _nat_nodeports(s, &_out), _filter_services(s, &_out),
-                                     _filter_external(s, &_out), _filter_firewall(s, &_out), _chains(s, &_out)))
+    _load(_s, view, ctx)
+    _chains(_s)
+    return tuple.__new__(PortRules, (_nat_services(_s, &_out), _nat_nodeports(_s, &_out), _filter_services(_s, &_out),
+                                     _filter_external(_s, &_out), _filter_firewall(_s, &_out),
+                                     take(&_decl), take(&_rules)))
 
 
-cdef tuple _texts(tuple ips):
-    return tuple([_ip_text(ip) for ip in ips]) if ips else ()
-
-
-cdef str _ip_text(object ip):
-    """str(ip); an IPv4 address is formatted here from its integer, which
-    spares netaddr's Python-level formatting (a third of the time)."""
-    if type(ip) is not IPAddress or ip.version != 4:
-        return str(ip)
-    cdef unsigned long v = int(ip)
-    cdef Buf* b = &_scratch
-    buf_reset(b)
-    put_i(b, (v >> 24) & 255)
-    put_c(b, ".")
-    put_i(b, (v >> 16) & 255)
-    put_c(b, ".")
-    put_i(b, (v >> 8) & 255)
-    put_c(b, ".")
-    put_i(b, v & 255)
-    return take(b)
-
-
-cdef _Port _port(view, ctx):
-    cdef _Port s = _Port.__new__(_Port)
-    cdef object p = view.port
-    cdef object cat = view.endpoints
-    cdef object name = p.name
-    cdef char digest[HASH_CHARS]
-    cdef str port_name = name.port
-    s.n, s.p = _node_of(ctx), p
-    s.name = f"{name.namespace}/{name.name}:{port_name}" if port_name else f"{name.namespace}/{name.name}"
-    s.key = f"{s.name}/{p.protocol}"
-    s.proto = p.protocol.lower()
-    s.node_port, s.affinity = p.node_port, p.affinity_timeout
-    s.internal_local, s.external_local = p.internal_local, p.external_local
-    s.cluster_ips, s.external_ips, s.lb_ips = _texts(p.cluster_ips), _texts(p.external_ips), _texts(p.load_balancer_ips)
-    s.source_ranges = _texts(p.load_balancer_source_ranges)
-    s.accessible = bool(s.node_port or s.external_ips or s.lb_ips)
-    s.cluster, s.local, s.has_any = cat.cluster, cat.local, cat.has_any
+cdef int _load(_Port s, object view, object ctx) except -1:
+    cdef object p = field(view, &VIEW_PORT)
+    cdef object cat = field(view, &VIEW_ENDPOINTS)
+    cdef object name = field(p, &PORT_NAME)
+    s.n = _node_of(ctx)
+    s.node_port, s.affinity = field(p, &PORT_NODE_PORT), field(p, &PORT_AFFINITY)
+    s.internal_local, s.external_local = field(p, &PORT_INTERNAL_LOCAL), field(p, &PORT_EXTERNAL_LOCAL)
+    _load_texts(s, p, name)
+    cdef tuple ranges = field(p, &PORT_RANGES)
+    s.ranges = tuple([str(r) for r in ranges]) if ranges else ()
+    s.accessible = s.node_port != 0 or s.nexternal_ips > 0 or s.nlb_ips > 0
+    s.cluster, s.local, s.has_any = field(cat, &CAT_CLUSTER), field(cat, &CAT_LOCAL), field(cat, &CAT_HAS_ANY)
     s.has_svc = (not s.internal_local or s.accessible) and len(s.cluster) > 0
     s.has_svl = (s.internal_local or (s.accessible and s.external_local)) and len(s.local) > 0
-    s.match = f"-p {s.proto} -m {s.proto} --dport {p.port}"
-    s.comment_prefix = f'-m comment --comment "{s.name}'
-    buf_reset(&_scratch)
-    put_s(&_scratch, s.key)
-    sha256_b32(&_hasher, _scratch.data, _scratch.size, digest, HASH_CHARS)
-    cdef str hashed = digest[:HASH_CHARS].decode("ascii")
-    # only the chain names this port can use (a str each costs, at 10k ports)
-    s.svc = "NP-SVC-" + hashed
-    s.svl = "NP-SVL-" + hashed if s.internal_local or s.external_local else None
-    s.ext = "NP-EXT-" + hashed if s.accessible else None
-    s.fw = "NP-FW-" + hashed if s.source_ranges else None
     s.inline_wanted = s.n.compact and not (s.external_local and s.accessible)
-    cdef tuple reachable = cat.all_reachable
+    _load_chain_names(s)
+    cdef tuple reachable = field(cat, &CAT_REACHABLE)
     s.neps = len(reachable)
     _room(s.neps)
     cdef Py_ssize_t i
     for i in range(s.neps):
-        _describe(&_eps[i], reachable[i], s.key, s.inline_wanted, s.n.node, s.affinity != 0)
-    return s
+        _describe(s, &_eps[i], reachable[i])
+    return 0
+
+
+cdef int _load_texts(_Port s, object p, object name) except -1:
+    """The port's texts into the arena: its comment (which holds its name,
+    which starts its key), protocol, match and addresses."""
+    cdef str port_name = field(name, &NAME_PORT), protocol = field(p, &PORT_PROTOCOL)
+    cdef Py_ssize_t at
+    buf_reset(&_arena)
+    put_c(&_arena, '-m comment --comment "')
+    at = _mark()
+    put_s(&_arena, field(name, &NAME_NAMESPACE))
+    put_c(&_arena, "/")
+    put_s(&_arena, field(name, &NAME_NAME))
+    if port_name:
+        put_c(&_arena, ":")
+        put_s(&_arena, port_name)
+    s.name, s.comment = _since(at), _since(0)
+    put_c(&_arena, "/")
+    put_s(&_arena, protocol)
+    s.key = _since(at)
+    at = _mark()
+    _put_lower(&_arena, protocol)
+    s.proto = _since(at)
+    at = _mark()            # (not copied from s.proto: the arena may move as it grows)
+    put_c(&_arena, "-p ")
+    _put_lower(&_arena, protocol)
+    put_c(&_arena, " -m ")
+    _put_lower(&_arena, protocol)
+    put_c(&_arena, " --dport ")
+    put_i(&_arena, field(p, &PORT_NUMBER))
+    s.match = _since(at)
+    cdef tuple cluster_ips = field(p, &PORT_CLUSTER_IPS), external_ips = field(p, &PORT_EXTERNAL_IPS)
+    cdef tuple lb_ips = field(p, &PORT_LB_IPS)
+    s.ncluster_ips, s.nexternal_ips, s.nlb_ips = len(cluster_ips), len(external_ips), len(lb_ips)
+    _ip_texts(cluster_ips, 0)
+    _ip_texts(external_ips, s.ncluster_ips)
+    _ip_texts(lb_ips, s.ncluster_ips + s.nexternal_ips)
+    return 0
+
+
+cdef int _load_chain_names(_Port s) except -1:
+    """NP-SVC-, NP-SVL-, NP-EXT- and NP-FW- and one digest of the key."""
+    cdef char digest[HASH_CHARS]
+    buf_reset(&_scratch)
+    put_text(&_scratch, s.key)
+    sha256_b32(&_hasher, _scratch.data, _scratch.size, digest, HASH_CHARS)
+    memcpy(s.svc, b"NP-SVC-", 7)
+    memcpy(s.svl, b"NP-SVL-", 7)
+    memcpy(s.ext, b"NP-EXT-", 7)
+    memcpy(s.fw, b"NP-FW-", 6)
+    memcpy(s.svc + 7, digest, HASH_CHARS)
+    memcpy(s.svl + 7, digest, HASH_CHARS)
+    memcpy(s.ext + 7, digest, HASH_CHARS)
+    memcpy(s.fw + 6, digest, HASH_CHARS)
+    return 0
 
 
 # -- small writers: each appends one piece of a rule ---------------------------
 
 cdef inline int _comment(_Port s, Buf* b, const char* what) except -1:
-    put_s(b, s.comment_prefix)
+    put_text(b, s.comment)
     put_c(b, what)
     put_c(b, '"')
     return 0
 
 
-cdef inline int _head(Buf* b, str chain) except -1:
+cdef inline int _head(Buf* b, const char* chain, Py_ssize_t n) except -1:
     put_c(b, "-A ")
-    put_s(b, chain)
+    put(b, chain, n)
     put_c(b, " ")
     return 0
 
 
-cdef inline int _head_sep(Buf* b, Ep* x) except -1:
-    put_c(b, "-A ")
-    put(b, x.sep, SEP_CHARS)
-    put_c(b, " ")
-    return 0
-
-
-cdef inline int _jump(Buf* b, str target) except -1:
+cdef inline int _jump(Buf* b, const char* target, Py_ssize_t n) except -1:
     put_c(b, " -j ")
-    put_s(b, target)
+    put(b, target, n)
     put_c(b, "\n")
+    return 0
+
+
+cdef inline int _declare(Buf* b, const char* chain, Py_ssize_t n) except -1:
+    put_c(b, ":")
+    put(b, chain, n)
+    put_c(b, " - [0:0]\n")
     return 0
 
 
 cdef inline int _proto(_Port s, Buf* b) except -1:
     """`-p proto -m proto `"""
     put_c(b, "-p ")
-    put_s(b, s.proto)
+    put_text(b, s.proto)
     put_c(b, " -m ")
-    put_s(b, s.proto)
+    put_text(b, s.proto)
     put_c(b, " ")
     return 0
 
 
-cdef inline int _to_address(_Port s, Buf* b, str chain, str ip) except -1:
+cdef inline int _to_address(_Port s, Buf* b, const char* chain, Py_ssize_t n, Text ip) except -1:
     """`-A chain -d ip/32 -p proto -m proto --dport port `"""
-    _head(b, chain)
+    _head(b, chain, n)
     put_c(b, "-d ")
-    put_s(b, ip)
+    put_text(b, ip)
     put_s(b, s.n.suffix)
     put_c(b, " ")
-    put_s(b, s.match)
+    put_text(b, s.match)
     put_c(b, " ")
     return 0
 
 
-cdef inline int _goto(Buf* b, str chain, str target) except -1:
-    """`-A chain -j target`, a rule that matches everything."""
-    _head(b, chain)
+cdef inline int _goto(Buf* b, const char* chain, const char* target) except -1:
+    """`-A chain -j target`, a rule that matches everything (both chains the port's)."""
+    _head(b, chain, NAME_CHARS)
     put_c(b, "-j ")
-    put_s(b, target)
+    put(b, target, NAME_CHARS)
     put_c(b, "\n")
     return 0
 
 
-cdef int _address_rules(_Port s, Buf* b, str chain, tuple ips, const char* what, str target) except -1:
-    """`-A chain -d ip -p proto -m proto --dport port -m comment ... -j target` per ip."""
-    for ip in ips:
-        _to_address(s, b, chain, <str> ip)
+cdef int _address_rules(_Port s, Buf* b, const char* chain, Py_ssize_t first, Py_ssize_t count, const char* what,
+                        const char* target, Py_ssize_t target_n) except -1:
+    """`-A chain -d ip -p proto -m proto --dport port -m comment ... -j target`
+    for the port's addresses _ips[first:first + count]."""
+    cdef Py_ssize_t i
+    cdef Py_ssize_t n = len(chain)
+    for i in range(first, first + count):
+        _to_address(s, b, chain, n, _ips[i])
         _comment(s, b, what)
-        _jump(b, target)
+        _jump(b, target, target_n)
     return 0
 
 
-cdef int _node_port_rule(_Port s, Buf* b, str chain, str dest, const char* what, str target) except -1:
-    _head(b, chain)
+cdef int _node_port_rule(_Port s, Buf* b, const char* chain, str dest, const char* what, const char* target,
+                         Py_ssize_t target_n) except -1:
+    _head(b, chain, len(chain))
     if dest is not None:
         put_s(b, dest)
         put_c(b, " ")
@@ -310,7 +485,7 @@ cdef int _node_port_rule(_Port s, Buf* b, str chain, str dest, const char* what,
     put_i(b, s.node_port)
     put_c(b, " ")
     _comment(s, b, what)
-    _jump(b, target)
+    _jump(b, target, target_n)
     return 0
 
 
@@ -319,10 +494,16 @@ cdef int _node_port_rule(_Port s, Buf* b, str chain, str dest, const char* what,
 cdef str _nat_services(_Port s, Buf* b):
     buf_reset(b)
     if len(s.local if s.internal_local else s.cluster):
-        _address_rules(s, b, "NP-SERVICES", s.cluster_ips, " cluster IP", s.svl if s.internal_local else s.svc)
+        _address_rules(s, b, "NP-SERVICES", 0, s.ncluster_ips, " cluster IP",
+                       <char*> s.svl if s.internal_local else <char*> s.svc, NAME_CHARS)
     if s.has_any:
-        _address_rules(s, b, "NP-SERVICES", s.external_ips, " external IP", s.ext)
-        _address_rules(s, b, "NP-SERVICES", s.lb_ips, " loadbalancer IP", s.fw if s.source_ranges else s.ext)
+        _address_rules(s, b, "NP-SERVICES", s.ncluster_ips, s.nexternal_ips, " external IP", s.ext, NAME_CHARS)
+        if s.ranges:
+            _address_rules(s, b, "NP-SERVICES", s.ncluster_ips + s.nexternal_ips, s.nlb_ips, " loadbalancer IP",
+                           s.fw, NAME_CHARS - 1)
+        else:
+            _address_rules(s, b, "NP-SERVICES", s.ncluster_ips + s.nexternal_ips, s.nlb_ips, " loadbalancer IP",
+                           s.ext, NAME_CHARS)
     return take(b)
 
 
@@ -330,7 +511,7 @@ cdef str _nat_nodeports(_Port s, Buf* b):
     if not (s.node_port and s.has_any):
         return ""
     buf_reset(b)
-    _node_port_rule(s, b, "NP-NODEPORTS", None, " node port", s.ext)
+    _node_port_rule(s, b, "NP-NODEPORTS", None, " node port", s.ext, NAME_CHARS)
     return take(b)
 
 
@@ -338,7 +519,7 @@ cdef const char* _why(_Port s):
     return " has no endpoints" if not s.has_any else " has no local endpoints"
 
 
-cdef str _refusal(_Port s):
+cdef const char* _refusal(_Port s):
     return "REJECT" if not s.has_any else "DROP"
 
 
@@ -346,7 +527,7 @@ cdef str _filter_services(_Port s, Buf* b):
     if len(s.local if s.internal_local else s.cluster):
         return ""
     buf_reset(b)
-    _address_rules(s, b, "NP-SERVICES", s.cluster_ips, _why(s), _refusal(s))
+    _address_rules(s, b, "NP-SERVICES", 0, s.ncluster_ips, _why(s), _refusal(s), len(_refusal(s)))
     return take(b)
 
 
@@ -354,68 +535,67 @@ cdef str _filter_external(_Port s, Buf* b):
     if len(s.local if s.external_local else s.cluster) or not s.accessible:
         return ""
     buf_reset(b)
-    _address_rules(s, b, "NP-EXTERNAL-SERVICES", s.external_ips + s.lb_ips, _why(s), _refusal(s))
+    _address_rules(s, b, "NP-EXTERNAL-SERVICES", s.ncluster_ips, s.nexternal_ips + s.nlb_ips, _why(s),
+                   _refusal(s), len(_refusal(s)))
     if s.node_port:
         for dest in s.n.nodeport_destinations:
-            _node_port_rule(s, b, "NP-EXTERNAL-SERVICES", dest, _why(s), _refusal(s))
+            _node_port_rule(s, b, "NP-EXTERNAL-SERVICES", dest, _why(s), _refusal(s), len(_refusal(s)))
     return take(b)
 
 
 cdef str _filter_firewall(_Port s, Buf* b):
-    if not (s.source_ranges and s.has_any):
+    if not (s.ranges and s.has_any):
         return ""
     buf_reset(b)
-    cdef bytes why = (" traffic not accepted by " + s.fw).encode()
-    _address_rules(s, b, "NP-PROXY-FIREWALL", s.lb_ips, why, "DROP")
+    cdef bytes why = b" traffic not accepted by " + s.fw[:NAME_CHARS - 1]
+    _address_rules(s, b, "NP-PROXY-FIREWALL", s.ncluster_ips + s.nexternal_ips, s.nlb_ips, why, "DROP", 4)
     return take(b)
 
 
 # -- the port's own chains ------------------------------------------------------
 
-cdef tuple _chains(_Port s, Buf* b):
-    cdef list out = []
+cdef int _chains(_Port s) except -1:
+    """The nat chains the port owns: declarations into _decl, rules into _rules."""
     cdef Py_ssize_t i
+    buf_reset(&_decl)
+    buf_reset(&_rules)
     if s.has_svc:
-        buf_reset(b)
-        _masquerade(s, b, s.svc, not s.internal_local)
-        _pick(s, b, s.svc, s.cluster)
-        out.append((s.svc, take(b)))
+        _declare(&_decl, s.svc, NAME_CHARS)
+        _masquerade(s, &_rules, s.svc, not s.internal_local)
+        _pick(s, &_rules, s.svc, s.cluster)
     if s.has_svl:
-        buf_reset(b)
-        _masquerade(s, b, s.svl, s.internal_local)
-        _pick(s, b, s.svl, s.local)
-        out.append((s.svl, take(b)))
+        _declare(&_decl, s.svl, NAME_CHARS)
+        _masquerade(s, &_rules, s.svl, s.internal_local)
+        _pick(s, &_rules, s.svl, s.local)
     if s.accessible and s.has_any:
-        buf_reset(b)
-        _external(s, b)
-        out.append((s.ext, take(b)))
-    if s.source_ranges and s.lb_ips and s.has_any:
-        buf_reset(b)
-        for r in s.source_ranges:
-            _head(b, s.fw)
-            put_c(b, "-s ")
-            put_s(b, <str> r)
-            put_c(b, " ")
-            _comment(s, b, " loadbalancer IP")
-            _jump(b, s.ext)
-        out.append((s.fw, take(b)))
+        _declare(&_decl, s.ext, NAME_CHARS)
+        _external(s, &_rules)
+    if s.ranges and s.nlb_ips and s.has_any:
+        _declare(&_decl, s.fw, NAME_CHARS - 1)
+        for r in s.ranges:
+            _head(&_rules, s.fw, NAME_CHARS - 1)
+            put_c(&_rules, "-s ")
+            put_s(&_rules, <str> r)
+            put_c(&_rules, " ")
+            _comment(s, &_rules, " loadbalancer IP")
+            _jump(&_rules, s.ext, NAME_CHARS)
     for i in range(s.neps):
         if not _eps[i].inline:
-            buf_reset(b)
-            _endpoint_chain(s, b, &_eps[i])
-            out.append((_eps[i].sep[:SEP_CHARS].decode("ascii"), take(b)))
-    return tuple(out)
+            _declare(&_decl, _eps[i].sep, NAME_CHARS)
+            _endpoint_chain(s, &_rules, &_eps[i])
+    return 0
 
 
-cdef int _masquerade(_Port s, Buf* b, str chain, bint serves_cluster_ip) except -1:
+cdef int _masquerade(_Port s, Buf* b, const char* chain, bint serves_cluster_ip) except -1:
+    cdef Py_ssize_t i
     if not serves_cluster_ip or not (s.n.masquerade_all or s.n.cluster_cidr):
         return 0
-    for ip in s.cluster_ips:
-        _to_address(s, b, chain, <str> ip)
+    for i in range(s.ncluster_ips):
+        _to_address(s, b, chain, NAME_CHARS, _ips[i])
         if not s.n.masquerade_all:
             put_s(b, s.n.masq_source)
         _comment(s, b, " cluster IP")
-        _jump(b, "NP-MARK-MASQ")
+        _jump(b, "NP-MARK-MASQ", 12)
     return 0
 
 
@@ -436,14 +616,14 @@ cdef inline int _dnat_to(Buf* b, Ep* x) except -1:
 
 cdef inline int _jump_sep(Buf* b, Ep* x) except -1:
     put_c(b, "-j ")
-    put(b, x.sep, SEP_CHARS)
+    put(b, x.sep, NAME_CHARS)
     put_c(b, "\n")
     return 0
 
 
 cdef int _recent(_Port s, Buf* b, Ep* x, bint check) except -1:
     put_c(b, "-m recent --name ")
-    put(b, x.sep, SEP_CHARS)
+    put(b, x.sep, NAME_CHARS)
     if check:
         put_c(b, " --rcheck --seconds ")
         put_i(b, s.affinity)
@@ -453,13 +633,13 @@ cdef int _recent(_Port s, Buf* b, Ep* x, bint check) except -1:
     return 0
 
 
-cdef int _pick(_Port s, Buf* b, str chain, tuple endpoints) except -1:
+cdef int _pick(_Port s, Buf* b, const char* chain, tuple endpoints) except -1:
     cdef Py_ssize_t i, n = len(endpoints)
     cdef Ep* x
     if s.affinity:
         for i in range(n):
             x = s.endpoint(endpoints[i])
-            _head(b, chain)
+            _head(b, chain, NAME_CHARS)
             if x.inline:
                 _dnat_matches(s, b)
                 _recent(s, b, x, True)
@@ -469,7 +649,7 @@ cdef int _pick(_Port s, Buf* b, str chain, tuple endpoints) except -1:
                 _jump_sep(b, x)
     for i in range(n):
         x = s.endpoint(endpoints[i])
-        _head(b, chain)
+        _head(b, chain, NAME_CHARS)
         if x.inline:
             _dnat_matches(s, b)
             put_s(b, _chance(n - i))
@@ -484,43 +664,44 @@ cdef int _pick(_Port s, Buf* b, str chain, tuple endpoints) except -1:
 
 cdef int _external(_Port s, Buf* b) except -1:
     if not s.external_local:
-        _head(b, s.ext)
+        _head(b, s.ext, NAME_CHARS)
         _comment(s, b, " masquerade traffic for external destinations")
-        _jump(b, "NP-MARK-MASQ")
+        _jump(b, "NP-MARK-MASQ", 12)
         if s.has_svc:
             _goto(b, s.ext, s.svc)
         return 0
-    cdef str everywhere = s.svc if s.has_svc else (s.svl if s.has_svl else "")
-    if everywhere and s.n.cluster_cidr:
-        _head(b, s.ext)
+    # the cluster-wide chain that pods and the node short-circuit to, if any
+    cdef const char* everywhere = <char*> s.svc if s.has_svc else (<char*> s.svl if s.has_svl else NULL)
+    if everywhere != NULL and s.n.cluster_cidr:
+        _head(b, s.ext, NAME_CHARS)
         put_c(b, "-s ")
         put_s(b, s.n.cluster_cidr)
         put_c(b, " ")
         _comment(s, b, " pod traffic for external destinations")
-        _jump(b, everywhere)
-    _head(b, s.ext)
+        _jump(b, everywhere, NAME_CHARS)
+    _head(b, s.ext, NAME_CHARS)
     put_c(b, "-m addrtype --src-type LOCAL ")
     _comment(s, b, " masquerade LOCAL traffic for external destinations")
-    _jump(b, "NP-MARK-MASQ")
-    if everywhere:
-        _head(b, s.ext)
+    _jump(b, "NP-MARK-MASQ", 12)
+    if everywhere != NULL:
+        _head(b, s.ext, NAME_CHARS)
         put_c(b, "-m addrtype --src-type LOCAL ")
         _comment(s, b, " route LOCAL traffic for external destinations")
-        _jump(b, everywhere)
+        _jump(b, everywhere, NAME_CHARS)
     if s.has_svl:
         _goto(b, s.ext, s.svl)
     return 0
 
 
 cdef int _endpoint_chain(_Port s, Buf* b, Ep* x) except -1:
-    _head_sep(b, x)
+    _head(b, x.sep, NAME_CHARS)
     put_c(b, "-s ")
-    put_s(b, <str> x.address)
+    _put_address(b, x)
     put_s(b, s.n.suffix)
     put_c(b, " ")
     _comment(s, b, "")
-    _jump(b, "NP-MARK-MASQ")
-    _head_sep(b, x)
+    _jump(b, "NP-MARK-MASQ", 12)
+    _head(b, x.sep, NAME_CHARS)
     _proto(s, b)
     if s.affinity:
         _recent(s, b, x, False)

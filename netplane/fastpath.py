@@ -12,7 +12,7 @@ from types import ModuleType
 PURE = {
     "naming": "netplane.naming",
     "iptables_rules": "netplane.proxy.iptables.rules",      # port_rules()
-    "iptables_text": "netplane.proxy.iptables.text",        # top_level(), add_chains(), render()
+    "iptables_text": "netplane.proxy.iptables.text",        # top_level(), transaction()
 }
 
 

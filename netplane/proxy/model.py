@@ -13,7 +13,7 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 DEFAULT_AFFINITY_TIMEOUT = 10800       # seconds, as the API server defaults it
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class PortName:
     """namespace/name:port — the key everything else hangs off."""
     namespace: str
@@ -24,7 +24,7 @@ class PortName:
         return f"{self.namespace}/{self.name}" + (f":{self.port}" if self.port else "")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServicePort:
     name: PortName
     protocol: str

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from netplane.proxy.model import Endpoint, ServicePort
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Categorized:
     cluster: tuple[Endpoint, ...] = ()        # for traffic under the Cluster policy
     local: tuple[Endpoint, ...] = ()          # for traffic under the Local policy

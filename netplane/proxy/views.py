@@ -17,14 +17,14 @@ from netplane.proxy.topology import Categorized, categorize
 FAMILIES = (4, 6)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
     """Who is asking: endpoint selection depends on the node and its zone."""
     name: str
     zone: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PortView:
     port: ServicePort          # this family's addresses only
     endpoints: Categorized     # this family's endpoints only, as categorize() chose them

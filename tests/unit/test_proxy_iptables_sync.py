@@ -200,4 +200,4 @@ def test_a_partial_compile_rebuilds_top_level_chains_only_when_a_ports_share_of_
     before, after = after, snapshot(services, slices)
     plan = compile_family(views_of(after)[4], ctx, previous=plan, changed=changed(before.ports, after.ports))
     assert plan.written == {"filter": ["NP-SERVICES"], "nat": []}
-    assert plan.chains == compile_family(views_of(after)[4], ctx).chains
+    assert plan.chains() == compile_family(views_of(after)[4], ctx).chains()

@@ -98,7 +98,7 @@ class IptablesBackend(Backend):
         for family, runner in self.runners.items():
             jumps = runner.remove_jumps()
             doomed = {t: sorted(runner.chains(t)) for t in TABLES}
-            runner.restore(text.render({}, {t: [] for t in TABLES}, doomed))
+            runner.restore(text.transaction({}, [], doomed))
             removed += [f"IPv{family} {t} {n}" for t in TABLES for n in doomed[t]]
             removed += [f"IPv{family} {jumps} jump(s) from built-in chains"] if jumps else []
             self.compiled[family] = None

@@ -4,23 +4,26 @@ A full compile writes every netplane chain (declaring a chain with
 `:NAME - [0:0]` under --noflush flushes and refills it) and deletes the
 NP- chains the kernel holds that are no longer wanted. A partial compile
 reuses the previous result: it rebuilds only the changed ports, writes the
-top-level chains only if their content changed, writes the changed ports'
-own chains and deletes the ones they no longer need. Unchanged services are
-not in the transaction at all, which is what keeps a sync at 10k services
-cheap for the kernel.
+top-level chains only if their content changed, writes the chains of the
+ports whose rules changed (all of a port's chains, as kube-proxy writes all
+of a changed service's) and deletes the ones they no longer have. Unchanged
+services are not in the transaction at all, which is what keeps a sync at
+10k services cheap for the kernel.
 
 No kernel is touched: the previous Compiled and the chains the kernel holds
 are inputs, and the result is data plus text. A partial compile consumes
-the previous Compiled (it updates its tables in place rather than copying
-every chain), so it costs in proportion to the change.
+the previous Compiled (it updates its fragments and tables in place rather
+than copying them), so it costs in proportion to the change.
 """
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
+from functools import cached_property
 from operator import attrgetter
 
 from netplane import fastpath
 from netplane.gcpause import cyclic_gc_paused
 from netplane.proxy.iptables import chains as c
-from netplane.proxy.iptables.rules import Context, PortRules, rules_text
+from netplane.proxy.iptables.rules import Context, PortRules, chain_names, rules_text
 from netplane.proxy.model import PortName
 from netplane.proxy.views import PortView
 
@@ -39,12 +42,52 @@ assert tuple(share for *_, share in TOP_LEVEL) == PortRules._fields[:len(TOP_LEV
 
 @dataclass(frozen=True)
 class Compiled:
-    fragments: dict[PortName, PortRules]
-    chains: dict[str, dict[str, str]]                # table -> chain -> rules text: every NP- chain after the apply
+    fragments: dict[PortName, PortRules]             # every port's rules, the nat chains it owns among them
+    tables: dict[str, dict[str, str]]                # table -> chain -> rules: the static and top-level chains
     text: str                                        # the iptables-restore input ("" = nothing to do)
-    written: dict[str, list[str]] = field(default_factory=dict)   # table -> chains in the transaction
-    deleted: dict[str, list[str]] = field(default_factory=dict)   # table -> chains it deletes
     context: Context | None = None                   # what it was compiled for
+
+    @cached_property
+    def written(self) -> dict[str, list[str]]:
+        """table -> the chains the transaction writes (read back from its text)."""
+        return {t: [n for n in names if n not in gone] for (t, names), gone in
+                zip(_in_text(self.text, _DECLARED).items(), _in_text(self.text, _DELETED).values())}
+
+    @cached_property
+    def deleted(self) -> dict[str, list[str]]:
+        """table -> the chains the transaction deletes."""
+        return _in_text(self.text, _DELETED)
+
+    def chains(self) -> dict[str, dict[str, str]]:
+        """table -> chain -> rules text: every NP- chain after the apply
+        (the ports' chains split out of their blocks: for tests and debugging)."""
+        out = {t: dict(chains) for t, chains in self.tables.items()}
+        for f in self.fragments.values():
+            out["nat"].update(_split(f))
+        return out
+
+
+def _split(f: PortRules) -> dict[str, str]:
+    """A port's chains, each with its rules. Every chain has rules, and its
+    rules follow the previous chain's (a comment may hold any character,
+    so the lines are not parsed)."""
+    names = chain_names(f.declarations)
+    starts = [0] + [f.rules.index(f"\n-A {name} ") + 1 for name in names[1:]]
+    return {name: f.rules[start:end] for name, start, end in zip(names, starts, starts[1:] + [len(f.rules)])}
+
+
+# the lines that declare and delete chains: chain names are plain, whatever a comment holds
+_TABLE, _DECLARED, _DELETED = re.compile(r"^\*(\w+)$", re.M), re.compile(r"^:(NP-\S+) - \[0:0\]$", re.M), \
+    re.compile(r"^-X (NP-\S+)$", re.M)
+
+
+def _in_text(text: str, pattern: re.Pattern) -> dict[str, list[str]]:
+    """table -> what `pattern` finds in that table's part of restore text."""
+    out = {t: [] for t in TABLES}
+    tables = list(_TABLE.finditer(text))
+    for table, following in zip(tables, tables[1:] + [None]):
+        out[table.group(1)] = pattern.findall(text, table.end(), following.start() if following else len(text))
+    return out
 
 
 def static_chains(ctx: Context) -> dict[str, dict[str, str]]:
@@ -90,43 +133,49 @@ def _full(views, ctx: Context, installed) -> Compiled:
     ordered = list(fragments.values())
     tables = static_chains(ctx)
     _set_top_level(tables, ordered, ctx)
-    text.add_chains(tables["nat"], ordered)
-    written = {t: list(tables[t]) for t in TABLES}
-    old = {t: set(installed.get(t, ())) if installed else set() for t in TABLES}
-    deleted = {t: sorted(n for n in old[t] - set(tables[t]) if n.startswith(c.PREFIX)) for t in TABLES}
-    return Compiled(fragments, tables, text.render(tables, written, deleted), written, deleted, ctx)
+    deleted = _leftovers(installed, tables, ordered)
+    return Compiled(fragments, tables, text.transaction(tables, ordered, deleted), ctx)
+
+
+def _leftovers(installed, tables, ordered: list[PortRules]) -> dict[str, list[str]]:
+    """table -> the NP- chains the kernel holds that are no longer wanted."""
+    deleted = {t: [] for t in TABLES}
+    for t in TABLES:
+        old = {n for n in (installed or {}).get(t, ()) if n.startswith(c.PREFIX) and n not in tables[t]}
+        if old and t == "nat":     # only then the ports' chain names are worth listing
+            old -= {n for f in ordered for n in chain_names(f.declarations)}
+        deleted[t] = sorted(old)
+    return deleted
 
 
 def _partial(views, ctx: Context, previous: Compiled, changed) -> Compiled:
-    fragments, tables = previous.fragments, previous.chains       # consumed: updated in place
-    own_written, own_deleted, top_level_moved = [], [], False
-    for name in changed:
+    fragments, tables = previous.fragments, previous.tables       # consumed: updated in place
+    rewritten, gone, top_level_moved = [], [], False
+    for name in sorted(changed, key=_order_key):
         old = fragments.pop(name, None)
         new = port_rules(views[name], ctx) if name in views else None
         if new is not None:
             fragments[name] = new
         top_level_moved |= _top_share(old) != _top_share(new)
-        written, gone = _replace_chains(tables["nat"], old, new)
-        own_written += written
-        own_deleted += gone
+        if new is not None and new.declarations and (old is None or _own(old) != _own(new)):
+            rewritten.append(new)
+        gone += _dropped_chains(old, new)
     top_written = _rebuild_top_level(tables, views, fragments, ctx) if top_level_moved else {t: [] for t in TABLES}
-    written = {"filter": top_written["filter"], "nat": top_written["nat"] + sorted(own_written)}
-    deleted = {"filter": [], "nat": sorted(own_deleted)}
-    return Compiled(fragments, tables, text.render(tables, written, deleted), written, deleted, ctx)
+    write = {t: {n: tables[t][n] for n in top_written[t]} for t in TABLES}
+    return Compiled(fragments, tables, text.transaction(write, rewritten, {"filter": [], "nat": sorted(gone)}), ctx)
 
 
-def _replace_chains(nat: dict, old: PortRules | None, new: PortRules | None) -> tuple[list[str], list[str]]:
-    """Swap a port's chains in the nat table; returns (chains whose rules
-    changed or are new, chains the port no longer has)."""
-    left = dict(old.chains) if old else {}
-    written = []
-    for chain, rules in (new.chains if new else ()):
-        if left.pop(chain, None) != rules:
-            written.append(chain)
-        nat[chain] = rules
-    for chain in left:
-        del nat[chain]
-    return written, list(left)
+def _own(f: PortRules) -> tuple[str, str]:
+    """A port's own chains: if they stay, nothing of them is written."""
+    return f.declarations, f.rules
+
+
+def _dropped_chains(old: PortRules | None, new: PortRules | None) -> list[str]:
+    """The chains the port had and no longer has."""
+    if old is None or not old.declarations:
+        return []
+    kept = set(chain_names(new.declarations)) if new is not None else set()
+    return [n for n in chain_names(old.declarations) if n not in kept]
 
 
 def _rebuild_top_level(tables, views, fragments, ctx: Context) -> dict[str, list[str]]:

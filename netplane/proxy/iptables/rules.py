@@ -33,10 +33,12 @@ unmasqueraded. At 10k services with 10 endpoints on other nodes that is
 kernel's restore time grows with both.
 
 Everything is text in iptables-restore syntax, built from the port alone,
-so a port's rules can be compiled, cached and compared on their own. A
-chain's rules are one string, each rule ending in a newline, so a
-transaction is built by joining whole chains. ext/iptables_rules.pyx is the
-compiled twin of port_rules(); it must give byte-identical PortRules.
+so a port's rules can be compiled, cached and compared on their own. The
+chains a port owns are two strings: their declarations and their rules,
+chain after chain, each line ending in a newline. A transaction is built
+by joining whole ports, and a port changes as a whole, as a service does
+in kube-proxy's partial syncs. ext/iptables_rules.pyx is the compiled twin
+of port_rules(); it must give byte-identical PortRules.
 """
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -67,7 +69,7 @@ class Context:
 
 class PortRules(NamedTuple):
     """A port's share of the top-level chains, and the nat chains it owns.
-    Every value is rules text: whole lines, each ending in a newline.
+    Every value is restore text: whole lines, each ending in a newline.
     (A NamedTuple rather than a dataclass: the compiled twin makes 10k of
     them per full compile, and a tuple is made without running Python.)"""
     nat_services: str = ""
@@ -75,7 +77,13 @@ class PortRules(NamedTuple):
     filter_services: str = ""
     filter_external: str = ""
     filter_firewall: str = ""
-    chains: tuple[tuple[str, str], ...] = ()     # (chain, its rules) in the nat table
+    declarations: str = ""      # ":NAME - [0:0]" for each nat chain the port owns, in order
+    rules: str = ""             # those chains' rules, chain after chain
+
+
+def chain_names(declarations: str) -> list[str]:
+    """The chains a PortRules.declarations text declares, in order."""
+    return [line[1:line.index(" ")] for line in declarations.split("\n")[:-1]]
 
 
 def port_rules(view: PortView, ctx: Context) -> PortRules:
@@ -116,8 +124,11 @@ class _Builder:
         return f"-d {ip}{self.ctx.host_suffix}"
 
     def build(self) -> PortRules:
+        chains = self.chains()
         return PortRules(rules_text(self.nat_services()), rules_text(self.nat_nodeports()), rules_text(self.filter_services()),
-                         rules_text(self.filter_external()), rules_text(self.filter_firewall()), self.chains())
+                         rules_text(self.filter_external()), rules_text(self.filter_firewall()),
+                         "".join(f":{name} - [0:0]\n" for name, _ in chains),
+                         "".join(rules_text(lines) for _, lines in chains))
 
     # -- top-level chains ------------------------------------------------------
 
@@ -171,22 +182,20 @@ class _Builder:
 
     # -- the port's own chains -------------------------------------------------
 
-    def chains(self) -> tuple[tuple[str, str], ...]:
+    def chains(self) -> list[tuple[str, list[str]]]:
+        """(chain, its rules) for each nat chain the port owns."""
         out = []
         if self.has_svc:
-            out.append((self.svc, rules_text(self.masquerade(self.svc, not self.p.internal_local)
-                                        + self.pick(self.svc, self.cat.cluster))))
+            out.append((self.svc, self.masquerade(self.svc, not self.p.internal_local) + self.pick(self.svc, self.cat.cluster)))
         if self.has_svl:
-            out.append((self.svl, rules_text(self.masquerade(self.svl, self.p.internal_local)
-                                        + self.pick(self.svl, self.cat.local))))
+            out.append((self.svl, self.masquerade(self.svl, self.p.internal_local) + self.pick(self.svl, self.cat.local)))
         if self.p.externally_accessible and self.cat.has_any:
-            out.append((self.ext, rules_text(self.external())))
+            out.append((self.ext, self.external()))
         if self.p.load_balancer_source_ranges and self.p.load_balancer_ips and self.cat.has_any:
-            out.append((self.fw, rules_text([f"-A {self.fw} -s {r} {self.comment(' loadbalancer IP')} -j {self.ext}"
-                                        for r in self.p.load_balancer_source_ranges])))
-        out += [(self.sep[e], rules_text(self.endpoint(self.sep[e], e)))
-                for e in self.cat.all_reachable if e not in self.inline]
-        return tuple(out)
+            out.append((self.fw, [f"-A {self.fw} -s {r} {self.comment(' loadbalancer IP')} -j {self.ext}"
+                                  for r in self.p.load_balancer_source_ranges]))
+        out += [(self.sep[e], self.endpoint(self.sep[e], e)) for e in self.cat.all_reachable if e not in self.inline]
+        return out
 
     def masquerade(self, chain: str, serves_cluster_ip: bool) -> list[str]:
         """Traffic to the cluster IP from outside the pod network (the node

@@ -1,5 +1,5 @@
 """Assembling a transaction's text from the ports' PortRules: the
-top-level chains, the nat table's port chains, and iptables-restore input.
+top-level chains, and the iptables-restore input.
 
 ext/iptables_text.pyx is the compiled twin and must give byte-identical
 results. Both are pure: strings in, strings out.
@@ -12,23 +12,23 @@ def top_level(fragments: list) -> tuple[str, ...]:
     return tuple("".join([f[i] for f in fragments]) for i in range(SHARES))
 
 
-def add_chains(nat: dict[str, str], fragments: list) -> None:
-    """Every port's own chains into the nat table, ports in the order given."""
-    for f in fragments:
-        nat.update(f.chains)
-
-
-def render(tables: dict[str, dict[str, str]], written: dict[str, list[str]],
-           deleted: dict[str, list[str]]) -> str:
-    """iptables-restore --noflush input: per table, declare (and so flush)
-    the written and deleted chains, fill the written ones, delete the others."""
+def transaction(tables: dict[str, dict[str, str]], ports: list, deleted: dict[str, list[str]]) -> str:
+    """iptables-restore --noflush input. Per table: declare (and so flush)
+    the chains it writes and deletes, fill the written ones, delete the
+    others. It writes the whole chains in `tables` (table -> chain -> rules)
+    and, in the nat table, the chains each PortRules in `ports` owns."""
     out = []
     for table in ("filter", "nat"):
-        if not written[table] and not deleted[table]:
+        chains, gone = tables.get(table, {}), deleted.get(table, [])
+        own = ports if table == "nat" else []
+        if not chains and not gone and not any(f.declarations for f in own):
             continue
         out.append(f"*{table}\n")
-        out += [f":{name} - [0:0]\n" for name in written[table] + deleted[table]]
-        out += [tables[table][name] for name in written[table]]
-        out += [f"-X {name}\n" for name in deleted[table]]
+        out += [f":{name} - [0:0]\n" for name in chains]
+        out += [f.declarations for f in own]
+        out += [f":{name} - [0:0]\n" for name in gone]
+        out += chains.values()
+        out += [f.rules for f in own]
+        out += [f"-X {name}\n" for name in gone]
         out.append("COMMIT\n")
     return "".join(out)
