@@ -31,7 +31,7 @@ import netaddr
 import netaddr.strategy.ipv4
 
 from netplane.proxy.iptables.rules import COMPACT, PortRules
-from netplane.proxy.model import Endpoint, PortName, ServicePort
+from netplane.proxy.model import Endpoint, ServicePort
 from netplane.proxy.topology import Categorized
 from netplane.proxy.views import PortView
 
@@ -62,7 +62,6 @@ cdef list _names = []           # keeps the fields' name strings alive
 cdef Field VIEW_PORT, VIEW_ENDPOINTS
 cdef Field PORT_NAME, PORT_PROTOCOL, PORT_NUMBER, PORT_CLUSTER_IPS, PORT_NODE_PORT, PORT_EXTERNAL_IPS, PORT_LB_IPS
 cdef Field PORT_RANGES, PORT_AFFINITY, PORT_EXTERNAL_LOCAL, PORT_INTERNAL_LOCAL
-cdef Field NAME_NAMESPACE, NAME_NAME, NAME_PORT
 cdef Field CAT_CLUSTER, CAT_LOCAL, CAT_REACHABLE, CAT_HAS_ANY
 cdef Field EP_ADDRESS, EP_PORT, EP_NODE
 cdef Field IP_VALUE, IP_MODULE
@@ -79,9 +78,6 @@ field_init(&PORT_RANGES, ServicePort, "load_balancer_source_ranges", _names)
 field_init(&PORT_AFFINITY, ServicePort, "affinity_timeout", _names)
 field_init(&PORT_EXTERNAL_LOCAL, ServicePort, "external_local", _names)
 field_init(&PORT_INTERNAL_LOCAL, ServicePort, "internal_local", _names)
-field_init(&NAME_NAMESPACE, PortName, "namespace", _names)
-field_init(&NAME_NAME, PortName, "name", _names)
-field_init(&NAME_PORT, PortName, "port", _names)
 field_init(&CAT_CLUSTER, Categorized, "cluster", _names)
 field_init(&CAT_LOCAL, Categorized, "local", _names)
 field_init(&CAT_REACHABLE, Categorized, "all_reachable", _names)
@@ -348,14 +344,14 @@ cdef int _load(_Port s, object view, object ctx) except -1:
 cdef int _load_texts(_Port s, object p, object name) except -1:
     """The port's texts into the arena: its comment (which holds its name,
     which starts its key), protocol, match and addresses."""
-    cdef str port_name = field(name, &NAME_PORT), protocol = field(p, &PORT_PROTOCOL)
+    cdef str port_name = name[2], protocol = field(p, &PORT_PROTOCOL)      # name: a PortName, a tuple
     cdef Py_ssize_t at
     buf_reset(&_arena)
     put_c(&_arena, '-m comment --comment "')
     at = _mark()
-    put_s(&_arena, field(name, &NAME_NAMESPACE))
+    put_s(&_arena, name[0])
     put_c(&_arena, "/")
-    put_s(&_arena, field(name, &NAME_NAME))
+    put_s(&_arena, name[1])
     if port_name:
         put_c(&_arena, ":")
         put_s(&_arena, port_name)

@@ -6,6 +6,7 @@ ServicePort per port, as kube-proxy does: each port has its own name,
 endpoints and rules.
 """
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 import netaddr
 
@@ -13,9 +14,10 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 DEFAULT_AFFINITY_TIMEOUT = 10800       # seconds, as the API server defaults it
 
 
-@dataclass(frozen=True, order=True, slots=True)
-class PortName:
-    """namespace/name:port — the key everything else hangs off."""
+class PortName(NamedTuple):
+    """namespace/name:port — the key everything else hangs off. (A named
+    tuple: every map of the proxy is keyed by it, and a tuple is hashed and
+    compared in C, where a dataclass runs Python for both.)"""
     namespace: str
     name: str
     port: str = ""                     # the port's name; "" for a single unnamed port
