@@ -8,7 +8,8 @@ N in --sizes and both layouts:
 
 - full compile: compile_family() from ready views to restore text, in a
   fresh process per implementation (NETPLANE_NO_EXTENSIONS=1 for pure);
-  median of several runs;
+  median of 7 runs for both, each run with the previous plan still alive
+  (freeing it is not compiling);
 - incremental compile: one endpoint of one Service changes, and the
   partial compile_family() that follows (median of 20);
 - apply (root): the full text loaded with `iptables-restore --noflush`
@@ -36,6 +37,7 @@ NAME = "proxy_compile"
 ENDPOINTS, NODES = 10, 10
 LAYOUTS = ("compact", "kube-proxy")
 END_TO_END_SIZE = 10000
+REPEATS = 7             # full compiles per implementation: the first ones also pay for fresh memory
 # (layout, restore binary) -> the largest size loaded: beyond it a load takes minutes
 APPLY_LIMIT = {("compact", "iptables-restore"): 10000, ("kube-proxy", "iptables-restore"): 1000,
                ("compact", "iptables-legacy-restore"): 30000, ("kube-proxy", "iptables-legacy-restore"): 10000}
@@ -172,8 +174,8 @@ def measure(args) -> dict:
               "compile": [], "apply": [], "end_to_end": None}
     for n in args.sizes:
         for layout in LAYOUTS:
-            fast = run_inner("compile", str(n), layout, "5")
-            pure = run_inner("compile", str(n), layout, "1" if n > 10000 else "2", pure=True)
+            fast = run_inner("compile", str(n), layout, str(REPEATS))
+            pure = run_inner("compile", str(n), layout, str(REPEATS), pure=True)
             assert fast["compiled"] and not pure["compiled"] and fast["text_bytes"] == pure["text_bytes"]
             row = {**fast, "pure_full_s": pure["full_s"], "pure_partial_s": pure["partial_s"],
                    "speedup": pure["full_s"] / fast["full_s"]}

@@ -78,7 +78,7 @@ def inner_sync(n: int, server_ip: str, server_node: str) -> dict:
         plan = compile_family(views[4], context(settings, 4), previous=previous, changed=names,
                               installed={t: runner.chains(t) for t in ("filter", "nat")} if names is None else None)
         t2 = time.perf_counter()
-        runner.restore(plan.text)
+        runner.restore(plan.parts)
         t3 = time.perf_counter()
         if names is None:
             runner.ensure_jumps()

@@ -149,7 +149,7 @@ chain_texts = st.text(st.characters(blacklist_categories=("Cs",)))
                                 rules=chain_texts), max_size=4),
        deleted=st.dictionaries(st.sampled_from(["filter", "nat"]), st.lists(names, max_size=3)))
 def test_transaction_text_is_identical(tables, ports, deleted):
-    assert compiled_text.transaction(tables, ports, deleted) == pure_text.transaction(tables, ports, deleted)
+    assert compiled_text.transaction(tables, ports, deleted) == pure_text.transaction(tables, ports, deleted)   # piece by piece
 
 
 def test_large_ports_and_odd_endpoints_are_identical():

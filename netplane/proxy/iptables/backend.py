@@ -71,7 +71,7 @@ class IptablesBackend(Backend):
         installed = {t: runner.chains(t) for t in TABLES} if full else None
         plan = compile_family(views, ctx,
                               previous=previous, changed=changed, installed=installed)
-        runner.restore(plan.text)
+        runner.restore(plan.parts)
         if full:
             runner.ensure_jumps()
         self.compiled[family] = plan

@@ -43,8 +43,13 @@ assert tuple(share for *_, share in TOP_LEVEL) == PortRules._fields[:len(TOP_LEV
 class Compiled:
     fragments: dict[PortName, PortRules]             # every port's rules, the nat chains it owns among them
     tables: dict[str, dict[str, str]]                # table -> chain -> rules: the static and top-level chains
-    text: str                                        # the iptables-restore input ("" = nothing to do)
+    parts: list[str]                                 # the iptables-restore input, in pieces ([] = nothing to do)
     context: Context | None = None                   # what it was compiled for
+
+    @cached_property
+    def text(self) -> str:
+        """The restore input as one string (the apply step streams the parts instead)."""
+        return "".join(self.parts)
 
     @cached_property
     def written(self) -> dict[str, list[str]]:

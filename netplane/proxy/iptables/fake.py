@@ -22,7 +22,8 @@ class FakeIptables:
         self.restores: list[str] = []          # every transaction applied, in order
         self.fail_next = ""                     # a message: the next restore fails with it
 
-    def restore(self, text: str) -> None:
+    def restore(self, parts: list[str] | str) -> None:
+        text = parts if isinstance(parts, str) else "".join(parts)
         if not text:
             return
         if self.fail_next:

@@ -8,6 +8,7 @@ inserted one by one, on full syncs only.
 """
 import shlex
 import subprocess
+import tempfile
 
 from netplane.proxy.iptables import chains as c
 
@@ -29,9 +30,30 @@ class Iptables:
             raise IptablesError(f"{' '.join(argv[:4])}: {done.stderr.strip() or f'exit {done.returncode}'}")
         return done
 
-    def restore(self, text: str) -> None:
-        if text:
-            self._run([self.restore_cmd, "-w", self.wait, "--noflush"], stdin=text)
+    def restore(self, parts: list[str] | str) -> None:
+        """Apply one transaction, given as a string or as pieces of one."""
+        parts = [parts] if isinstance(parts, str) else parts
+        if any(parts):
+            self._feed([self.restore_cmd, "-w", self.wait, "--noflush"], parts)
+
+    def _feed(self, argv: list[str], parts: list[str]) -> None:
+        """Stream the pieces to argv's stdin: a full sync at 10k services is
+        tens of megabytes, which are never joined into one string (or one
+        bytes object) here. stderr goes to a file, so that an error report
+        of any size cannot block the writer."""
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                                    bufsize=1 << 20)
+            try:
+                with proc.stdin as pipe:
+                    for part in parts:
+                        pipe.write(part.encode())
+            except BrokenPipeError:
+                pass                    # it stopped reading: its status and stderr say why
+            if proc.wait() != 0:
+                err.seek(0)
+                message = err.read().decode(errors="replace").strip() or f"exit {proc.returncode}"
+                raise IptablesError(f"{' '.join(argv[:4])}: {message}")
 
     def chains(self, table: str) -> set[str]:
         """Our chains in a table, from iptables-save (used on full syncs only:

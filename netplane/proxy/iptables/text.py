@@ -1,5 +1,7 @@
-"""Assembling a transaction's text from the ports' PortRules: the
-top-level chains, and the iptables-restore input.
+"""Assembling a transaction from the ports' PortRules: the top-level
+chains, and the iptables-restore input as a list of pieces. The pieces are
+the ports' own strings, not copies: the apply step streams them to
+iptables-restore, so a full sync never holds its text twice.
 
 ext/iptables_text.pyx is the compiled twin and must give byte-identical
 results. Both are pure: strings in, strings out.
@@ -12,8 +14,8 @@ def top_level(fragments: list) -> tuple[str, ...]:
     return tuple("".join([f[i] for f in fragments]) for i in range(SHARES))
 
 
-def transaction(tables: dict[str, dict[str, str]], ports: list, deleted: dict[str, list[str]]) -> str:
-    """iptables-restore --noflush input. Per table: declare (and so flush)
+def transaction(tables: dict[str, dict[str, str]], ports: list, deleted: dict[str, list[str]]) -> list[str]:
+    """iptables-restore --noflush input, in pieces ([] = nothing to do). Per table: declare (and so flush)
     the chains it writes and deletes, fill the written ones, delete the
     others. It writes the whole chains in `tables` (table -> chain -> rules)
     and, in the nat table, the chains each PortRules in `ports` owns."""
@@ -31,4 +33,4 @@ def transaction(tables: dict[str, dict[str, str]], ports: list, deleted: dict[st
         out += [f.rules for f in own]
         out += [f"-X {name}\n" for name in gone]
         out.append("COMMIT\n")
-    return "".join(out)
+    return out
