@@ -54,8 +54,7 @@ class Compiled:
     @cached_property
     def written(self) -> dict[str, list[str]]:
         """table -> the chains the transaction writes (read back from its text)."""
-        return {t: [n for n in names if n not in gone] for (t, names), gone in
-                zip(_in_text(self.text, _DECLARED).items(), _in_text(self.text, _DELETED).values())}
+        return {t: [n for n in names if n not in self.deleted[t]] for t, names in _in_text(self.text, _DECLARED).items()}
 
     @cached_property
     def deleted(self) -> dict[str, list[str]]:

@@ -27,7 +27,7 @@ class Iptables:
     def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
         if check and done.returncode != 0:
-            raise IptablesError(f"{' '.join(argv[:4])}: {done.stderr.strip() or f'exit {done.returncode}'}")
+            raise _failure(argv, done.stderr, done.returncode)
         return done
 
     def restore(self, parts: list[str] | str) -> None:
@@ -52,8 +52,7 @@ class Iptables:
                 pass                    # it stopped reading: its status and stderr say why
             if proc.wait() != 0:
                 err.seek(0)
-                message = err.read().decode(errors="replace").strip() or f"exit {proc.returncode}"
-                raise IptablesError(f"{' '.join(argv[:4])}: {message}")
+                raise _failure(argv, err.read().decode(errors="replace"), proc.returncode)
 
     def chains(self, table: str) -> set[str]:
         """Our chains in a table, from iptables-save (used on full syncs only:
@@ -86,6 +85,11 @@ class Iptables:
                             check=False).returncode == 0:
                 removed += 1
         return removed
+
+
+def _failure(argv: list[str], stderr: str, code: int) -> IptablesError:
+    """What a failed run said, or its exit status if it said nothing."""
+    return IptablesError(f"{' '.join(argv[:4])}: {stderr.strip() or f'exit {code}'}")
 
 
 def _by_chain(jumps) -> dict[tuple[str, str], list[str]]:
