@@ -3,7 +3,7 @@
 VENV := .venv
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup lab demo test test-unit test-kernel bench clean
+.PHONY: setup lab demo lint test test-unit test-kernel bench lock clean
 
 setup:
 	scripts/bootstrap
@@ -14,8 +14,12 @@ lab: setup
 demo: setup
 	$(VENV)/bin/netplane demo
 
-# unit (no root) and kernel (root, throwaway namespaces) tiers
-test: setup
+# ruff's small rule set (pyproject.toml), then the unit (no root) and
+# kernel (root, throwaway namespaces) tiers
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PYTEST) -m "not vm"
 
 test-unit: setup
@@ -29,6 +33,10 @@ bench: setup
 	$(VENV)/bin/python benchmarks/pod_network_throughput.py
 	$(VENV)/bin/python benchmarks/proxy_iptables.py
 	$(VENV)/bin/python benchmarks/proxy_compile.py
+
+# remake requirements.lock from pyproject.toml's ranges (README, "Dependencies")
+lock:
+	scripts/lock
 
 clean:
 	rm -rf build $(VENV) netplane/_ext/*.so netplane/_ext/*.c ext/*.c

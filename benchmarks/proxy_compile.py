@@ -203,7 +203,7 @@ def write(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{NAME}.json").write_text(json.dumps(report, indent=2) + "\n")
     apply = {(a["services"], a["layout"]): a for a in report["apply"]}
-    lines = [f"# iptables compile: Cython against pure Python, compact against kube-proxy's layout",
+    lines = ["# iptables compile: Cython against pure Python, compact against kube-proxy's layout",
              "", f"{report['endpoints_per_service']} endpoints per Service over {report['nodes']} nodes "
              f"(one in ten on this node), {report['cpus']} CPUs. Apply = `--noflush` load into an empty "
              "network namespace; '-' = not run (minutes).", "",

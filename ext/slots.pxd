@@ -46,11 +46,3 @@ cdef inline object field(object obj, Field* f):
         if value != NULL:
             return <object> value
     return getattr(obj, <str> f.name)
-
-
-cdef inline PyObject* field_ptr(object obj, Field* f) noexcept:
-    """Where obj's field points, without touching it (NULL if not known
-    this way): for prefetching."""
-    if Py_TYPE(obj) != f.cls:
-        return NULL
-    return (<PyObject**> ((<char*> <PyObject*> obj) + f.offset))[0]

@@ -24,7 +24,6 @@ cdef struct Buf:
     Py_ssize_t size
     Py_ssize_t cap
     bint ascii          # all text since the last reset was ASCII (then no decoding is needed)
-    bint fixed          # memory we do not own (a new str's): it must never grow
 
 
 cdef inline void buf_reset(Buf* b) noexcept:
@@ -35,7 +34,7 @@ cdef inline int buf_init(Buf* b, Py_ssize_t cap) except -1:
     b.data = <char*> PyMem_Malloc(cap)
     if b.data == NULL:
         raise MemoryError()
-    b.size, b.cap, b.ascii, b.fixed = 0, cap, True, False
+    b.size, b.cap, b.ascii = 0, cap, True
     return 0
 
 
@@ -45,8 +44,6 @@ cdef inline void buf_free(Buf* b) noexcept:
 
 
 cdef inline int _grow(Buf* b, Py_ssize_t need) except -1:
-    if b.fixed:
-        raise AssertionError("a fixed-size text buffer overflowed (its size was measured wrong)")
     cdef Py_ssize_t cap = b.cap * 2
     while cap < b.size + need:
         cap *= 2

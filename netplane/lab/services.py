@@ -187,7 +187,7 @@ def enable(lab, timeout: float = 20.0, proxy_args: tuple[str, ...] = ()) -> None
     for node in sorted(lab.record.nodes, key=topology.node_number):
         lab.start_proxy(node, *proxy_args)
     for node in lab.record.nodes:
-        sandbox.wait_for(lambda: "default/no-endpoints" in rules(lab, node, "filter"), timeout=timeout, interval=0.1,
+        sandbox.wait_for(lambda node=node: "default/no-endpoints" in rules(lab, node, "filter"), timeout=timeout, interval=0.1,
                          what=f"the proxy on {node} to sync")
 
 

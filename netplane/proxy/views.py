@@ -14,9 +14,6 @@ from netplane.proxy.model import Endpoint, PortName, ServicePort
 from netplane.proxy.state import PortState
 from netplane.proxy.topology import Categorized, categorize
 
-FAMILIES = (4, 6)
-
-
 @dataclass(frozen=True, slots=True)
 class Node:
     """Who is asking: endpoint selection depends on the node and its zone."""

@@ -2,7 +2,6 @@
 a transaction streamed in pieces, and a refused one reported with
 iptables' own words, also when it fails with megabytes still unsent."""
 import json
-import subprocess
 import sys
 
 import pytest

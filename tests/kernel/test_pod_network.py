@@ -132,7 +132,7 @@ def test_removing_a_peer_removes_its_neighbour_fdb_and_route_entries(make_lab, m
         assert {"10.244.3.0", "fd00:10:244:3::"} <= neigh and node3.internal_ips[0] in fdb.values()
     lab.remove_node("node3")
     for node in ("node1", "node2"):
-        eventually(lambda: not (set(node3.pod_cidrs) & entries(lab, node)[0]), what=f"{node} to drop node3's routes")
+        eventually(lambda node=node: not (set(node3.pod_cidrs) & entries(lab, node)[0]), what=f"{node} to drop node3's routes")
         routes, neigh, fdb = entries(lab, node)
         assert not {"10.244.3.0", "fd00:10:244:3::"} & neigh
         assert node3.internal_ips[0] not in fdb.values()

@@ -48,6 +48,3 @@ class Pool:
             yield netaddr.IPAddress(value, self.version)
         for value in range(self.first, start):
             yield netaddr.IPAddress(value, self.version)
-
-    def with_prefix(self, ip: netaddr.IPAddress) -> str:
-        return f"{ip}/{self.subnet.prefixlen}"

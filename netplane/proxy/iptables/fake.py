@@ -89,9 +89,6 @@ class FakeIptables:
         """What an admin's `iptables -F; iptables -X` (all tables) does."""
         self.tables = {t: {b: [] for b in chains} for t, chains in BUILTIN.items()}
 
-    def dump(self, table: str) -> str:
-        return "\n".join(f":{n}" if not rules else "\n".join(rules) for n, rules in sorted(self.tables[table].items()))
-
 
 def _target(rule: str) -> str:
     words = shlex.split(rule)
