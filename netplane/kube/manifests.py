@@ -30,6 +30,13 @@ class ManifestError(ValueError):
     pass
 
 
+# A file holds at most this many objects once its Lists are flattened. YAML
+# aliases let a few hundred bytes name a List of Lists of ... 10^7 objects
+# (a "billion laughs"): the parser shares the nodes, so only the flattening
+# would pay, for seconds. A 100k-Service cluster in one file is ~250k objects.
+MAX_OBJECTS = 1_000_000
+
+
 if CParser is not None:
     class _Loader(Composer, CParser, SafeConstructor, Resolver):
         """yaml.SafeLoader's results, parsed in C."""
@@ -43,24 +50,27 @@ else:
     _Loader = yaml.SafeLoader
 
 
-def load_file(path: str) -> list[dict]:
+def load_file(path: str, problems: list[str] | None = None) -> list[dict]:
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as err:
         raise ManifestError(f"{path}: {err.strerror}") from None
-    return load_bytes(data, path)
+    return load_bytes(data, path, problems)
 
 
-def load_bytes(data: bytes, origin: str = "<input>") -> list[dict]:
+def load_bytes(data: bytes, origin: str = "<input>", problems: list[str] | None = None) -> list[dict]:
+    """Every object in the file. A bad document or List item raises
+    ManifestError, or, when `problems` is given, is described there and
+    skipped, so the file's good objects still count."""
     documents = documents_of(data, origin)
-    objects = []
+    flat = _Flattener(origin, problems)
     try:
         for number, doc in enumerate(documents, 1):
-            objects += _flatten(doc, origin, number)
+            flat.add(doc, number)
     except RecursionError:
         raise ManifestError(f"{origin}: Lists nested too deeply") from None
-    return objects
+    return flat.objects
 
 
 def documents_of(data: bytes, origin: str = "<input>") -> list:
@@ -91,20 +101,41 @@ def _yaml(data: bytes, origin: str) -> list:
         raise ManifestError(f"{origin}: invalid YAML: {err}") from None
 
 
-def _flatten(doc, origin: str, number: int, path: str = "") -> list[dict]:
-    kind = doc.get("kind") if isinstance(doc, dict) else None
-    if not isinstance(kind, str):
-        raise ManifestError(f"{origin}: document {number}{path}: not a Kubernetes object (no 'kind')")
-    if not kind.endswith("List"):
-        return [doc]
-    items = doc.get("items")
-    if not isinstance(items, list):
-        raise ManifestError(f"{origin}: document {number}{path}: {kind} without an 'items' list")
-    flat = []
-    for index, item in enumerate(items):
-        # the common item, an object that is not a List, without a call or a where-string
-        if isinstance(item, dict) and isinstance(k := item.get("kind"), str) and not k.endswith("List"):
-            flat.append(item)
-        else:
-            flat += _flatten(item, origin, number, f"{path}, item {index}")
-    return flat
+class _Flattener:
+    """Documents and their Lists' items -> objects, in order."""
+
+    def __init__(self, origin: str, problems: list[str] | None) -> None:
+        self.origin, self.problems = origin, problems
+        self.objects: list[dict] = []
+
+    def add(self, doc, number: int, path: str = "") -> None:
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        if not isinstance(kind, str):
+            return self._bad(f"document {number}{path}: not a Kubernetes object (no 'kind')")
+        if not kind.endswith("List"):
+            return self._take(doc)
+        items = doc.get("items")
+        if not isinstance(items, list):
+            return self._bad(f"document {number}{path}: {kind} without an 'items' list")
+        if len(self.objects) + len(items) > MAX_OBJECTS:
+            self._too_many()
+        for index, item in enumerate(items):
+            # the common item, an object that is not a List, without a call or a where-string
+            if isinstance(item, dict) and isinstance(k := item.get("kind"), str) and not k.endswith("List"):
+                self.objects.append(item)
+            else:
+                self.add(item, number, f"{path}, item {index}")
+
+    def _take(self, obj: dict) -> None:
+        if len(self.objects) >= MAX_OBJECTS:
+            self._too_many()
+        self.objects.append(obj)
+
+    def _too_many(self):
+        raise ManifestError(f"{self.origin}: more than {MAX_OBJECTS:,} objects once its Lists are expanded "
+                            "(YAML aliases?)")
+
+    def _bad(self, what: str) -> None:
+        if self.problems is None:
+            raise ManifestError(f"{self.origin}: {what}")
+        self.problems.append(what)

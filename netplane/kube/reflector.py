@@ -15,8 +15,13 @@ Theory of operation (the list-then-watch protocol of client-go's reflector):
 
 Errors never touch the cache: while the API is unreachable, consumers keep
 programming the data plane from the last good state, as kube-proxy does.
-`on_change` gets a copy of the whole cache after every change; it runs on the
-reflector's thread, so it must be quick and must not modify the objects.
+Consumers hear of changes in one of two ways, on the reflector's thread (so
+they must be quick and must not modify the objects):
+- `on_events` gets the list of per-object Changes: one per watch event, and
+  for a (re)list the difference between the old cache and the new one. Its
+  cost follows the change, not the collection (the proxy's trackers).
+- `on_change` gets a copy of the whole cache after every change (the agent's
+  node source, where the collection is small).
 """
 import json
 import logging
@@ -26,6 +31,7 @@ import time
 from collections.abc import Callable
 
 from netplane.kube import client
+from netplane.kube.changes import Change, diff
 from netplane.kube.client import ApiError, Resource
 
 log = logging.getLogger("netplane.kube")
@@ -38,8 +44,8 @@ class Gone(Exception):
 class Reflector:
     def __init__(self, api, resource: Resource, on_change: Callable[[dict[str, dict]], None] | None = None, *,
                  watch_timeout: int = 300, backoff_initial: float = 0.2, backoff_max: float = 30.0,
-                 name: str | None = None):
-        self.api, self.resource, self.on_change = api, resource, on_change
+                 name: str | None = None, on_events: Callable[[list[Change]], None] | None = None):
+        self.api, self.resource, self.on_change, self.on_events = api, resource, on_change, on_events
         self.watch_timeout = watch_timeout
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
         self.name = name or resource.plural
@@ -102,12 +108,12 @@ class Reflector:
             self._response = None
         cache = {self.resource.key(obj): self._typed(obj) for obj in body.get("items") or []}
         with self._lock:
-            self._cache = cache
+            old, self._cache = self._cache, cache
         self._rv = body["metadata"]["resourceVersion"]
         self.lists += 1
         self._delay, self.last_error = self.backoff_initial, None
         self.synced.set()
-        self._changed()
+        self._changed(diff(self.resource.kind, old, cache))
 
     def _typed(self, obj: dict) -> dict:
         # list items come without kind/apiVersion, watched objects with them: make them alike
@@ -151,27 +157,31 @@ class Reflector:
             if obj.get("code") == 410:
                 raise Gone(obj.get("message", "410 Gone"))
             raise ApiError(obj.get("code") or 500, obj.get("message", "error event"))
-        changed = False
+        change = None
         if kind in ("ADDED", "MODIFIED", "DELETED"):
-            key = self.resource.key(obj)
+            key = self.resource.key(self._typed(obj))
             with self._lock:
+                old = self._cache.get(key)
                 if kind == "DELETED":
-                    changed = self._cache.pop(key, None) is not None
+                    self._cache.pop(key, None)
+                    change = Change(self.resource.kind, key, old, None) if old is not None else None
                 else:
-                    changed, self._cache[key] = self._cache.get(key) != obj, obj
+                    self._cache[key] = obj
+                    change = Change(self.resource.kind, key, old, obj) if old != obj else None
         elif kind != "BOOKMARK":
             log.warning("%s: ignoring a watch event of type %r", self.name, kind)
         self._rv = obj.get("metadata", {}).get("resourceVersion") or self._rv
-        if changed:
-            self._changed()
+        if change is not None:
+            self._changed([change])
 
-    def _changed(self) -> None:
-        if self.on_change is None:
-            return
+    def _changed(self, changes: list[Change]) -> None:
         try:
-            self.on_change(self.snapshot())
+            if self.on_events is not None:
+                self.on_events(changes)
+            if self.on_change is not None:
+                self.on_change(self.snapshot())
         except Exception:   # a consumer's bug must not stall the mirror or pass for an API error
-            log.exception("%s: on_change failed", self.name)
+            log.exception("%s: a consumer of its changes failed", self.name)
 
 
 def _lines(response):

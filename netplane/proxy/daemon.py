@@ -57,7 +57,7 @@ def run(cfg: ProxyConfig, checked: Checked, once: bool = False, wait_timeout: fl
 
 def _once(proxier: Proxier, wait_timeout: float) -> int:
     deadline = time.monotonic() + wait_timeout
-    while proxier.source.objects() is None:
+    while not proxier.source.ready:
         if time.monotonic() > deadline:
             log.error("the source did not load within %.0f s: %s", wait_timeout, proxier.source.errors)
             return 1
@@ -108,7 +108,7 @@ def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None)
     with cyclic_gc_paused():
         started = time.perf_counter()
         src = source(cfg)
-        src.poll()
+        src.scan()
         services, slices = src.objects()
         timing["read"] = _lap(started)
         snap = snapshot(services, slices)

@@ -1,50 +1,70 @@
-"""`--manifests DIR`: Services and EndpointSlices from files, watched for changes.
+"""`--manifests DIR`: Services and EndpointSlices from files, as changes.
 
 The embedded default source. Every *.yaml, *.yml and *.json file under DIR
 is read (several documents per file and `kind: List` welcome); other kinds
-of objects are ignored. The directory is polled: a file is re-read only
-when its size, mtime or inode changed. A file that stops parsing keeps its
-last good objects and reports the error, so a half-saved edit never
-withdraws the services it held; a deleted file withdraws them.
+of objects are ignored. A scan re-reads only the files whose size, mtime or
+inode changed, and turns what they hold into per-object Changes: an object
+whose text did not change produces none, so the proxy parses only what did.
+
+Keeping the last good state:
+- a file that stops parsing keeps its last good objects and reports why, so
+  a half-saved edit never withdraws the services it held;
+- a bad item in a `kind: List` is reported and skipped; the file's other
+  objects count;
+- a deleted file withdraws its objects;
+- a deleted DIR withdraws nothing: that is an accident (a remount, a
+  volume swap), not an intent. Its objects stay until DIR is back, and
+  are then re-read.
+An object defined by two files is taken from the last of them, in path
+order, and the duplicate is reported.
 """
 import logging
 import os
-import threading
 
 from netplane.kube import manifests
+from netplane.kube.changes import Change, object_key
 
 log = logging.getLogger("netplane.proxy")
 SUFFIXES = (".yaml", ".yml", ".json")
 KINDS = ("Service", "EndpointSlice")
+Key = tuple[str, str]                    # (kind, namespace/name)
 
 
 class ManifestDir:
     def __init__(self, path: str) -> None:
         self.path = path
-        self.changed = threading.Event()
-        self.errors: dict[str, str] = {}                   # file -> why its last read failed
-        self._files: dict[str, tuple[tuple, dict[str, list[dict]]]] = {}   # file -> (stat signature, kind -> objects)
+        self.errors: dict[str, str] = {}                    # file (or DIR) -> what is wrong with it
+        self._files: dict[str, tuple[tuple, dict[Key, dict]]] = {}   # file -> (stat signature, its objects)
+        self._defined_by: dict[Key, dict[str, dict]] = {}   # object -> file -> its text there
 
-    def poll(self) -> bool:
-        """Re-read what changed; True (and `changed` set) if the objects may differ."""
+    def scan(self) -> list[Change]:
+        """Re-read what changed on disk; the changes to the objects."""
+        if not os.path.isdir(self.path):
+            self._missing()
+            return []
+        if self.errors.pop(self.path, None):
+            log.info("%s is back; reading it again", self.path)
         present = dict(self._scan())
-        dirty = False
+        touched: dict[Key, dict | None] = {}
         for gone in set(self._files) - set(present):
-            del self._files[gone]
+            self._replace(gone, None, touched)
             self.errors.pop(gone, None)
-            dirty = True
         for path, signature in present.items():
             if self._files.get(path, (None,))[0] != signature:
-                dirty |= self._load(path, signature)
-        if dirty:
-            self.changed.set()
-        return dirty
+                self._load(path, signature, touched)
+        return self._changes(touched)
 
     def objects(self, kind: str) -> list[dict]:
-        found = []
-        for path in sorted(self._files):
-            found += self._files[path][1].get(kind, ())
-        return found
+        """The current objects of a kind (for one-shot reads), in key order."""
+        return [self._winner(key) for key in sorted(self._defined_by) if key[0] == kind]
+
+    def _missing(self) -> None:
+        if self.path not in self.errors:
+            log.error("%s is missing; keeping the %d objects read from it until it is back", self.path,
+                      len(self._defined_by))
+        self.errors[self.path] = "directory missing; keeping the last good objects"
+        for path in list(self._files):          # so that everything is read again when it is back
+            self._files[path] = (None, self._files[path][1])
 
     def _scan(self):
         for root, dirs, files in os.walk(self.path):
@@ -58,21 +78,58 @@ class ManifestDir:
                         continue                           # removed while we looked
                     yield path, (path, st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def _load(self, path: str, signature: tuple) -> bool:
+    def _load(self, path: str, signature: tuple, touched: dict) -> None:
+        problems: list[str] = []
         try:
-            loaded = manifests.load_file(path)
+            loaded = manifests.load_file(path, problems)
         except manifests.ManifestError as err:
-            if self.errors.get(path) != str(err):
-                log.error("keeping the last good objects of %s: %s", path, err)
-            self.errors[path] = str(err)
+            self._report(path, str(err), "keeping the last good objects of")
             old = self._files.get(path)
             self._files[path] = (signature, old[1] if old else {})
-            return False
-        objects: dict[str, list[dict]] = {kind: [] for kind in KINDS}
+            return
+        if problems:
+            self._report(path, f"{path}: " + "; ".join(problems), "skipping what is wrong in")
+        else:
+            self.errors.pop(path, None)
+        objects = {}
         for o in loaded:
-            mine = objects.get(o["kind"])                 # load_file checked that each has a str kind
-            if mine is not None:
-                mine.append(o)
-        self.errors.pop(path, None)
-        self._files[path] = (signature, objects)
-        return True
+            if o["kind"] in KINDS:                         # load_file checked that each has a str kind
+                objects[(o["kind"], object_key(o))] = o
+        self._replace(path, (signature, objects), touched)
+
+    def _report(self, path: str, error: str, what: str) -> None:
+        if self.errors.get(path) != error:
+            log.error("%s %s: %s", what, path, error)
+        self.errors[path] = error
+
+    def _replace(self, path: str, entry: tuple | None, touched: dict) -> None:
+        """Put a file's new objects (None: the file is gone) in place of its old ones."""
+        old = self._files.pop(path, (None, {}))[1]
+        new = entry[1] if entry else {}
+        if entry:
+            self._files[path] = entry
+        for key in [*new, *(k for k in old if k not in new)]:      # in file order: changes come out in order
+            if key not in touched:
+                touched[key] = self._winner(key)
+            defined = self._defined_by.setdefault(key, {})
+            if key in new:
+                defined[path] = new[key]
+            else:
+                defined.pop(path, None)
+            if not defined:
+                del self._defined_by[key]
+            elif len(defined) > 1 and key in new:
+                log.warning("%s %s is defined in %s; using %s", key[0], key[1], ", ".join(sorted(defined)),
+                            max(defined))
+
+    def _winner(self, key: Key) -> dict | None:
+        defined = self._defined_by.get(key)
+        return defined[max(defined)] if defined else None
+
+    def _changes(self, touched: dict[Key, dict | None]) -> list[Change]:
+        changes = []
+        for key, before in touched.items():
+            after = self._winner(key)
+            if before is not after and before != after:
+                changes.append(Change(key[0], key[1], before, after))
+        return changes

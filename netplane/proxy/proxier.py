@@ -1,18 +1,19 @@
-"""The proxy's core loop: source -> snapshot -> views -> backend.
+"""The proxy's core loop: source changes -> tracker -> views -> backend.
 
-Theory of operation. The source calls `changed(kind)` from its own thread;
-that only counts the change (metrics, health) and asks the SyncLoop for a
-sync. The SyncLoop calls `sync(full)` on its thread, never more often than
-its minimum interval, so a burst of changes costs one sync. A sync:
-1. takes the source's current objects (nothing happens before the first
-   complete read);
-2. parses them into a Snapshot, compares it with the last synced one to
-   learn which service ports changed (all of them, for a full sync);
-3. recomputes the per-family views of the changed ports only;
+Theory of operation. The source calls `changed(changes)` from its own
+thread with per-object Changes; the tracker parses just those objects and
+updates its map of service ports, noting which ports changed; the SyncLoop
+is asked for a sync. The SyncLoop calls `sync(full)` on its thread, never
+more often than its minimum interval, so a burst of changes costs one
+sync. A sync:
+1. does nothing before the source's first complete read;
+2. takes the changed ports from the tracker (all ports, for a full sync);
+3. recomputes the per-family views of those ports only;
 4. hands views and changed names to the backend, which compiles and applies.
-The last synced snapshot and views are replaced only after the backend
-succeeds, so a failed sync is retried from the same baseline (as a full
-sync, by the SyncLoop's rules).
+Nothing in a partial sync walks the whole cluster, so its cost follows the
+change. If the backend fails, the taken changes go back to the tracker and
+the views stay as they were, so the retry (a full sync, by the SyncLoop's
+rules) starts from the last state the kernel is known to hold.
 """
 import logging
 import threading
@@ -21,8 +22,8 @@ import time
 from netplane.proxy.backend import Backend
 from netplane.proxy.health import HealthState
 from netplane.proxy.metrics import ProxyMetrics
-from netplane.proxy.state import Snapshot, changed, snapshot
 from netplane.proxy.syncloop import Schedule, SyncLoop
+from netplane.proxy.tracker import Tracker
 from netplane.proxy.views import family_views
 
 log = logging.getLogger("netplane.proxy")
@@ -35,54 +36,60 @@ class Proxier:
         self.metrics = metrics or ProxyMetrics()
         self.health = health or HealthState(timeout=2 * (schedule or Schedule()).full_interval)
         self.loop = SyncLoop(self.sync, schedule)
-        self.synced: Snapshot | None = None
+        self.tracker = Tracker()
         self.views: dict[int, dict] = {}
         self._pending = {"Service": 0, "EndpointSlice": 0}   # changes not yet in the kernel
-        self._pending_lock = threading.Lock()                # the source's thread and the sync's
+        self._lock = threading.Lock()                        # the source's thread and the sync's
         self._skipped: dict[str, str] = {}
-        source.on_change = self.changed
+        source.on_events = self.changed
 
-    def changed(self, kind: str) -> None:
-        with self._pending_lock:
-            self._pending[kind] = self._pending.get(kind, 0) + 1
+    def changed(self, changes: list) -> None:
+        with self._lock:
+            self.tracker.update(changes)
+            for change in changes:
+                self._pending[change.kind] = self._pending.get(change.kind, 0) + 1
             self._publish_pending()
         self.health.queued()
         self.loop.request()
 
     def sync(self, full: bool) -> None:
-        with self._pending_lock:       # before reading: a change after this stays pending
-            pending = dict(self._pending)
-        objects = self.source.objects()
-        if objects is None:
+        if not self.source.ready:
             log.info("waiting for the source's first complete read")
             return
         started = time.monotonic()
-        new = snapshot(*objects)
-        self._report_skipped(new.skipped)
-        names = None if full or self.synced is None else changed(self.synced.ports, new.ports)
-        views = {f: family_views(new.ports, f, self.backend.settings.node, self.views.get(f), names)
+        full = full or not self.views
+        with self._lock:     # a change that arrives after this stays pending for the next sync
+            pending, taken = dict(self._pending), self.tracker.take()
+            states = dict(self.tracker.ports) if full else {n: self.tracker.ports.get(n) for n in taken.changed}
+            skipped = self.tracker.skipped_reasons()
+        self._report_skipped(skipped)
+        names = None if full else taken.changed
+        views = {f: family_views(states, f, self.backend.settings.node, self.views.get(f), names)
                  for f in self.backend.settings.families}
         try:
             self.backend.sync(views, names)
         except Exception:
             self.metrics.sync_failures.inc()
+            with self._lock:
+                self.tracker.give_back(taken)
             raise
-        self.synced, self.views = new, views
-        self._after_sync(pending, started, names)
+        self.views = views
+        self._after_sync(pending, started, names, taken.triggered)
 
-    def _after_sync(self, pending: dict, started: float, names) -> None:
+    def _after_sync(self, pending: dict, started: float, names, triggered: list[float]) -> None:
         elapsed = time.monotonic() - started
-        with self._pending_lock:
+        with self._lock:
             for kind, count in pending.items():     # changes that arrived during the sync stay pending
                 self._pending[kind] -= count
             self._publish_pending()
             caught_up = not any(self._pending.values())
         self.metrics.sync_duration.observe(elapsed)
         self.metrics.last_sync.set_to_current_time()
+        self.metrics.observe_programming(triggered)
         if caught_up:
             self.health.updated()
         what = "full sync" if names is None else f"partial sync of {len(names)} service port(s)"
-        log.info("%s done in %.1f ms: %d service port(s)", what, elapsed * 1000, len(self.synced.ports))
+        log.info("%s done in %.1f ms: %d service port(s)", what, elapsed * 1000, len(self.tracker.ports))
 
     def _publish_pending(self) -> None:
         self.metrics.pending_services.set(self._pending.get("Service", 0))
@@ -92,7 +99,7 @@ class Proxier:
         for what, why in skipped.items():
             if self._skipped.get(what) != why:
                 log.warning("skipping %s: %s", what, why)
-        self._skipped = dict(skipped)
+        self._skipped = skipped
 
     def run(self) -> None:
         """Sync until stop(); runs on the caller's thread."""

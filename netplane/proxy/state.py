@@ -2,9 +2,10 @@
 
 `snapshot()` turns the raw Services and EndpointSlices (from manifests or
 the API) into {PortName: PortState}; an invalid object is skipped with its
-reason and never hides the others. `changed()` compares two snapshots, so
-a backend can rewrite only the service ports that differ (partial sync)
-and do a full sync when it must.
+reason and never hides the others. The daemon keeps the same map current
+one change at a time (tracker.py); snapshot() is for one-shot reads
+(`netplane compile`) and is the tracker's test oracle. `changed()`
+compares two snapshots.
 """
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ class Snapshot:
 def snapshot(services: list[dict], slices: list[dict]) -> Snapshot:
     skipped: dict[str, str] = {}
     parsed_slices = [s for s in (_parse(endpoint_slice, o, "EndpointSlice", skipped) for o in slices) if s]
+    parsed_slices.sort(key=lambda s: (s.namespace, s.service, s.name))
     by_service = _endpoints_by_service(parsed_slices)
     ports = {}
     for obj in services:
@@ -43,11 +45,18 @@ def changed(old: dict[PortName, PortState], new: dict[PortName, PortState]) -> s
 
 
 def _parse(parse, obj, kind: str, skipped: dict):
+    parsed, why = parse_or_skip(parse, obj, kind)
+    if why is not None:
+        skipped[why[0]] = why[1]
+    return parsed
+
+
+def parse_or_skip(parse, obj, kind: str):
+    """(parsed, None), or (None, (label, why)) for an invalid object."""
     try:
-        return parse(obj)
+        return parse(obj), None
     except InvalidObject as err:
-        skipped[_label(obj, kind)] = str(err)
-        return None
+        return None, (_label(obj, kind), str(err))
 
 
 def _label(obj, kind: str) -> str:
@@ -58,19 +67,25 @@ def _label(obj, kind: str) -> str:
 
 
 def _endpoints_by_service(slices: list[Slice]) -> dict:
-    """(namespace, service) -> (port name, protocol) -> endpoints, sorted.
-    An endpoint listed by two slices (mid-update) counts once; slices are
-    visited in name order, so which copy wins does not depend on arrival.
-    A slice's own endpoints come sorted and unique: most services have one
-    slice per port and family, and only the others need merging."""
-    merged: dict = {}
-    for s in sorted(slices, key=lambda s: (s.namespace, s.service, s.name)):
-        target = merged.get((s.namespace, s.service))
-        if target is None:
-            merged[(s.namespace, s.service)] = dict(s.ports)
-            continue
+    """(namespace, service) -> (port name, protocol) -> endpoints, sorted;
+    `slices` in (namespace, service, name) order."""
+    by_service: dict = {}
+    for s in slices:
+        by_service.setdefault((s.namespace, s.service), []).append(s)
+    return {service: merge_slices(mine) for service, mine in by_service.items()}
+
+
+def merge_slices(slices: list[Slice]) -> dict:
+    """One Service's slices, in name order -> (port name, protocol) ->
+    endpoints, sorted. An endpoint listed by two slices (mid-update) counts
+    once; slices are visited in name order, so which copy wins does not
+    depend on arrival. A slice's own endpoints come sorted and unique: most
+    services have one slice per port and family, and only the others need
+    merging."""
+    merged = dict(slices[0].ports)
+    for s in slices[1:]:
         for key, endpoints in s.ports.items():
-            target[key] = _merge(target[key], endpoints) if key in target else endpoints
+            merged[key] = _merge(merged[key], endpoints) if key in merged else endpoints
     return merged
 
 

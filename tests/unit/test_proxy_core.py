@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from netplane.kube.changes import Change, object_key
 from netplane.kube.client import ENDPOINTSLICES, SERVICES
 from netplane.proxy import build as b
 from netplane.proxy.backend import Backend, Settings
@@ -80,12 +81,20 @@ class Recorder(Backend):
 
 
 class StaticSource:
-    def __init__(self, services=None, slices=()):
-        self.services, self.slices = services, list(slices)
-        self.on_change = lambda kind: None
+    """A source the test drives: it delivers changes when told to."""
 
-    def objects(self):
-        return None if self.services is None else (self.services, self.slices)
+    def __init__(self):
+        self.ready, self.objects = False, {"Service": {}, "EndpointSlice": {}}
+        self.on_events = lambda changes: None
+
+    def put(self, *objs):
+        changes = []
+        for obj in objs:
+            kind, key = obj["kind"], object_key(obj)
+            changes.append(Change(kind, key, self.objects[kind].get(key), obj))
+            self.objects[kind][key] = obj
+        self.ready = True
+        self.on_events(changes)
 
 
 def test_the_proxier_waits_for_the_source_then_syncs_full_then_partial():
@@ -94,26 +103,29 @@ def test_the_proxier_waits_for_the_source_then_syncs_full_then_partial():
     proxier = Proxier(source, backend)
     proxier.sync(full=True)
     assert backend.calls == []                            # not loaded yet: the kernel is left alone
-    source.services = [b.service("a", "10.96.0.1", [{"port": 80}]), b.service("b", "10.96.0.2", [{"port": 80}])]
-    source.on_change("Service")
-    assert proxier.metrics.pending_services._value.get() == 1
+    source.put(b.service("a", "10.96.0.1", [{"port": 80}]), b.service("b", "10.96.0.2", [{"port": 80}]))
+    assert proxier.metrics.pending_services._value.get() == 2
     proxier.sync(full=True)
     views, changed = backend.calls[-1]
     assert changed is None and set(views[4]) == {PortName("default", "a"), PortName("default", "b")}
     assert proxier.metrics.pending_services._value.get() == 0 and proxier.health.healthy()
-    source.slices = [b.endpoint_slice("b", ["10.244.1.5"], [{"port": 8080}])]
+    source.put(b.endpoint_slice("b", ["10.244.1.5"], [{"port": 8080}]))
     proxier.sync(full=False)
     views, changed = backend.calls[-1]
     assert changed == {PortName("default", "b")}
     assert [str(e.ip) for e in views[4][PortName("default", "b")].endpoints.cluster] == ["10.244.1.5"]
+    assert views[4][PortName("default", "a")] is backend.calls[-2][0][4][PortName("default", "a")]
+    proxier.sync(full=False)
+    assert backend.calls[-1][1] == set()                  # nothing to do
 
 
-def test_after_a_failed_sync_the_baseline_is_kept_so_nothing_is_lost():
-    source = StaticSource([b.service("a", "10.96.0.1", [{"port": 80}])])
+def test_after_a_failed_sync_the_changes_are_kept_so_nothing_is_lost():
+    source = StaticSource()
+    source.put(b.service("a", "10.96.0.1", [{"port": 80}]))
     backend = Recorder(Settings(Node("n1")))
     proxier = Proxier(source, backend)
     proxier.sync(full=True)
-    source.services = source.services + [b.service("c", "10.96.0.3", [{"port": 80}])]
+    source.put(b.service("c", "10.96.0.3", [{"port": 80}]))
     backend.fail = True
     with pytest.raises(RuntimeError):
         proxier.sync(full=False)
@@ -123,36 +135,58 @@ def test_after_a_failed_sync_the_baseline_is_kept_so_nothing_is_lost():
     assert backend.calls[-1][1] == {PortName("default", "c")}     # the change is still news
 
 
-def test_the_manifest_source_announces_both_kinds_and_keeps_last_good(tmp_path):
+def test_network_programming_latency_is_observed_per_change():
+    source = StaticSource()
+    proxier = Proxier(source, Recorder(Settings(Node("n1"))))
+    source.put(b.service("a", "10.96.0.1", [{"port": 80}]), b.endpoint_slice("a", ["10.244.1.5"], [{"port": 80}]))
+    proxier.sync(full=True)
+    histogram = proxier.metrics.programming
+    assert _count(histogram) == 2 and 0 <= _sum(histogram) < 5
+
+
+def _count(histogram):
+    return next(s.value for m in histogram.collect() for s in m.samples if s.name.endswith("_count"))
+
+
+def _sum(histogram):
+    return next(s.value for m in histogram.collect() for s in m.samples if s.name.endswith("_sum"))
+
+
+def test_the_manifest_source_delivers_changes_and_keeps_last_good(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"kind": "List", "items": [
         b.service("a", "10.96.0.1", [{"port": 80}]), b.endpoint_slice("a", ["10.244.1.5"], [{"port": 80}])]}))
     source = ManifestSource(str(tmp_path))
     seen = []
-    source.on_change = seen.append
-    assert source.objects() is None
-    source.poll()
-    assert seen == ["Service", "EndpointSlice"] and len(source.objects()[0]) == 1
+    source.on_events = seen.append
+    assert source.objects() is None and not source.ready
+    source.scan()
+    assert sorted((c.kind, c.key) for c in seen[0]) == [("EndpointSlice", "default/a-ipv4"), ("Service", "default/a")]
+    assert len(source.objects()[0]) == 1 and source.ready
     (tmp_path / "a.json").write_text("{broken")
-    source.poll()
-    assert len(source.objects()[0]) == 1 and "a.json" in next(iter(source.errors))
+    source.scan()
+    assert len(source.objects()[0]) == 1 and "a.json" in next(iter(source.errors)) and len(seen) == 1
 
 
 def test_the_kube_source_lists_and_watches_both_kinds(fake, api):
     fake.put(SERVICES, b.service("a", "10.96.0.1", [{"port": 80}]))
     source = KubeSource(api, {"backoff_initial": 0.05})
-    kinds = []
-    source.on_change = kinds.append
+    delivered = []
+    source.on_events = delivered.append
     source.start()
     try:
         deadline = time.monotonic() + 5
-        while source.objects() is None:
+        while not source.ready:
             assert time.monotonic() < deadline
             time.sleep(0.02)
+        assert [(c.kind, c.key, c.old) for c in delivered[0]] == [("Service", "default/a", None)]
         assert [s["metadata"]["name"] for s in source.objects()[0]] == ["a"] and source.objects()[1] == []
         fake.put(ENDPOINTSLICES, b.endpoint_slice("a", ["10.244.1.5"], [{"port": 80}]))
         while not source.objects()[1]:
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        assert "EndpointSlice" in kinds and "Service" in kinds
+        while len(delivered) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert [(c.kind, c.key) for c in delivered[-1]] == [("EndpointSlice", "default/a-ipv4")]
     finally:
         source.stop()

@@ -1,7 +1,12 @@
-"""--manifests DIR: files in, objects out, and a broken edit loses nothing."""
+"""--manifests DIR: files in, per-object changes out, and a broken edit,
+a bad List item or a vanished directory loses nothing."""
 import json
 import os
+import shutil
+import threading
+import time
 
+from netplane.dirwatch import DirWatcher
 from netplane.proxy.manifest_source import ManifestDir
 
 
@@ -17,30 +22,117 @@ SLICE = {"kind": "EndpointSlice", "metadata": {"name": "web-1", "labels": {"kube
          "addressType": "IPv4", "endpoints": [], "ports": []}
 
 
+def named(name, obj=SERVICE):
+    return obj | {"metadata": {"name": name}}
+
+
+def summary(changes):
+    return sorted((c.kind, c.key, c.old is not None, c.new is not None) for c in changes)
+
+
 def test_reads_yaml_and_json_lists_and_ignores_other_kinds_and_files(tmp_path):
     (tmp_path / "sub").mkdir()
     write(tmp_path / "web.yaml", f"{json.dumps(SERVICE)}\n---\n{json.dumps(SLICE)}\n---\nkind: ConfigMap\n")
-    write(tmp_path / "sub" / "more.json", json.dumps({"kind": "List", "items": [SERVICE | {"metadata": {"name": "api"}}]}))
+    write(tmp_path / "sub" / "more.json", json.dumps({"kind": "List", "items": [named("api")]}))
     write(tmp_path / "notes.txt", "not a manifest")
     source = ManifestDir(str(tmp_path))
-    assert source.poll() and source.changed.is_set()
+    assert summary(source.scan()) == [("EndpointSlice", "default/web-1", False, True),
+                                      ("Service", "default/api", False, True),
+                                      ("Service", "default/web", False, True)]
     assert sorted(o["metadata"]["name"] for o in source.objects("Service")) == ["api", "web"]
     assert [o["metadata"]["name"] for o in source.objects("EndpointSlice")] == ["web-1"]
-    source.changed.clear()
-    assert not source.poll() and not source.changed.is_set()        # nothing changed: nothing re-read
+    assert source.scan() == []                                     # nothing changed: nothing re-read
+
+
+def test_only_the_objects_whose_text_changed_are_changes(tmp_path):
+    write(tmp_path / "all.json", json.dumps({"kind": "List", "items": [named(f"s{i}") for i in range(20)]}))
+    source = ManifestDir(str(tmp_path))
+    assert len(source.scan()) == 20
+    items = [named(f"s{i}") for i in range(20) if i != 3]
+    items[5] = items[5] | {"spec": {"clusterIP": "10.96.0.99", "ports": [{"port": 80}]}}
+    write(tmp_path / "all.json", json.dumps({"kind": "List", "items": items + [named("new")]}))
+    assert summary(source.scan()) == [("Service", "default/new", False, True), ("Service", "default/s3", True, False),
+                                      ("Service", "default/s6", True, True)]
 
 
 def test_a_broken_edit_keeps_the_last_good_objects_and_a_deleted_file_withdraws_them(tmp_path):
     path = tmp_path / "web.yaml"
     write(path, json.dumps(SERVICE))
     source = ManifestDir(str(tmp_path))
-    source.poll()
+    source.scan()
     write(path, "kind: Service\nspec: [unclosed\n")
-    assert not source.poll()
+    assert source.scan() == []
     assert [o["metadata"]["name"] for o in source.objects("Service")] == ["web"]
     assert "invalid YAML" in source.errors[str(path)]
-    write(path, json.dumps(SERVICE | {"metadata": {"name": "web2"}}))
-    assert source.poll() and source.errors == {}
-    assert [o["metadata"]["name"] for o in source.objects("Service")] == ["web2"]
+    write(path, json.dumps(named("web2")))
+    assert summary(source.scan()) == [("Service", "default/web", True, False), ("Service", "default/web2", False, True)]
+    assert source.errors == {}
     os.unlink(path)
-    assert source.poll() and source.objects("Service") == []
+    assert summary(source.scan()) == [("Service", "default/web2", True, False)] and source.objects("Service") == []
+
+
+def test_a_null_list_item_is_reported_and_the_files_other_objects_count(tmp_path):
+    path = tmp_path / "list.yaml"
+    write(path, json.dumps({"kind": "List", "items": [named("a"), None, named("b")]}))
+    source = ManifestDir(str(tmp_path))
+    assert [c.key for c in source.scan()] == ["default/a", "default/b"]
+    assert "item 1" in source.errors[str(path)] and str(path) in source.errors[str(path)]
+
+
+def test_a_deleted_directory_keeps_the_last_good_objects_until_it_is_back(tmp_path):
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    write(folder / "web.json", json.dumps(SERVICE))
+    source = ManifestDir(str(folder))
+    source.scan()
+    shutil.rmtree(folder)
+    assert source.scan() == [] and [o["metadata"]["name"] for o in source.objects("Service")] == ["web"]
+    assert "missing" in source.errors[str(folder)]
+    folder.mkdir()
+    write(folder / "web.json", json.dumps(named("web2")))
+    assert summary(source.scan()) == [("Service", "default/web", True, False), ("Service", "default/web2", False, True)]
+    assert source.errors == {}
+
+
+def test_the_same_object_in_two_files_is_taken_from_the_last(tmp_path):
+    write(tmp_path / "a.json", json.dumps(SERVICE | {"spec": {"clusterIP": "10.96.0.1", "ports": [{"port": 80}]}}))
+    write(tmp_path / "b.json", json.dumps(SERVICE))
+    source = ManifestDir(str(tmp_path))
+    [change] = source.scan()
+    assert change.new["spec"]["clusterIP"] == "10.96.0.10"
+    os.unlink(tmp_path / "b.json")
+    [change] = source.scan()
+    assert change.old["spec"]["clusterIP"] == "10.96.0.10" and change.new["spec"]["clusterIP"] == "10.96.0.1"
+
+
+def test_the_watcher_scans_on_a_write_without_polling_and_follows_a_recreated_directory(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    scans = []
+    seen = threading.Event()
+
+    def scan():
+        scans.append(time.monotonic())
+        seen.set()
+
+    watcher = DirWatcher(str(folder), scan, "test", poll=0.05, rescan=3600).start()
+    try:
+        assert watcher.watching and len(scans) == 1
+        for _ in range(3):
+            seen.clear()
+            written = time.monotonic()
+            write(folder / "a.json", "{}")
+            assert seen.wait(2) and scans[-1] - written < 0.5
+        shutil.rmtree(folder)
+        folder.mkdir()
+        (folder / "sub").mkdir()
+        deadline = time.monotonic() + 5
+        while not watcher.watching:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)
+        seen.clear()
+        write(folder / "sub" / "b.json", "{}")
+        assert seen.wait(2)
+    finally:
+        watcher.stop()

@@ -1,0 +1,1 @@
+"""Benchmarks of the running daemons, end to end, reusable by the benchmark scripts and the CLI."""
