@@ -17,8 +17,10 @@ Ctrl-C and SIGTERM.
 
 Usage: python benchmarks/proxy_programming.py [--mode iptables] [--flags '--iptables-layout compact']
            [--sizes 1000,10000] [--changes 10] [--soak 1000,100] [--netplane PATH] [--tag before] [--out DIR]
+       python benchmarks/proxy_programming.py --render benchmarks/results/proxy_programming.json
 """
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -58,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--tag", default="", help="suffix of the output names: proxy_programming_TAG.*")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--keep-temp", action="store_true", help="keep manifests and daemon logs")
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="measure nothing: write the Markdown and the plot again from a results JSON")
     args = p.parse_args(argv)
     if len(args.soak) not in (1, len(args.sizes)):
         p.error("--soak: give one value, or one per size")
@@ -66,6 +70,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.render:
+        report = json.loads(args.render.read_text())
+        name = args.render.name.removesuffix(".json")
+        bench.write_report(report, args.render.parent, name)
+        print(f"wrote {args.render.parent / name}.{{md,png}}")
+        return 0
     params = bench.Params(netplane=args.netplane, changes=args.changes, gap=args.gap, jitter=args.jitter, soak=args.soak[0],
                           soak_flags=tuple(shlex.split(args.soak_flags)), rss_every=args.rss_every,
                           idle_window=args.idle_window, idle_sync_window=args.idle_sync_window,

@@ -285,6 +285,7 @@ def plot(report: dict, path: Path) -> None:
         if lat:
             a.plot([x - 0.2, x + 0.2], [percentile(lat, 50)] * 2, "-", color="black")
     a.set_xticks(range(len(results)), labels)
+    a.set_xlim(-0.6, len(results) - 0.4)
     a.set_ylabel("file write -> new pod answers, ms"), a.set_ylim(bottom=0)
     a.set_title("network-programming latency (bar: p50)", fontsize=10)
     for x, r in enumerate(results):
@@ -292,7 +293,8 @@ def plot(report: dict, path: Path) -> None:
         if rss:
             b.plot([s for s, _ in rss], [mb for _, mb in rss], "o-", color=f"C{x}",
                    label=f"{r['mode']} {r['services']:,}")
-    b.set_xlabel("partial syncs in the soak"), b.set_ylabel("daemon VmRSS, MB"), b.set_ylim(bottom=0)
+    peak = max((mb for r in results for _, mb in (r.get("soak") or {}).get("rss_mb", [])), default=1.0)
+    b.set_xlabel("partial syncs in the soak"), b.set_ylabel("daemon VmRSS, MB"), b.set_ylim(0, peak * 1.15)
     b.set_title("memory over the soak", fontsize=10)
     if any((r.get("soak") or {}).get("rss_mb") for r in results):
         b.legend(fontsize=8)

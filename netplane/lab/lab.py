@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 from netplane import sandbox
 from netplane.cni import install, runtime
@@ -333,6 +334,18 @@ class Lab:
                 "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--min-sync-period", "0.2s",
                 "--log-file", f"{home}/proxy.log", *extra]
         self.start(f"proxy/{node}", node, argv, f"{home}/proxy.out")
+
+    def proxy_synced_since(self, node: str, since: float) -> bool:
+        """Whether the node's proxy reports (on /healthz, as lastUpdated) a sync
+        that put in everything it had heard of, finished after `since` (a
+        time.time()). /healthz answers 200 before the first sync, so its
+        status alone proves nothing; lastUpdated does, whatever the mode."""
+        done = self.run(node, ["curl", "-s", "--max-time", "2", "http://127.0.0.1:10256/healthz"])
+        try:
+            stamp = json.loads(done.stdout)["lastUpdated"]
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() > since
+        except (ValueError, KeyError, TypeError):
+            return False
 
     def add_client(self) -> str:
         """A namespace outside the cluster on the underlay segment, with the

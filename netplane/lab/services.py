@@ -9,6 +9,7 @@ names what it expects, so the table shows at a glance what answered.
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 from netplane.lab import topology
@@ -184,10 +185,11 @@ def enable(lab, timeout: float = 20.0, proxy_args: tuple[str, ...] = ()) -> None
     for pod in sorted(lab.record.pods):
         lab.serve(pod)
     write_manifests(lab, demo_objects(lab))
+    since = time.time()
     for node in sorted(lab.record.nodes, key=topology.node_number):
         lab.start_proxy(node, *proxy_args)
     for node in lab.record.nodes:
-        sandbox.wait_for(lambda node=node: "default/no-endpoints" in rules(lab, node, "filter"), timeout=timeout, interval=0.1,
+        sandbox.wait_for(lambda node=node: lab.proxy_synced_since(node, since), timeout=timeout, interval=0.1,
                          what=f"the proxy on {node} to sync")
 
 

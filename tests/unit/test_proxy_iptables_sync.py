@@ -96,12 +96,18 @@ def test_nothing_changed_means_no_restore_at_all():
     assert len(backend.runners[4].restores) == count
 
 
-def test_a_flushed_table_is_noticed_by_the_canary_and_rebuilt_in_full():
+@pytest.mark.parametrize("damage", ["flush_everything", "flush_nat", "flush_filter"])
+def test_flushed_or_deleted_chains_are_noticed_and_rebuilt_in_full(damage):
+    """`iptables -F; -X` deletes our chains; `iptables -t nat -F` only empties
+    them (an empty canary chain would survive it)."""
     backend = new_backend()
     before = snapshot(*cluster(random.Random(1)))
     backend.sync(views_of(before), None)
-    good = {t: dict(c) for t, c in backend.runners[4].tables.items()}
-    backend.runners[4].flush_everything()
+    good = {t: {n: list(r) for n, r in c.items()} for t, c in backend.runners[4].tables.items()}
+    backend.sync(views_of(before), set())
+    assert not backend.last_full
+    runner = backend.runners[4]
+    runner.flush_everything() if damage == "flush_everything" else runner.flush_chains(damage.split("_")[1])
     backend.sync(views_of(before), set())
     assert backend.last_full
     assert backend.runners[4].tables == good

@@ -4,8 +4,8 @@ What it remembers between syncs is the last Compiled per family, which is
 both the input of the next partial compile and its record of the NP-
 chains the kernel holds. Anything that makes that record doubtful turns the
 next sync into a full one that reads the chains back from the kernel: a
-failed apply (the kernel may hold part of it), or a missing canary chain
-(someone flushed the tables behind our back).
+failed apply (the kernel may hold part of it), or a sentinel chain found
+empty or missing (someone flushed or deleted our chains behind our back).
 """
 import logging
 
@@ -60,8 +60,8 @@ class IptablesBackend(Backend):
 
     def _sync_family(self, family: int, runner: Iptables, views, changed) -> bool:
         previous = self.compiled[family]
-        if previous is not None and changed is not None and not runner.canary_present():
-            log.warning("IPv%d: netplane's canary chain is gone (tables flushed?); doing a full sync", family)
+        if previous is not None and changed is not None and not runner.intact():
+            log.warning("IPv%d: netplane's chains were flushed or deleted behind its back; doing a full sync", family)
             previous = None
         full = previous is None or changed is None
         ctx = self._context(family)

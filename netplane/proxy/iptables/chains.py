@@ -21,7 +21,13 @@ FILTER_FIREWALL = "NP-PROXY-FIREWALL"
 MARK_MASQ = "NP-MARK-MASQ"
 POSTROUTING = "NP-POSTROUTING"
 FORWARD = "NP-FORWARD"
-CANARY = "NP-PROXY-CANARY"      # an empty chain; if it vanishes, someone flushed the table
+CANARY = "NP-PROXY-CANARY"      # an empty chain, kept for tools that look for it
+
+# Drift: chains that always hold rules once a sync is in. If one is gone, or
+# empty, someone deleted or flushed the table behind our back (`iptables -t
+# nat -F` empties every chain but leaves them defined, which an empty canary
+# would survive), and the next sync must be a full one.
+SENTINELS = (("filter", FORWARD), ("nat", POSTROUTING))
 
 
 # where the built-in chains jump into ours: (table, built-in chain, rule)

@@ -65,8 +65,13 @@ class FakeIptables:
     def has_chain(self, table: str, chain: str) -> bool:
         return chain in self.tables[table]
 
-    def canary_present(self) -> bool:
-        return all(self.has_chain(t, c.CANARY) for t in ("filter", "nat"))
+    def intact(self) -> bool:
+        return all(self.tables[t].get(chain) for t, chain in c.SENTINELS)
+
+    def flush_chains(self, table: str) -> None:
+        """What an admin's `iptables -t TABLE -F` does: every chain emptied, none deleted."""
+        for rules in self.tables[table].values():
+            rules.clear()
 
     def ensure_jumps(self) -> int:
         missing = 0
