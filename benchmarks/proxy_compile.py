@@ -72,16 +72,16 @@ def snapshot_of(objs: list[dict]):
 
 
 def views_of(snap, previous=None, changed=None):
-    from netplane.proxy.views import Node, family_views
+    from netplane.proxy.policy import Node, family_policies
 
-    return family_views(snap.ports, 4, Node("node1"), previous, changed)
+    return family_policies(snap.ports, 4, Node("node1"), previous, changed)
 
 
 def context(layout: str):
     from netplane.proxy.iptables.rules import Context
 
     return Context(4, "10.244.0.0/16", False, ("-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8",),
-                   node="node1", layout=layout)
+                   layout=layout)
 
 
 # -- inner jobs (fresh processes) -----------------------------------------------------

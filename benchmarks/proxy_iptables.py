@@ -63,7 +63,7 @@ def inner_sync(n: int, server_ip: str, server_node: str) -> dict:
     from netplane.proxy.iptables.backend import IptablesBackend, context
     from netplane.proxy.iptables.compile import compile_family
     from netplane.proxy.state import changed, snapshot
-    from netplane.proxy.views import Node, family_views
+    from netplane.proxy.policy import Node, family_policies
 
     settings = Settings(Node("node1"), (netaddr.IPAddress("192.168.200.11"),),
                         (netaddr.IPNetwork("10.244.0.0/16"),))
@@ -73,7 +73,7 @@ def inner_sync(n: int, server_ip: str, server_node: str) -> dict:
 
     def timed_sync(snap, names, previous):
         t0 = time.perf_counter()
-        views = {4: family_views(snap.ports, 4, settings.node)}
+        views = {4: family_policies(snap.ports, 4, settings.node)}
         t1 = time.perf_counter()
         plan = compile_family(views[4], context(settings, 4), previous=previous, changed=names,
                               installed={t: runner.chains(t) for t in ("filter", "nat")} if names is None else None)
@@ -92,7 +92,7 @@ def inner_sync(n: int, server_ip: str, server_node: str) -> dict:
     second = snapshot(*_split(objects(n, server_ip, server_node, shift=1)))
     plan, result["partial"] = timed_sync(second, changed(first.ports, second.ports), plan)
     t0 = time.perf_counter()
-    backend.sync({4: family_views(second.ports, 4, settings.node)}, set())   # nothing changed: canary check only
+    backend.sync({4: family_policies(second.ports, 4, settings.node)}, set())   # nothing changed: canary check only
     result["noop_s"] = time.perf_counter() - t0
     return result
 
@@ -243,7 +243,7 @@ def inner(argv: list[str]) -> None:
 
         from netplane.proxy.backend import Settings
         from netplane.proxy.iptables.backend import IptablesBackend
-        from netplane.proxy.views import Node
+        from netplane.proxy.policy import Node
         settings = Settings(Node("node1"), (netaddr.IPAddress("192.168.200.11"),))
         print(json.dumps(IptablesBackend(settings).cleanup()))
 

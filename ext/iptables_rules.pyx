@@ -2,8 +2,10 @@
 """Compiled twin of port_rules() in netplane/proxy/iptables/rules.py.
 
 Read that module for what the rules mean; this one only makes them fast,
-and must give byte-identical PortRules for every input. The differences
-are of cost, not of content:
+and must give byte-identical PortRules for every input. Like it, it only
+formats the PortPolicy (policy.py made every decision), and it takes every
+chain name and prefix from chains.py. The differences are of cost, not of
+content:
 - the model is read from its slots (slots.pxd), and a port's own texts
   (its name, its match, its addresses) are written once into a C arena,
   not made into Python strings;
@@ -16,8 +18,8 @@ are of cost, not of content:
   has a SEP chain or an affinity list;
 - the node's Context is read once per Context object, not once per port;
 - endpoints are matched to their names by identity within the port, as
-  categorize() hands out the same objects in its cluster, local and
-  all_reachable tuples (an equal but distinct object gets its own,
+  the policy hands out the same objects in its cluster, local, reachable
+  and hairpin tuples (an equal but distinct object gets its own,
   identical, name).
 """
 from cpython.mem cimport PyMem_Realloc
@@ -30,10 +32,10 @@ from textbuf cimport Buf, buf_init, buf_reset, put, put_c, put_i, put_s, take
 import netaddr
 import netaddr.strategy.ipv4
 
+from netplane.proxy.iptables import chains as c
 from netplane.proxy.iptables.rules import COMPACT, PortRules
 from netplane.proxy.model import Endpoint, ServicePort
-from netplane.proxy.topology import Categorized
-from netplane.proxy.views import PortView
+from netplane.proxy.policy import REJECT, PortPolicy
 
 cdef extern from "Python.h":
     char* PyOS_double_to_string(double val, char format_code, int precision, int flags, int* ptype) except NULL
@@ -43,6 +45,14 @@ cdef extern from "Python.h":
 
 DEF HASH_CHARS = 16
 DEF NAME_CHARS = 23             # "NP-SVC-" (or SVL, EXT, SEP) and the hash; FW's is one shorter
+# the names, from chains.py; the fixed sizes above are checked against them here
+assert c.HASH_CHARS == HASH_CHARS and all(len(p) + HASH_CHARS == NAME_CHARS for p in (c.SVC, c.SVL, c.EXT, c.SEP))
+assert len(c.FW) + HASH_CHARS == NAME_CHARS - 1
+cdef bytes _SVC = c.SVC.encode(), _SVL = c.SVL.encode(), _EXT = c.EXT.encode(), _FW = c.FW.encode()
+cdef bytes _SEP = c.SEP.encode()
+cdef bytes _NAT_SERVICES = c.NAT_SERVICES.encode(), _NAT_NODEPORTS = c.NAT_NODEPORTS.encode()
+cdef bytes _FILTER_SERVICES = c.FILTER_SERVICES.encode(), _FILTER_EXTERNAL = c.FILTER_EXTERNAL.encode()
+cdef bytes _FILTER_FIREWALL = c.FILTER_FIREWALL.encode(), _MARK_MASQ = c.MARK_MASQ.encode()
 
 cdef Hasher _hasher
 hasher_init(&_hasher)
@@ -59,14 +69,22 @@ buf_init(&_scratch, 512)
 # -- where the model's fields sit --------------------------------------------------
 
 cdef list _names = []           # keeps the fields' name strings alive
-cdef Field VIEW_PORT, VIEW_ENDPOINTS
+cdef Field POL_PORT, POL_CLUSTER, POL_LOCAL, POL_REACHABLE, POL_INTERNAL, POL_EXTERNAL, POL_HAS_ANY, POL_REFUSAL
+cdef Field POL_FIREWALL, POL_HAIRPIN
 cdef Field PORT_NAME, PORT_PROTOCOL, PORT_NUMBER, PORT_CLUSTER_IPS, PORT_NODE_PORT, PORT_EXTERNAL_IPS, PORT_LB_IPS
-cdef Field PORT_RANGES, PORT_AFFINITY, PORT_EXTERNAL_LOCAL, PORT_INTERNAL_LOCAL
-cdef Field CAT_CLUSTER, CAT_LOCAL, CAT_REACHABLE, CAT_HAS_ANY
-cdef Field EP_ADDRESS, EP_PORT, EP_NODE
+cdef Field PORT_AFFINITY, PORT_EXTERNAL_LOCAL, PORT_INTERNAL_LOCAL
+cdef Field EP_ADDRESS, EP_PORT
 cdef Field IP_VALUE, IP_MODULE
-field_init(&VIEW_PORT, PortView, "port", _names)
-field_init(&VIEW_ENDPOINTS, PortView, "endpoints", _names)
+field_init(&POL_PORT, PortPolicy, "port", _names)
+field_init(&POL_CLUSTER, PortPolicy, "cluster", _names)
+field_init(&POL_LOCAL, PortPolicy, "local", _names)
+field_init(&POL_REACHABLE, PortPolicy, "reachable", _names)
+field_init(&POL_INTERNAL, PortPolicy, "internal", _names)
+field_init(&POL_EXTERNAL, PortPolicy, "external", _names)
+field_init(&POL_HAS_ANY, PortPolicy, "has_any", _names)
+field_init(&POL_REFUSAL, PortPolicy, "refusal", _names)
+field_init(&POL_FIREWALL, PortPolicy, "firewall", _names)
+field_init(&POL_HAIRPIN, PortPolicy, "hairpin", _names)
 field_init(&PORT_NAME, ServicePort, "name", _names)
 field_init(&PORT_PROTOCOL, ServicePort, "protocol", _names)
 field_init(&PORT_NUMBER, ServicePort, "port", _names)
@@ -74,17 +92,11 @@ field_init(&PORT_CLUSTER_IPS, ServicePort, "cluster_ips", _names)
 field_init(&PORT_NODE_PORT, ServicePort, "node_port", _names)
 field_init(&PORT_EXTERNAL_IPS, ServicePort, "external_ips", _names)
 field_init(&PORT_LB_IPS, ServicePort, "load_balancer_ips", _names)
-field_init(&PORT_RANGES, ServicePort, "load_balancer_source_ranges", _names)
 field_init(&PORT_AFFINITY, ServicePort, "affinity_timeout", _names)
 field_init(&PORT_EXTERNAL_LOCAL, ServicePort, "external_local", _names)
 field_init(&PORT_INTERNAL_LOCAL, ServicePort, "internal_local", _names)
-field_init(&CAT_CLUSTER, Categorized, "cluster", _names)
-field_init(&CAT_LOCAL, Categorized, "local", _names)
-field_init(&CAT_REACHABLE, Categorized, "all_reachable", _names)
-field_init(&CAT_HAS_ANY, Categorized, "has_any", _names)
 field_init(&EP_ADDRESS, Endpoint, "address", _names)
 field_init(&EP_PORT, Endpoint, "port", _names)
-field_init(&EP_NODE, Endpoint, "node", _names)
 field_init(&IP_VALUE, netaddr.IPAddress, "_value", _names)
 field_init(&IP_MODULE, netaddr.IPAddress, "_module", _names)
 cdef object _IPV4 = netaddr.strategy.ipv4
@@ -94,7 +106,7 @@ cdef object _IPV4 = netaddr.strategy.ipv4
 
 cdef class _Node:
     cdef object ctx
-    cdef str suffix, node, cluster_cidr, masq_source
+    cdef str suffix, cluster_cidr, masq_source
     cdef bint compact, masquerade_all
     cdef tuple nodeport_destinations
 
@@ -106,7 +118,7 @@ cdef _Node _node_of(object ctx):
     if _node is not None and _node.ctx is ctx:
         return _node
     cdef _Node n = _Node.__new__(_Node)
-    n.ctx, n.node, n.cluster_cidr = ctx, ctx.node, ctx.cluster_cidr
+    n.ctx, n.cluster_cidr = ctx, ctx.cluster_cidr
     n.suffix = "/32" if ctx.family == 4 else "/128"
     n.compact, n.masquerade_all = ctx.layout == COMPACT, ctx.masquerade_all
     n.nodeport_destinations = tuple(ctx.nodeport_destinations)
@@ -257,7 +269,6 @@ cdef int _put_target(Buf* b, Ep* x) except -1:
 
 cdef int _describe(_Port s, Ep* x, object e) except -1:
     cdef str address = field(e, &EP_ADDRESS)
-    cdef str node_of = field(e, &EP_NODE)
     cdef Py_ssize_t i
     x.obj, x.port = <PyObject*> e, field(e, &EP_PORT)
     x.address = PyUnicode_AsUTF8AndSize(address, &x.address_n)
@@ -267,16 +278,26 @@ cdef int _describe(_Port s, Ep* x, object e) except -1:
         if x.address[i] == b':':
             x.v6 = True
             break
-    x.inline = s.inline_wanted and len(node_of) > 0 and node_of != s.n.node
+    x.inline = s.n.compact and not _among(e, s.hairpin)
     if x.inline and not s.affinity:
         return 0            # no chain, no affinity list: a digest saved per endpoint
     buf_reset(&_scratch)
     put_text(&_scratch, s.key)
     put_c(&_scratch, "/")
     _put_target(&_scratch, x)
-    memcpy(x.sep, b"NP-SEP-", 7)
-    sha256_b32(&_hasher, _scratch.data, _scratch.size, x.sep + 7, HASH_CHARS)
+    memcpy(x.sep, <char*> _SEP, NAME_CHARS - HASH_CHARS)
+    sha256_b32(&_hasher, _scratch.data, _scratch.size, x.sep + NAME_CHARS - HASH_CHARS, HASH_CHARS)
     return 0
+
+
+cdef inline bint _among(object e, tuple these):
+    """e in these, by identity first (the policy shares its endpoint
+    objects), else by equality, as a set built from them would answer."""
+    cdef Py_ssize_t i
+    for i in range(len(these)):
+        if these[i] is e:
+            return True
+    return e in these
 
 
 # -- one port ----------------------------------------------------------------------
@@ -285,9 +306,10 @@ cdef class _Port:
     """What the rules need from one port. One object, refilled per port:
     port_rules() holds the GIL throughout and never re-enters."""
     cdef _Node n
-    cdef tuple cluster, local, ranges               # endpoints; source ranges as text
+    cdef tuple cluster, local, hairpin, ranges      # endpoints; the firewall's source ranges as text
     cdef Py_ssize_t neps, ncluster_ips, nexternal_ips, nlb_ips
-    cdef bint internal_local, external_local, accessible, has_svc, has_svl, has_any, inline_wanted
+    cdef bint internal_local, external_local, accessible, has_internal, has_external, has_any
+    cdef str refusal
     cdef long affinity, node_port
     cdef Text name, key, proto, match, comment      # comment: `-m comment --comment "<name>`
     cdef char svc[NAME_CHARS]
@@ -308,31 +330,30 @@ cdef class _Port:
 cdef _Port _s = _Port.__new__(_Port)
 
 
-def port_rules(view, ctx):
-    _load(_s, view, ctx)
+def port_rules(policy, ctx):
+    _load(_s, policy, ctx)
     _chains(_s)
     return tuple.__new__(PortRules, (_nat_services(_s, &_out), _nat_nodeports(_s, &_out), _filter_services(_s, &_out),
                                      _filter_external(_s, &_out), _filter_firewall(_s, &_out),
                                      take(&_decl), take(&_rules)))
 
 
-cdef int _load(_Port s, object view, object ctx) except -1:
-    cdef object p = field(view, &VIEW_PORT)
-    cdef object cat = field(view, &VIEW_ENDPOINTS)
+cdef int _load(_Port s, object policy, object ctx) except -1:
+    cdef object p = field(policy, &POL_PORT)
     cdef object name = field(p, &PORT_NAME)
     s.n = _node_of(ctx)
     s.node_port, s.affinity = field(p, &PORT_NODE_PORT), field(p, &PORT_AFFINITY)
     s.internal_local, s.external_local = field(p, &PORT_INTERNAL_LOCAL), field(p, &PORT_EXTERNAL_LOCAL)
     _load_texts(s, p, name)
-    cdef tuple ranges = field(p, &PORT_RANGES)
+    cdef tuple ranges = field(policy, &POL_FIREWALL)
     s.ranges = tuple([str(r) for r in ranges]) if ranges else ()
     s.accessible = s.node_port != 0 or s.nexternal_ips > 0 or s.nlb_ips > 0
-    s.cluster, s.local, s.has_any = field(cat, &CAT_CLUSTER), field(cat, &CAT_LOCAL), field(cat, &CAT_HAS_ANY)
-    s.has_svc = (not s.internal_local or s.accessible) and len(s.cluster) > 0
-    s.has_svl = (s.internal_local or (s.accessible and s.external_local)) and len(s.local) > 0
-    s.inline_wanted = s.n.compact and not (s.external_local and s.accessible)
+    s.cluster, s.local, s.hairpin = field(policy, &POL_CLUSTER), field(policy, &POL_LOCAL), field(policy, &POL_HAIRPIN)
+    s.has_internal = len(<tuple> field(policy, &POL_INTERNAL)) > 0
+    s.has_external = len(<tuple> field(policy, &POL_EXTERNAL)) > 0
+    s.has_any, s.refusal = field(policy, &POL_HAS_ANY), field(policy, &POL_REFUSAL)
     _load_chain_names(s)
-    cdef tuple reachable = field(cat, &CAT_REACHABLE)
+    cdef tuple reachable = field(policy, &POL_REACHABLE)
     s.neps = len(reachable)
     _room(s.neps)
     cdef Py_ssize_t i
@@ -385,14 +406,17 @@ cdef int _load_chain_names(_Port s) except -1:
     buf_reset(&_scratch)
     put_text(&_scratch, s.key)
     sha256_b32(&_hasher, _scratch.data, _scratch.size, digest, HASH_CHARS)
-    memcpy(s.svc, b"NP-SVC-", 7)
-    memcpy(s.svl, b"NP-SVL-", 7)
-    memcpy(s.ext, b"NP-EXT-", 7)
-    memcpy(s.fw, b"NP-FW-", 6)
-    memcpy(s.svc + 7, digest, HASH_CHARS)
-    memcpy(s.svl + 7, digest, HASH_CHARS)
-    memcpy(s.ext + 7, digest, HASH_CHARS)
-    memcpy(s.fw + 6, digest, HASH_CHARS)
+    _name(s.svc, _SVC, digest)
+    _name(s.svl, _SVL, digest)
+    _name(s.ext, _EXT, digest)
+    _name(s.fw, _FW, digest)
+    return 0
+
+
+cdef inline int _name(char* out, bytes prefix, const char* digest) except -1:
+    """A chain name: the prefix (from chains.py), then the digest."""
+    memcpy(out, <char*> prefix, len(prefix))
+    memcpy(out + len(prefix), digest, HASH_CHARS)
     return 0
 
 
@@ -489,16 +513,16 @@ cdef int _node_port_rule(_Port s, Buf* b, const char* chain, str dest, const cha
 
 cdef str _nat_services(_Port s, Buf* b):
     buf_reset(b)
-    if len(s.local if s.internal_local else s.cluster):
-        _address_rules(s, b, "NP-SERVICES", 0, s.ncluster_ips, " cluster IP",
+    if s.has_internal:
+        _address_rules(s, b, _NAT_SERVICES, 0, s.ncluster_ips, " cluster IP",
                        <char*> s.svl if s.internal_local else <char*> s.svc, NAME_CHARS)
     if s.has_any:
-        _address_rules(s, b, "NP-SERVICES", s.ncluster_ips, s.nexternal_ips, " external IP", s.ext, NAME_CHARS)
+        _address_rules(s, b, _NAT_SERVICES, s.ncluster_ips, s.nexternal_ips, " external IP", s.ext, NAME_CHARS)
         if s.ranges:
-            _address_rules(s, b, "NP-SERVICES", s.ncluster_ips + s.nexternal_ips, s.nlb_ips, " loadbalancer IP",
+            _address_rules(s, b, _NAT_SERVICES, s.ncluster_ips + s.nexternal_ips, s.nlb_ips, " loadbalancer IP",
                            s.fw, NAME_CHARS - 1)
         else:
-            _address_rules(s, b, "NP-SERVICES", s.ncluster_ips + s.nexternal_ips, s.nlb_ips, " loadbalancer IP",
+            _address_rules(s, b, _NAT_SERVICES, s.ncluster_ips + s.nexternal_ips, s.nlb_ips, " loadbalancer IP",
                            s.ext, NAME_CHARS)
     return take(b)
 
@@ -507,44 +531,42 @@ cdef str _nat_nodeports(_Port s, Buf* b):
     if not (s.node_port and s.has_any):
         return ""
     buf_reset(b)
-    _node_port_rule(s, b, "NP-NODEPORTS", None, " node port", s.ext, NAME_CHARS)
+    _node_port_rule(s, b, _NAT_NODEPORTS, None, " node port", s.ext, NAME_CHARS)
     return take(b)
 
 
 cdef const char* _why(_Port s):
-    return " has no endpoints" if not s.has_any else " has no local endpoints"
-
-
-cdef const char* _refusal(_Port s):
-    return "REJECT" if not s.has_any else "DROP"
+    return " has no endpoints" if s.refusal == REJECT else " has no local endpoints"
 
 
 cdef str _filter_services(_Port s, Buf* b):
-    if len(s.local if s.internal_local else s.cluster):
+    if s.has_internal:
         return ""
     buf_reset(b)
-    _address_rules(s, b, "NP-SERVICES", 0, s.ncluster_ips, _why(s), _refusal(s), len(_refusal(s)))
+    cdef bytes refusal = s.refusal.encode()
+    _address_rules(s, b, _FILTER_SERVICES, 0, s.ncluster_ips, _why(s), refusal, len(refusal))
     return take(b)
 
 
 cdef str _filter_external(_Port s, Buf* b):
-    if len(s.local if s.external_local else s.cluster) or not s.accessible:
+    if s.has_external or not s.accessible:
         return ""
     buf_reset(b)
-    _address_rules(s, b, "NP-EXTERNAL-SERVICES", s.ncluster_ips, s.nexternal_ips + s.nlb_ips, _why(s),
-                   _refusal(s), len(_refusal(s)))
+    cdef bytes refusal = s.refusal.encode()
+    _address_rules(s, b, _FILTER_EXTERNAL, s.ncluster_ips, s.nexternal_ips + s.nlb_ips, _why(s), refusal,
+                   len(refusal))
     if s.node_port:
         for dest in s.n.nodeport_destinations:
-            _node_port_rule(s, b, "NP-EXTERNAL-SERVICES", dest, _why(s), _refusal(s), len(_refusal(s)))
+            _node_port_rule(s, b, _FILTER_EXTERNAL, dest, _why(s), refusal, len(refusal))
     return take(b)
 
 
 cdef str _filter_firewall(_Port s, Buf* b):
-    if not (s.ranges and s.has_any):
+    if not s.ranges:
         return ""
     buf_reset(b)
     cdef bytes why = b" traffic not accepted by " + s.fw[:NAME_CHARS - 1]
-    _address_rules(s, b, "NP-PROXY-FIREWALL", s.ncluster_ips + s.nexternal_ips, s.nlb_ips, why, "DROP", 4)
+    _address_rules(s, b, _FILTER_FIREWALL, s.ncluster_ips + s.nexternal_ips, s.nlb_ips, why, "DROP", 4)
     return take(b)
 
 
@@ -555,18 +577,18 @@ cdef int _chains(_Port s) except -1:
     cdef Py_ssize_t i
     buf_reset(&_decl)
     buf_reset(&_rules)
-    if s.has_svc:
+    if len(s.cluster):
         _declare(&_decl, s.svc, NAME_CHARS)
         _masquerade(s, &_rules, s.svc, not s.internal_local)
         _pick(s, &_rules, s.svc, s.cluster)
-    if s.has_svl:
+    if len(s.local):
         _declare(&_decl, s.svl, NAME_CHARS)
         _masquerade(s, &_rules, s.svl, s.internal_local)
         _pick(s, &_rules, s.svl, s.local)
     if s.accessible and s.has_any:
         _declare(&_decl, s.ext, NAME_CHARS)
         _external(s, &_rules)
-    if s.ranges and s.nlb_ips and s.has_any:
+    if s.ranges:
         _declare(&_decl, s.fw, NAME_CHARS - 1)
         for r in s.ranges:
             _head(&_rules, s.fw, NAME_CHARS - 1)
@@ -591,7 +613,7 @@ cdef int _masquerade(_Port s, Buf* b, const char* chain, bint serves_cluster_ip)
         if not s.n.masquerade_all:
             put_s(b, s.n.masq_source)
         _comment(s, b, " cluster IP")
-        _jump(b, "NP-MARK-MASQ", 12)
+        _jump(b, _MARK_MASQ, len(_MARK_MASQ))
     return 0
 
 
@@ -662,12 +684,12 @@ cdef int _external(_Port s, Buf* b) except -1:
     if not s.external_local:
         _head(b, s.ext, NAME_CHARS)
         _comment(s, b, " masquerade traffic for external destinations")
-        _jump(b, "NP-MARK-MASQ", 12)
-        if s.has_svc:
+        _jump(b, _MARK_MASQ, len(_MARK_MASQ))
+        if len(s.cluster):
             _goto(b, s.ext, s.svc)
         return 0
     # the cluster-wide chain that pods and the node short-circuit to, if any
-    cdef const char* everywhere = <char*> s.svc if s.has_svc else (<char*> s.svl if s.has_svl else NULL)
+    cdef const char* everywhere = <char*> s.svc if len(s.cluster) else (<char*> s.svl if len(s.local) else NULL)
     if everywhere != NULL and s.n.cluster_cidr:
         _head(b, s.ext, NAME_CHARS)
         put_c(b, "-s ")
@@ -678,13 +700,13 @@ cdef int _external(_Port s, Buf* b) except -1:
     _head(b, s.ext, NAME_CHARS)
     put_c(b, "-m addrtype --src-type LOCAL ")
     _comment(s, b, " masquerade LOCAL traffic for external destinations")
-    _jump(b, "NP-MARK-MASQ", 12)
+    _jump(b, _MARK_MASQ, len(_MARK_MASQ))
     if everywhere != NULL:
         _head(b, s.ext, NAME_CHARS)
         put_c(b, "-m addrtype --src-type LOCAL ")
         _comment(s, b, " route LOCAL traffic for external destinations")
         _jump(b, everywhere, NAME_CHARS)
-    if s.has_svl:
+    if len(s.local):
         _goto(b, s.ext, s.svl)
     return 0
 
@@ -696,7 +718,7 @@ cdef int _endpoint_chain(_Port s, Buf* b, Ep* x) except -1:
     put_s(b, s.n.suffix)
     put_c(b, " ")
     _comment(s, b, "")
-    _jump(b, "NP-MARK-MASQ", 12)
+    _jump(b, _MARK_MASQ, len(_MARK_MASQ))
     _head(b, x.sep, NAME_CHARS)
     _proto(s, b)
     if s.affinity:

@@ -123,30 +123,32 @@ def _proxy_options(p) -> None:
                                                 "this node's addresses inside them (default: every local address)")
     p.add_argument("--masquerade-all", action="store_true", default=None, help="masquerade all service traffic")
     p.add_argument("--masquerade-bit", type=int, help="the packet mark bit that means 'masquerade' (default 14)")
-    p.add_argument("--iptables-layout", help="compact (default: per-endpoint chains only where hairpin traffic "
-                                             "is possible) or kube-proxy (a chain per endpoint)")
+    from netplane.proxy import modes, options
+
+    for name in modes.names():                   # each mode's own flags, such as --iptables-layout
+        options.add_flags(p, modes.get(name).options)
 
 
 def _proxy_config(args):
-    from netplane.proxy import backend, config
+    from netplane.proxy import config, modes, options
 
     try:
         base = config.load_file(args.config) if args.config else config.ProxyConfig()
         flags = {"mode": args.mode, "node_name": args.node_name, "zone": args.zone,
                  "node_ips": _commas(args.node_ip), "cluster_cidrs": _commas(args.cluster_cidr),
                  "nodeport_addresses": _commas(args.nodeport_addresses), "masquerade_all": args.masquerade_all,
-                 "masquerade_bit": args.masquerade_bit,
-                 "iptables_layout": args.iptables_layout, "manifests": args.manifests, "kubeconfig": args.kubeconfig,
+                 "masquerade_bit": args.masquerade_bit, "manifests": args.manifests, "kubeconfig": args.kubeconfig,
                  "in_cluster": args.in_cluster, "healthz_bind_address": args.healthz_bind_address,
                  "metrics_bind_address": args.metrics_bind_address}
         for flag in ("sync_period", "min_sync_period", "full_sync_period"):
             value = getattr(args, flag)
             flags[flag] = config.duration(value, "--" + flag.replace("_", "-")) if value is not None else None
         cfg = config.merge(base, flags)
+        cfg.mode_options = {name: options.with_flags(config.options_of(cfg, name), args) for name in modes.names()}
         if sum(bool(x) for x in (cfg.manifests, cfg.kubeconfig, cfg.in_cluster)) > 1:
             raise config.ConfigError("give one source: --manifests, --kubeconfig or --in-cluster")
-        return cfg, config.check(cfg, backend.modes())
-    except config.ConfigError as err:
+        return cfg, config.check(cfg, modes.names())
+    except (config.ConfigError, options.OptionError) as err:
         raise UsageError(str(err)) from None
 
 

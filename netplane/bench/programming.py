@@ -223,19 +223,21 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 
 
 TABLE = ["| mode | services | full sync s | change p50 ms | p90 ms | max ms | idle sync ms (p50) | idle CPU % "
-         "| RSS first MB | RSS after soak MB | soak partial syncs | RSS growth % |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| RSS first MB | RSS soak start MB | RSS after soak MB | soak partial syncs | growth in soak % |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def table_row(r: dict) -> str:
     lat = r.get("changes", {}).get("summary", {})
     soak = r.get("soak") or {}
+    rss = soak.get("rss_mb") or []
     idle = (r.get("idle_syncs") or {}).get("summary", {})
     mode = r["mode"] + (" " + " ".join(r["flags"]) if r.get("flags") else "")
     return (f"| {mode} | {r['services']:,} | {_fmt(r.get('full_sync_s'), '.1f')} | {_fmt(lat.get('p50'), ',.0f')} "
             f"| {_fmt(lat.get('p90'), ',.0f')} | {_fmt(lat.get('max'), ',.0f')} | {_fmt(idle.get('p50'), ',.1f')} "
             f"| {_fmt(r.get('idle', {}).get('cpu_pct'), '.1f')} | {_fmt(soak.get('rss_first_mb'), '.1f')} "
-            f"| {_fmt(soak.get('rss_last_mb'), '.1f')} | {_fmt(soak.get('partial_syncs'), ',')} "
+            f"| {_fmt(rss[0][1] if rss else None, '.1f')} | {_fmt(soak.get('rss_last_mb'), '.1f')} "
+            f"| {_fmt(soak.get('partial_syncs'), ',')} "
             f"| {_fmt(soak.get('growth_pct'), '+.1f')} |")
 
 
@@ -255,8 +257,9 @@ def render_markdown(report: dict, title: str = "Network programming through the 
               f"over {p['idle_window']:g} s with nothing changing, default periods. Idle sync: the durations the "
               "daemon logs for 'partial sync of 0 service port(s)' in a second daemon run with "
               f"`{' '.join(p['soak_flags'])}`, over {p['idle_sync_window']:g} s; the soak then counts that run's "
-              "partial syncs (empty or not) while the target flips once a second, RSS growth from the soak's "
-              "first sample to its last. All samples are in the JSON.", ""]
+              "partial syncs (empty or not) while the target flips once a second. RSS first: 1 s after that run's "
+              "first sync; soak start: after the empty-sync window; growth in soak: from the soak's first "
+              "sample to its last. All samples are in the JSON.", ""]
     for r in report["results"]:
         lines.append(f"- {r['mode']} {r['services']:,}: change latencies (ms) "
                      + ", ".join(f"{x:,.0f}" for x in r.get("changes", {}).get("latency_ms", [])))

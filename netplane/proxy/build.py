@@ -23,15 +23,17 @@ def service(name: str, cluster_ips, ports, namespace: str = "default", type: str
 
 
 def endpoint(ip: str, node: str = "", ready: bool = True, serving: bool | None = None,
-             terminating: bool = False, zone: str = "", hints=()) -> dict:
+             terminating: bool = False, zone: str = "", hints=(), node_hints=()) -> dict:
     e = {"addresses": [ip], "conditions": {"ready": ready, "serving": ready if serving is None else serving,
                                            "terminating": terminating}}
     if node:
         e["nodeName"] = node
     if zone:
         e["zone"] = zone
-    if hints:
+    if hints or node_hints:
         e["hints"] = {"forZones": [{"name": z} for z in hints]}
+    if node_hints:
+        e["hints"]["forNodes"] = [{"name": n} for n in node_hints]
     return e
 
 

@@ -4,11 +4,15 @@ The config file is YAML (or JSON). It may be a kube-proxy
 KubeProxyConfiguration: the fields netplane understands keep their meaning
 (mode, clusterCIDR, nodePortAddresses, healthzBindAddress,
 metricsBindAddress, hostnameOverride, clientConnection.kubeconfig,
-syncPeriod, minSyncPeriod, and iptables.masqueradeAll/masqueradeBit/
-syncPeriod/minSyncPeriod), other
-kube-proxy fields are reported as ignored, and anything else is an error,
-so a typo never passes silently. netplane's own fields: manifests,
-nodeIPs, zone, fullSyncPeriod, iptablesLayout (compact or kube-proxy).
+syncPeriod, minSyncPeriod, and in the active mode's section (iptables,
+nftables, ipvs) masqueradeAll, masqueradeBit, syncPeriod, minSyncPeriod).
+Each mode's section is also where its own options live (options.py:
+`iptables.layout`, `ebpf.cgroupPath`, ...). kube-proxy's fields that
+netplane does not act on are accepted and reported as ignored, so a
+kubeadm config always loads; a field neither knows, at the top or inside a
+section, is an error, so a typo never passes silently. netplane's own
+top-level fields: manifests, nodeIPs, zone, fullSyncPeriod, and
+iptablesLayout (the same as iptables.layout).
 """
 import dataclasses
 import re
@@ -17,12 +21,25 @@ from dataclasses import dataclass, field
 import netaddr
 
 from netplane.kube import manifests
-from netplane.proxy.iptables.rules import LAYOUTS as IPTABLES_LAYOUTS
+from netplane.proxy import modes
+from netplane.proxy import options as mode_options
 
+# kube-proxy's top-level fields netplane does not act on, and the sections it
+# does not look into (their content is kube-proxy's or Windows' business)
 KUBE_PROXY_IGNORED = {"featureGates", "logging", "bindAddress", "bindAddressHardFail", "enableProfiling",
-                      "showHiddenMetricsForVersion", "ipvs", "nftables", "winkernel", "detectLocalMode",
-                      "detectLocal", "oomScoreAdj", "conntrack", "configSyncPeriod", "portRange",
-                      "windowsRunAsService", "linux"}
+                      "showHiddenMetricsForVersion", "winkernel", "detectLocalMode", "detectLocal", "oomScoreAdj",
+                      "configSyncPeriod", "portRange", "windowsRunAsService", "linux"}
+# kube-proxy's sections with fields of their own: every field it knows there
+KUBE_PROXY_SECTIONS = {
+    "iptables": {"masqueradeAll", "masqueradeBit", "localhostNodePorts", "syncPeriod", "minSyncPeriod"},
+    "nftables": {"masqueradeAll", "masqueradeBit", "syncPeriod", "minSyncPeriod"},
+    "ipvs": {"syncPeriod", "minSyncPeriod", "scheduler", "excludeCIDRs", "strictARP", "tcpTimeout",
+             "tcpFinTimeout", "udpTimeout"},
+    "conntrack": {"maxPerCore", "min", "tcpEstablishedTimeout", "tcpCloseWaitTimeout", "tcpBeLiberal",
+                  "udpTimeout", "udpStreamTimeout"},
+    "clientConnection": {"kubeconfig", "acceptContentTypes", "contentType", "qps", "burst"},
+}
+SHARED_IN_SECTION = {"masqueradeAll", "masqueradeBit", "syncPeriod", "minSyncPeriod"}   # read from the mode's
 KINDS = ("KubeProxyConfiguration", "ProxyConfiguration")
 
 
@@ -43,7 +60,7 @@ class ProxyConfig:
     nodeport_addresses: list[str] = field(default_factory=list)
     masquerade_all: bool = False
     masquerade_bit: int = 14
-    iptables_layout: str = "compact"     # see netplane/proxy/iptables/rules.py
+    mode_options: dict = field(default_factory=dict)     # mode name -> its Options (defaults when absent)
     sync_period: float = 30.0
     min_sync_period: float = 1.0
     full_sync_period: float = 3600.0
@@ -71,12 +88,64 @@ def from_dict(doc: dict, where: str = "config") -> ProxyConfig:
         raise ConfigError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
     cfg, values = ProxyConfig(), dict(doc)
     values.pop("apiVersion", None), values.pop("kind", None)
+    sections = {key: _section(values, key, where) for key in _section_names()}
+    if _set(values, "iptablesLayout"):                    # netplane's older spelling of iptables.layout
+        sections["iptables"] = {"layout": values["iptablesLayout"], **sections["iptables"]}
+    values.pop("iptablesLayout", None)
     _take(values, cfg, where)
+    shared = _take_sections(sections, cfg, where)
     unknown = sorted(set(values) - KUBE_PROXY_IGNORED)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s): {', '.join(unknown)}")
-    cfg.ignored = sorted(values)
+    cfg.ignored = sorted(values) + _ignored_in_sections(sections, where, shared)
     return cfg
+
+
+def _section_names() -> list[str]:
+    return sorted(set(KUBE_PROXY_SECTIONS) | {modes.get(m).section for m in modes.names()})
+
+
+def _take_sections(sections: dict[str, dict], cfg: ProxyConfig, where: str) -> str:
+    """Each mode's options from its section; the shared fields from the
+    active mode's section (kube-proxy reads its mode's), else from iptables'.
+    Returns the section the shared fields came from."""
+    for name in modes.names():
+        mode = modes.get(name)
+        try:
+            cfg.mode_options[name] = mode_options.from_section(mode.options, sections.get(mode.section, {}),
+                                                               f"{where}: {mode.section}")
+        except mode_options.OptionError as err:
+            raise ConfigError(str(err)) from None
+    connection = sections.get("clientConnection", {})
+    if _set(connection, "kubeconfig"):
+        cfg.kubeconfig = _typed(connection["kubeconfig"], str, f"{where}: clientConnection.kubeconfig")
+    active = cfg.mode if cfg.mode in modes.names() else "iptables"
+    shared = modes.get(active).section if active != "ebpf" else "iptables"
+    section = sections.get(shared) or {}
+    if _set(section, "masqueradeAll"):
+        cfg.masquerade_all = _typed(section["masqueradeAll"], bool, f"{where}: {shared}.masqueradeAll")
+    if _set(section, "masqueradeBit"):
+        cfg.masquerade_bit = _typed(section["masqueradeBit"], int, f"{where}: {shared}.masqueradeBit")
+    # newer kube-proxy configs carry the periods at the top level, older ones in the mode's section
+    for key, attr in (("syncPeriod", "sync_period"), ("minSyncPeriod", "min_sync_period")):
+        if _set(section, key) and not _zero(section[key]):
+            setattr(cfg, attr, duration(section[key], f"{where}: {shared}.{key}"))
+    return shared
+
+
+def _ignored_in_sections(sections: dict[str, dict], where: str, shared: str) -> list[str]:
+    """kube-proxy's fields in the sections that netplane does not act on;
+    a field neither kube-proxy nor a mode knows is an error."""
+    ignored = []
+    for key, section in sorted(sections.items()):
+        known = KUBE_PROXY_SECTIONS.get(key, set())
+        own = {o for m in modes.names() if modes.get(m).section == key for o in mode_options.keys(modes.get(m).options)}
+        unknown = sorted(set(section) - known - own)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) in {key}: {', '.join(unknown)}")
+        acted = own | (SHARED_IN_SECTION if key == shared else set()) | ({"kubeconfig"} if key == "clientConnection" else set())
+        ignored += [f"{key}.{k}" for k in sorted(set(section) - acted) if section[k] not in (None, "", 0, False)]
+    return ignored
 
 
 def _take(values: dict, cfg: ProxyConfig, where: str) -> None:
@@ -84,8 +153,7 @@ def _take(values: dict, cfg: ProxyConfig, where: str) -> None:
     nulls and zero durations mean "unset" (kubeadm writes them), so the
     default stays, as kube-proxy's own defaulting does."""
     simple = {"mode": "mode", "manifests": "manifests", "hostnameOverride": "node_name", "zone": "zone",
-              "healthzBindAddress": "healthz_bind_address", "metricsBindAddress": "metrics_bind_address",
-              "iptablesLayout": "iptables_layout"}
+              "healthzBindAddress": "healthz_bind_address", "metricsBindAddress": "metrics_bind_address"}
     for key, attr in simple.items():
         if _set(values, key):
             setattr(cfg, attr, _typed(values[key], str, f"{where}: {key}"))
@@ -95,20 +163,10 @@ def _take(values: dict, cfg: ProxyConfig, where: str) -> None:
     if _set(values, "clusterCIDR"):
         text = _typed(values["clusterCIDR"], str, f"{where}: clusterCIDR")
         cfg.cluster_cidrs = [c.strip() for c in text.split(",") if c.strip()]
-    connection = _section(values, "clientConnection", where)
-    if _set(connection, "kubeconfig"):
-        cfg.kubeconfig = _typed(connection["kubeconfig"], str, f"{where}: clientConnection.kubeconfig")
-    ipt = _section(values, "iptables", where)
-    if _set(ipt, "masqueradeAll"):
-        cfg.masquerade_all = _typed(ipt["masqueradeAll"], bool, f"{where}: iptables.masqueradeAll")
-    if _set(ipt, "masqueradeBit"):
-        cfg.masquerade_bit = _typed(ipt["masqueradeBit"], int, f"{where}: iptables.masqueradeBit")
-    # newer kube-proxy configs carry the periods at the top level, older ones under iptables
-    for section, prefix in ((values, ""), (ipt, "iptables.")):
-        for key, attr in (("syncPeriod", "sync_period"), ("minSyncPeriod", "min_sync_period"),
-                          ("fullSyncPeriod", "full_sync_period")):
-            if _set(section, key) and not _zero(section[key]):
-                setattr(cfg, attr, duration(section[key], f"{where}: {prefix}{key}"))
+    for key, attr in (("syncPeriod", "sync_period"), ("minSyncPeriod", "min_sync_period"),
+                      ("fullSyncPeriod", "full_sync_period")):
+        if _set(values, key) and not _zero(values[key]):
+            setattr(cfg, attr, duration(values[key], f"{where}: {key}"))
     for key in list(simple) + ["nodeIPs", "nodePortAddresses", "clusterCIDR", "syncPeriod", "minSyncPeriod",
                                "fullSyncPeriod"]:
         values.pop(key, None)
@@ -127,6 +185,11 @@ def _section(values: dict, key: str, where: str) -> dict:
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: {key} must be a mapping")
     return section
+
+
+def options_of(cfg: ProxyConfig, mode_name: str):
+    """The active mode's Options: from the config file, or the defaults."""
+    return cfg.mode_options.get(mode_name) or modes.get(mode_name).options()
 
 
 def _typed(value, kind, what: str):
@@ -184,8 +247,6 @@ def check(cfg: ProxyConfig, modes: list[str]) -> Checked:
     cidrs = tuple(_network(c, "cluster CIDR") for c in cfg.cluster_cidrs)
     if len({c.version for c in cidrs}) != len(cidrs):
         raise ConfigError("cluster CIDR: give at most one per family (IPv4,IPv6)")
-    if cfg.iptables_layout not in IPTABLES_LAYOUTS:
-        raise ConfigError(f"iptables layout {cfg.iptables_layout!r}: choose {' or '.join(IPTABLES_LAYOUTS)}")
     if not 0 <= cfg.masquerade_bit <= 31:
         raise ConfigError(f"masquerade bit {cfg.masquerade_bit}: must be 0..31")
     if cfg.min_sync_period > cfg.sync_period:

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 
 from netplane.proxy.model import PortName
-from netplane.proxy.views import PortView
+from netplane.proxy.policy import PortPolicy
 
 log = logging.getLogger("netplane.proxy")
 
@@ -34,7 +34,7 @@ class Flow:
     reply_sport: int
 
 
-def stale_flows(flows: list[Flow], views: dict[PortName, PortView]) -> list[Flow]:
+def stale_flows(flows: list[Flow], views: dict[PortName, PortPolicy]) -> list[Flow]:
     by_address, by_node_port = _udp_service_targets(views)
     stale = []
     for f in flows:
@@ -108,7 +108,7 @@ def _delete_family(ct, af: int, flows: list[Flow]) -> int:
     return deleted
 
 
-def clean(family: int, views: dict[PortName, PortView]) -> int:
+def clean(family: int, views: dict[PortName, PortPolicy]) -> int:
     stale = stale_flows(udp_flows(family), views)
     if not stale:
         return 0

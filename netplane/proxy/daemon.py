@@ -13,22 +13,26 @@ import socket
 import time
 
 from netplane.gcpause import cyclic_gc_paused
-from netplane.proxy import backend as backends
-from netplane.proxy.config import Checked, ProxyConfig
+from netplane.proxy.config import Checked, ProxyConfig, options_of
+from netplane.proxy.dataplane import Dataplane, dataplane
 from netplane.proxy.health import HealthServer, HealthState
 from netplane.proxy.metrics import ProxyMetrics
+from netplane.proxy.policy import Node, family_policies
 from netplane.proxy.proxier import Proxier
+from netplane.proxy.settings import Settings
 from netplane.proxy.state import snapshot
 from netplane.proxy.syncloop import Schedule
-from netplane.proxy.views import Node, family_views
 
 log = logging.getLogger("netplane.proxy")
 
 
-def settings(cfg: ProxyConfig, checked: Checked) -> backends.Settings:
-    return backends.Settings(Node(cfg.node_name or socket.gethostname().lower(), cfg.zone), checked.node_ips,
-                             checked.cluster_cidrs, checked.nodeport_addresses, cfg.masquerade_all,
-                             cfg.masquerade_bit, cfg.iptables_layout)
+def settings(cfg: ProxyConfig, checked: Checked) -> Settings:
+    return Settings(Node(cfg.node_name or socket.gethostname().lower(), cfg.zone), checked.node_ips,
+                    checked.cluster_cidrs, checked.nodeport_addresses, cfg.masquerade_all, cfg.masquerade_bit)
+
+
+def make_dataplane(cfg: ProxyConfig, checked: Checked, **kwargs) -> Dataplane:
+    return dataplane(cfg.mode, settings(cfg, checked), options_of(cfg, cfg.mode), **kwargs)
 
 
 def source(cfg: ProxyConfig):
@@ -42,10 +46,10 @@ def source(cfg: ProxyConfig):
 
 
 def run(cfg: ProxyConfig, checked: Checked, once: bool = False, wait_timeout: float = 30.0) -> int:
-    backend = backends.backend(cfg.mode, settings(cfg, checked))
     schedule = Schedule(min_interval=cfg.min_sync_period, sync_interval=cfg.sync_period,
                         full_interval=cfg.full_sync_period)
-    proxier = Proxier(source(cfg), backend, ProxyMetrics(), HealthState(timeout=2 * cfg.sync_period), schedule)
+    proxier = Proxier(source(cfg), make_dataplane(cfg, checked), ProxyMetrics(),
+                      HealthState(timeout=2 * cfg.sync_period), schedule)
     proxier.source.start()
     try:
         if once:
@@ -85,7 +89,7 @@ def _serve(proxier: Proxier, checked: Checked) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("proxy running: mode %s, node %s", proxier.backend.mode, proxier.backend.settings.node.name)
+    log.info("proxy running: mode %s, node %s", proxier.dataplane.mode.name, proxier.dataplane.settings.node.name)
     try:
         proxier.run()
     finally:
@@ -96,7 +100,7 @@ def _serve(proxier: Proxier, checked: Checked) -> int:
 
 
 def cleanup(cfg: ProxyConfig, checked: Checked) -> list[str]:
-    return backends.backend(cfg.mode, settings(cfg, checked)).cleanup()
+    return make_dataplane(cfg, checked, sweep=False).cleanup()
 
 
 def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None) -> str:
@@ -115,11 +119,11 @@ def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None)
         timing["parse"] = _lap(started, timing)
         for what, why in sorted(snap.skipped.items()):
             log.warning("skipping %s: %s", what, why)
-        backend = backends.backend(cfg.mode, settings(cfg, checked))
-        node = backend.settings.node
-        views = {f: family_views(snap.ports, f, node) for f in backend.settings.families}
+        plane = make_dataplane(cfg, checked, sweep=False)
+        node = plane.settings.node
+        policies = {f: family_policies(snap.ports, f, node) for f in plane.settings.families}
         timing["categorize"] = _lap(started, timing)
-        text = backend.dry_run(views)
+        text = plane.dry_run(policies)
         timing["compile"] = _lap(started, timing)
         return text
 

@@ -40,7 +40,7 @@ class ServicePort:
     external_local: bool = False       # externalTrafficPolicy: Local
     internal_local: bool = False       # internalTrafficPolicy: Local
     health_check_node_port: int = 0
-    topology_aware: bool = False       # hints requested (trafficDistribution or the topology-mode annotation)
+    topology_aware: bool = False       # hints honoured (trafficDistribution or the topology-mode annotation)
 
     @property
     def externally_accessible(self) -> bool:
@@ -67,6 +67,7 @@ class Endpoint:
     node: str = ""
     zone: str = ""
     hint_zones: frozenset[str] = frozenset()
+    hint_nodes: frozenset[str] = frozenset()  # trafficDistribution: PreferSameNode's hints
     # `ip` as text, exactly as str(ip) gives it: what every backend writes
     # (a DNAT target, a -s match), made once here rather than per rule.
     # Derived when not given; the parser gives it, as it has the text at
@@ -79,9 +80,9 @@ class Endpoint:
     # (0.75 -> 0.45 us; a large cluster has a hundred thousand endpoints).
     def __init__(self, ip: netaddr.IPAddress, port: int, ready: bool = True, serving: bool = True,
                  terminating: bool = False, node: str = "", zone: str = "", hint_zones: frozenset[str] = frozenset(),
-                 address: str = "") -> None:
-        set_ip, set_port, set_ready, set_serving, set_terminating, set_node, set_zone, set_hints, set_address = \
-            _ENDPOINT_SETTERS
+                 address: str = "", hint_nodes: frozenset[str] = frozenset()) -> None:
+        set_ip, set_port, set_ready, set_serving, set_terminating, set_node, set_zone, set_hints, set_node_hints, \
+            set_address = _ENDPOINT_SETTERS
         set_ip(self, ip)
         set_port(self, port)
         set_ready(self, ready)
@@ -90,6 +91,7 @@ class Endpoint:
         set_node(self, node)
         set_zone(self, zone)
         set_hints(self, hint_zones)
+        set_node_hints(self, hint_nodes)
         set_address(self, address or str(ip))
 
     def is_local(self, node_name: str) -> bool:

@@ -17,6 +17,7 @@ from netplane.proxy.model import DEFAULT_AFFINITY_TIMEOUT, PROTOCOLS, Endpoint, 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints")
 TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone", "PreferSameNode")
 NO_ZONES: frozenset[str] = frozenset()
 
 
@@ -61,8 +62,8 @@ def endpoint_slice(obj) -> Slice | None:
         raw = raw if isinstance(raw, dict) else mapping(raw, f"ports[{i}]")
         port_name, protocol, number = _port_entry(raw, "ports", i)
         ports[(port_name, protocol)] = tuple([
-            Endpoint(ip, number, ready, serving, terminating, node, zone, zones, text)
-            for _, ip, text, ready, serving, terminating, node, zone, zones in records])
+            Endpoint(ip, number, ready, serving, terminating, node, zone, zones, text, nodes)
+            for _, ip, text, ready, serving, terminating, node, zone, zones, nodes in records])
     return Slice(namespace, service, name, ports)
 
 
@@ -101,7 +102,7 @@ def _common(spec: dict, kind: str, status: dict, annotations: dict) -> tuple:
         _policy(spec, "externalTrafficPolicy") and (external or bool(spec.get("externalIPs"))),
         _policy(spec, "internalTrafficPolicy"),
         _optional_port(spec.get("healthCheckNodePort"), "spec.healthCheckNodePort") if lb else 0,
-        spec.get("trafficDistribution") in ("PreferClose", "PreferSameZone")
+        spec.get("trafficDistribution") in TRAFFIC_DISTRIBUTIONS
         or bool(annotations) and any(str(annotations.get(a, "")).lower() == "auto" for a in TOPOLOGY_ANNOTATIONS),
     )
 
@@ -186,7 +187,7 @@ def _endpoints(endpoints: list, version: int) -> list[tuple]:
         else:
             raise InvalidObject(f"endpoints[{index}].conditions is not an object")
         hints = raw.get("hints")
-        zones = NO_ZONES if hints is None else _hint_zones(hints, f"endpoints[{index}]")
+        zones, nodes = (NO_ZONES, NO_ZONES) if hints is None else _hints(hints, f"endpoints[{index}]")
         node, zone = raw.get("nodeName") or "", raw.get("zone") or ""
         if not isinstance(node, str) or not isinstance(zone, str):
             raise InvalidObject(f"endpoints[{index}]: nodeName and zone must be strings")
@@ -207,7 +208,7 @@ def _endpoints(endpoints: list, version: int) -> list[tuple]:
                 ip_version = 0
         if ip_version != version:
             raise InvalidObject(f"endpoints[{index}].addresses: not all IPv{version}, as addressType says")
-        records.append((value, ip, text, ready, serving, terminating, node, zone, zones))
+        records.append((value, ip, text, ready, serving, terminating, node, zone, zones, nodes))
         last = value if last is not None and value > last else None
     if last is None:                                        # not strictly ascending: sort, and drop repeats
         records.sort(key=_BY_ADDRESS)                       # stable: the first listing of an address counts
@@ -215,12 +216,18 @@ def _endpoints(endpoints: list, version: int) -> list[tuple]:
     return records
 
 
-def _hint_zones(hints, where: str) -> frozenset[str]:
-    names = sequence(mapping(hints, f"{where}.hints").get("forZones") or [], f"{where}.hints.forZones")
-    zones = [h["name"] for h in names if isinstance(h, dict) and h.get("name")]
-    if not all(type(z) is str for z in zones):
-        raise InvalidObject(f"{where}.hints.forZones: a zone name is not a string")
-    return frozenset(zones)
+def _hints(hints, where: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The zones (PreferClose, PreferSameZone) and nodes (PreferSameNode) an endpoint is hinted for."""
+    hints = mapping(hints, f"{where}.hints")
+    return _hinted(hints, "forZones", where), _hinted(hints, "forNodes", where)
+
+
+def _hinted(hints: dict, key: str, where: str) -> frozenset[str]:
+    names = [h["name"] for h in sequence(hints.get(key) or [], f"{where}.hints.{key}")
+             if isinstance(h, dict) and h.get("name")]
+    if not all(type(n) is str for n in names):
+        raise InvalidObject(f"{where}.hints.{key}: a {'zone' if key == 'forZones' else 'node'} name is not a string")
+    return frozenset(names) if names else NO_ZONES
 
 
 # -- shared checks ------------------------------------------------------------

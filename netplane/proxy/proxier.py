@@ -1,4 +1,4 @@
-"""The proxy's core loop: source changes -> tracker -> views -> backend.
+"""The proxy's core loop: source changes -> tracker -> policies -> dataplane.
 
 Theory of operation. The source calls `changed(changes)` from its own
 thread with per-object Changes; the tracker parses just those objects and
@@ -8,36 +8,36 @@ more often than its minimum interval, so a burst of changes costs one
 sync. A sync:
 1. does nothing before the source's first complete read;
 2. takes the changed ports from the tracker (all ports, for a full sync);
-3. recomputes the per-family views of those ports only;
-4. hands views and changed names to the backend, which compiles and applies.
+3. decides the per-family policies of those ports only (policy.py);
+4. hands policies and changed names to the dataplane, which compiles and applies.
 Nothing in a partial sync walks the whole cluster, so its cost follows the
-change. If the backend fails, the taken changes go back to the tracker and
-the views stay as they were, so the retry (a full sync, by the SyncLoop's
+change. If the apply fails, the taken changes go back to the tracker and
+the policies stay as they were, so the retry (a full sync, by the SyncLoop's
 rules) starts from the last state the kernel is known to hold.
 """
 import logging
 import threading
 import time
 
-from netplane.proxy.backend import Backend
+from netplane.proxy.dataplane import Dataplane
 from netplane.proxy.health import HealthState
 from netplane.proxy.metrics import ProxyMetrics
 from netplane.proxy.syncloop import Schedule, SyncLoop
 from netplane.proxy.tracker import Tracker
-from netplane.proxy.views import family_views
+from netplane.proxy.policy import family_policies
 
 log = logging.getLogger("netplane.proxy")
 
 
 class Proxier:
-    def __init__(self, source, backend: Backend, metrics: ProxyMetrics | None = None,
+    def __init__(self, source, dataplane: Dataplane, metrics: ProxyMetrics | None = None,
                  health: HealthState | None = None, schedule: Schedule | None = None) -> None:
-        self.source, self.backend = source, backend
+        self.source, self.dataplane = source, dataplane
         self.metrics = metrics or ProxyMetrics()
         self.health = health or HealthState(timeout=2 * (schedule or Schedule()).full_interval)
         self.loop = SyncLoop(self.sync, schedule)
         self.tracker = Tracker()
-        self.views: dict[int, dict] = {}
+        self.policies: dict[int, dict] = {}
         self._pending = {"Service": 0, "EndpointSlice": 0}   # changes not yet in the kernel
         self._lock = threading.Lock()                        # the source's thread and the sync's
         self._skipped: dict[str, str] = {}
@@ -57,23 +57,23 @@ class Proxier:
             log.info("waiting for the source's first complete read")
             return
         started = time.monotonic()
-        full = full or not self.views
+        full = full or not self.policies
         with self._lock:     # a change that arrives after this stays pending for the next sync
             pending, taken = dict(self._pending), self.tracker.take()
             states = dict(self.tracker.ports) if full else {n: self.tracker.ports.get(n) for n in taken.changed}
             skipped = self.tracker.skipped_reasons()
         self._report_skipped(skipped)
         names = None if full else taken.changed
-        views = {f: family_views(states, f, self.backend.settings.node, self.views.get(f), names)
-                 for f in self.backend.settings.families}
+        policies = {f: family_policies(states, f, self.dataplane.settings.node, self.policies.get(f), names)
+                 for f in self.dataplane.settings.families}
         try:
-            self.backend.sync(views, names)
+            self.dataplane.sync(policies, names)
         except Exception:
             self.metrics.sync_failures.inc()
             with self._lock:
                 self.tracker.give_back(taken)
             raise
-        self.views = views
+        self.policies = policies
         self._after_sync(pending, started, names, taken.triggered)
 
     def _after_sync(self, pending: dict, started: float, names, triggered: list[float]) -> None:

@@ -3,10 +3,14 @@
 Computed once per service port and shared by every backend, with
 kube-proxy's semantics (its CategorizeEndpoints):
 - Cluster policy (the default for internal and external traffic): every
-  ready endpoint, narrowed to this zone's by topology hints when all ready
-  endpoints carry hints and some are for this zone. With no ready endpoint
-  anywhere, fall back to endpoints that are serving but terminating, so a
-  rolling restart of the last pod does not drop connections.
+  ready endpoint, narrowed by hints when the Service asks for them
+  (trafficDistribution, or the topology-mode annotation): to the endpoints
+  hinted for this node when every ready endpoint has node hints
+  (PreferSameNode) and some are for this node, else to this zone's when
+  every ready endpoint has zone hints and some are for this zone. With no
+  ready endpoint anywhere, fall back to endpoints that are serving but
+  terminating, so a rolling restart of the last pod does not drop
+  connections.
 - Local policy (internalTrafficPolicy or externalTrafficPolicy Local):
   this node's ready endpoints, else this node's serving-terminating ones.
   Hints do not apply.
@@ -27,7 +31,7 @@ class Categorized:
 
 
 def categorize(port: ServicePort, endpoints: list[Endpoint], node_name: str, node_zone: str = "") -> Categorized:
-    cluster = _cluster(port, endpoints, node_zone) if port.uses_cluster_endpoints else ()
+    cluster = _cluster(port, endpoints, node_name, node_zone) if port.uses_cluster_endpoints else ()
     if not port.uses_local_endpoints:
         return Categorized(cluster, (), cluster, bool(cluster))
     local = _local(endpoints, node_name)
@@ -38,10 +42,21 @@ def categorize(port: ServicePort, endpoints: list[Endpoint], node_name: str, nod
     return Categorized(cluster, local, union, has_any)
 
 
-def _cluster(port: ServicePort, endpoints: list[Endpoint], zone: str) -> tuple[Endpoint, ...]:
-    by_zone = _can_use_topology(port, endpoints, zone)
-    ready = tuple(e for e in endpoints if e.ready and (not by_zone or zone in e.hint_zones))
+def _cluster(port: ServicePort, endpoints: list[Endpoint], node: str, zone: str) -> tuple[Endpoint, ...]:
+    hinted = _hinted_for(port, endpoints, node, zone)
+    ready = tuple(e for e in endpoints if e.ready and (hinted is None or hinted(e)))
     return ready or tuple(e for e in endpoints if e.serving_terminating)
+
+
+def _hinted_for(port: ServicePort, endpoints: list[Endpoint], node: str, zone: str):
+    """The test an endpoint's hints must pass, or None when hints do not apply."""
+    if not port.topology_aware:
+        return None
+    if _hints_usable(endpoints, "hint_nodes", node):
+        return lambda e: node in e.hint_nodes
+    if _hints_usable(endpoints, "hint_zones", zone):
+        return lambda e: zone in e.hint_zones
+    return None
 
 
 def _local(endpoints: list[Endpoint], node_name: str) -> tuple[Endpoint, ...]:
@@ -49,11 +64,11 @@ def _local(endpoints: list[Endpoint], node_name: str) -> tuple[Endpoint, ...]:
     return tuple(e for e in mine if e.ready) or tuple(e for e in mine if e.serving_terminating)
 
 
-def _can_use_topology(port: ServicePort, endpoints: list[Endpoint], zone: str) -> bool:
-    """Hints are all-or-nothing: one ready endpoint without hints (the
-    controller is mid-update, or overloaded) and they are ignored, as is a
-    zone no endpoint is hinted for, which would otherwise get no endpoints."""
-    if not port.topology_aware or not zone:
+def _hints_usable(endpoints: list[Endpoint], kind: str, mine: str) -> bool:
+    """Hints are all-or-nothing: one ready endpoint without hints of this kind
+    (the controller is mid-update, or overloaded) and they are ignored, as is
+    a node or zone no endpoint is hinted for, which would otherwise get none."""
+    if not mine:
         return False
-    ready = [e for e in endpoints if e.ready]
-    return bool(ready) and all(e.hint_zones for e in ready) and any(zone in e.hint_zones for e in ready)
+    ready = [getattr(e, kind) for e in endpoints if e.ready]
+    return bool(ready) and all(ready) and any(mine in hints for hints in ready)

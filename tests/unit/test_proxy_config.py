@@ -23,13 +23,38 @@ hostnameOverride: node7
 healthzBindAddress: 0.0.0.0:10256
 metricsBindAddress: 127.0.0.1:10249
 clientConnection: {kubeconfig: /etc/kubernetes/proxy.conf}
-iptables: {masqueradeAll: true, masqueradeBit: 15, syncPeriod: 1m30s, minSyncPeriod: 500ms}
+iptables: {masqueradeAll: true, masqueradeBit: 15, syncPeriod: 1m30s, minSyncPeriod: 500ms, localhostNodePorts: true}
+ipvs: {scheduler: rr, strictARP: false}
+nftables: {masqueradeBit: 14}
 conntrack: {maxPerCore: 32768}
+winkernel: {anything: goes}
 """))
     assert cfg.cluster_cidrs == ["10.244.0.0/16", "fd00:10:244::/56"] and cfg.node_name == "node7"
     assert cfg.kubeconfig == "/etc/kubernetes/proxy.conf" and cfg.masquerade_all and cfg.masquerade_bit == 15
     assert cfg.sync_period == 90 and cfg.min_sync_period == 0.5
-    assert cfg.ignored == ["conntrack"]
+    assert cfg.ignored == ["winkernel", "conntrack.maxPerCore", "iptables.localhostNodePorts", "ipvs.scheduler",
+                           "nftables.masqueradeBit"]
+
+
+def test_a_modes_options_come_from_its_section_and_its_flags_win(tmp_path, capsys):
+    from netplane.proxy.iptables.mode import IptablesOptions
+
+    cfg = config.load_file(write(tmp_path, "iptables: {layout: kube-proxy}\n"))
+    assert config.options_of(cfg, "iptables") == IptablesOptions("kube-proxy")
+    assert config.options_of(config.load_file(write(tmp_path, "iptablesLayout: kube-proxy\n")), "iptables") \
+        == IptablesOptions("kube-proxy")
+    assert config.options_of(config.ProxyConfig(), "iptables") == IptablesOptions("compact")
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    (manifests / "s.yaml").write_text("kind: Service\nmetadata: {name: s}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n"
+                                      "---\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: s}}\n"
+                                      "addressType: IPv4\nendpoints: [{addresses: [10.244.2.3], nodeName: n2}]\nports: [{port: 80}]\n")
+    argv = ["compile", "--manifests", str(manifests), "--node-ip", "192.168.1.1", "--node-name", "n1"]
+    assert main(argv + ["--config", write(tmp_path, "iptables: {layout: kube-proxy}\n")]) == 0
+    assert ":NP-SEP-" in capsys.readouterr().out                          # a chain per endpoint
+    assert main(argv + ["--config", write(tmp_path, "iptables: {layout: kube-proxy}\n"), "--iptables-layout",
+                        "compact"]) == 0
+    assert ":NP-SEP-" not in capsys.readouterr().out                      # the flag won
 
 
 def test_kubeadms_empty_and_zero_fields_keep_the_defaults(tmp_path):
@@ -58,6 +83,10 @@ iptables: {masqueradeAll: false, masqueradeBit: null, minSyncPeriod: 0s, syncPer
     ("kind: Deployment\n", "kind 'Deployment'"),
     ("iptables: {syncPeriod: soon}\n", "'soon' is not a duration"),
     ("iptables: {masqueradeAll: 'yes'}\n", "expected bool"),
+    ("iptables: {masqueradeALL: true}\n", "unknown field(s) in iptables: masqueradeALL"),
+    ("iptables: {layout: fancy}\n", "iptables.layout 'fancy': choose compact or kube-proxy"),
+    ("ipvs: {schedular: rr}\n", "unknown field(s) in ipvs: schedular"),
+    ("iptables: [1]\n", "iptables must be a mapping"),
     ("nodeIPs: 10.0.0.1\n", "expected a list of strings"),
     ("mode: [\n", "proxy.yaml"),
 ])
@@ -118,6 +147,7 @@ def test_flags_win_over_the_file_and_compile_prints_the_plan(tmp_path, capsys):
     (["proxy", "--manifests", ".", "--node-ip", "10.0.0.1,10.0.0.2"], "at most one per family"),
     (["proxy", "--config", "/nonexistent.yaml", "--manifests", "."], "nonexistent.yaml"),
     (["compile", "--manifests", ".", "--mode", "nftables"], "available modes are iptables"),
+    (["compile", "--manifests", ".", "--iptables-layout", "fancy"], "--iptables-layout 'fancy': choose compact"),
 ])
 def test_bad_flags_exit_2_with_a_message_and_no_traceback(argv, message, capsys):
     assert main(argv) == 2

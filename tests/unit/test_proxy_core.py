@@ -8,13 +8,13 @@ import pytest
 from netplane.kube.changes import Change, object_key
 from netplane.kube.client import ENDPOINTSLICES, SERVICES
 from netplane.proxy import build as b
-from netplane.proxy.backend import Backend, Settings
+from netplane.proxy.settings import Settings
 from netplane.proxy.conntrack import Flow, stale_flows
 from netplane.proxy.model import PortName
 from netplane.proxy.proxier import Proxier
 from netplane.proxy.sources import KubeSource, ManifestSource
 from netplane.proxy.state import snapshot
-from netplane.proxy.views import Node, family_views
+from netplane.proxy.policy import Node, family_policies
 
 DNS = [{"name": "dns", "port": 53, "protocol": "UDP"}]
 DNS_EP = [{"name": "dns", "port": 5353, "protocol": "UDP"}]
@@ -24,7 +24,7 @@ def udp_views(endpoints, node_port=0):
     svc = b.service("dns", "10.96.0.10", [dict(DNS[0], nodePort=node_port)] if node_port else DNS,
                     type="NodePort" if node_port else "ClusterIP")
     snap = snapshot([svc], [b.endpoint_slice("dns", endpoints, DNS_EP)])
-    return family_views(snap.ports, 4, Node("n1"))
+    return family_policies(snap.ports, 4, Node("n1"))
 
 
 def flow(dst="10.96.0.10", dport=53, reply="10.244.1.5", rport=5353):
@@ -61,23 +61,17 @@ def test_node_port_flows_and_unrelated_flows():
     assert stale_flows([to_node_port, unrelated], views) == [to_node_port]
 
 
-class Recorder(Backend):
-    mode = "recorder"
+class Recorder:
+    """A dataplane that records what the Proxier hands it."""
 
     def __init__(self, settings, fail=False):
-        super().__init__(settings)
-        self.calls, self.fail = [], fail
+        self.settings, self.calls, self.fail, self.last_full = settings, [], fail, False
 
-    def sync(self, views, changed):
+    def sync(self, policies, changed):
         if self.fail:
             raise RuntimeError("apply failed")
-        self.calls.append((views, None if changed is None else set(changed)))
-
-    def dry_run(self, views):
-        return ""
-
-    def cleanup(self):
-        return []
+        self.last_full = changed is None
+        self.calls.append((policies, None if changed is None else set(changed)))
 
 
 class StaticSource:
@@ -113,7 +107,7 @@ def test_the_proxier_waits_for_the_source_then_syncs_full_then_partial():
     proxier.sync(full=False)
     views, changed = backend.calls[-1]
     assert changed == {PortName("default", "b")}
-    assert [str(e.ip) for e in views[4][PortName("default", "b")].endpoints.cluster] == ["10.244.1.5"]
+    assert [str(e.ip) for e in views[4][PortName("default", "b")].cluster] == ["10.244.1.5"]
     assert views[4][PortName("default", "a")] is backend.calls[-2][0][4][PortName("default", "a")]
     proxier.sync(full=False)
     assert backend.calls[-1][1] == set()                  # nothing to do

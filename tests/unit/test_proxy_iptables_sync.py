@@ -1,5 +1,4 @@
 """iptables syncs against the fake: partial syncs, canary, failures, cleanup, golden text."""
-import dataclasses
 import os
 import random
 
@@ -7,12 +6,11 @@ import netaddr
 import pytest
 
 from netplane.proxy import build as b
-from netplane.proxy.backend import Settings
-from netplane.proxy.iptables.backend import IptablesBackend
-from netplane.proxy.iptables.fake import FakeIptables
+from netplane.proxy.settings import Settings
+from netplane.testing.iptables_fake import fake_dataplane
 from netplane.proxy.iptables.restore import IptablesError
 from netplane.proxy.state import changed, snapshot
-from netplane.proxy.views import Node, family_views
+from netplane.proxy.policy import Node, family_policies
 
 SETTINGS = Settings(Node("n1"), (netaddr.IPAddress("192.168.200.11"),), (netaddr.IPNetwork("10.244.0.0/16"),))
 GOLDEN = {"kube-proxy": os.path.join(os.path.dirname(__file__), "golden", "iptables_basic.txt"),
@@ -20,12 +18,11 @@ GOLDEN = {"kube-proxy": os.path.join(os.path.dirname(__file__), "golden", "iptab
 
 
 def new_backend(layout: str = "compact"):
-    return IptablesBackend(dataclasses.replace(SETTINGS, iptables_layout=layout), runner=FakeIptables,
-                           clean_conntrack=False)
+    return fake_dataplane(SETTINGS, layout)
 
 
 def views_of(snap):
-    return {4: family_views(snap.ports, 4, SETTINGS.node)}
+    return {4: family_policies(snap.ports, 4, SETTINGS.node)}
 
 
 def cluster(rng: random.Random, n_services: int = 12):
@@ -70,7 +67,7 @@ def test_partial_syncs_reach_exactly_what_a_full_sync_builds(seed):
         snap = new
         reference = new_backend()
         reference.sync(views_of(snap), None)
-        assert backend.runners[4].tables == reference.runners[4].tables
+        assert backend.appliers[4].runner.tables == reference.appliers[4].runner.tables
 
 
 def test_a_partial_sync_writes_only_the_changed_service():
@@ -82,7 +79,7 @@ def test_a_partial_sync_writes_only_the_changed_service():
     slices[7] = b.endpoint_slice("s7", ["10.244.1.9", "10.244.2.9"], [{"port": 8080}])
     after = snapshot(services, slices)
     backend.sync(views_of(after), changed(before.ports, after.ports))
-    text = backend.runners[4].restores[-1]
+    text = backend.appliers[4].runner.restores[-1]
     assert "default/s7" in text and "default/s6" not in text and "default/s8" not in text
     assert "*filter" not in text and ":NP-SERVICES" not in text      # top-level chains did not change
 
@@ -91,9 +88,9 @@ def test_nothing_changed_means_no_restore_at_all():
     backend = new_backend()
     snap = snapshot([b.service("s", "10.96.0.1", [{"port": 80}])], [])
     backend.sync(views_of(snap), None)
-    count = len(backend.runners[4].restores)
+    count = len(backend.appliers[4].runner.restores)
     backend.sync(views_of(snap), set())
-    assert len(backend.runners[4].restores) == count
+    assert len(backend.appliers[4].runner.restores) == count
 
 
 @pytest.mark.parametrize("damage", ["flush_everything", "flush_nat", "flush_filter"])
@@ -103,14 +100,14 @@ def test_flushed_or_deleted_chains_are_noticed_and_rebuilt_in_full(damage):
     backend = new_backend()
     before = snapshot(*cluster(random.Random(1)))
     backend.sync(views_of(before), None)
-    good = {t: {n: list(r) for n, r in c.items()} for t, c in backend.runners[4].tables.items()}
+    good = {t: {n: list(r) for n, r in c.items()} for t, c in backend.appliers[4].runner.tables.items()}
     backend.sync(views_of(before), set())
     assert not backend.last_full
-    runner = backend.runners[4]
+    runner = backend.appliers[4].runner
     runner.flush_everything() if damage == "flush_everything" else runner.flush_chains(damage.split("_")[1])
     backend.sync(views_of(before), set())
     assert backend.last_full
-    assert backend.runners[4].tables == good
+    assert backend.appliers[4].runner.tables == good
 
 
 def test_after_a_failed_apply_the_next_sync_is_full():
@@ -120,19 +117,19 @@ def test_after_a_failed_apply_the_next_sync_is_full():
     backend.sync(views_of(before), None)
     services.pop(0)
     after = snapshot(services, slices)
-    backend.runners[4].fail_next = "iptables-restore: line 3 failed"
+    backend.appliers[4].runner.fail_next = "iptables-restore: line 3 failed"
     with pytest.raises(IptablesError):
         backend.sync(views_of(after), changed(before.ports, after.ports))
     backend.sync(views_of(after), set())          # the next sync, whatever it was asked, is full
     assert backend.last_full
     reference = new_backend()
     reference.sync(views_of(after), None)
-    assert backend.runners[4].tables == reference.runners[4].tables
+    assert backend.appliers[4].runner.tables == reference.appliers[4].runner.tables
 
 
 def test_a_full_sync_deletes_leftover_netplane_chains_and_nothing_else():
     backend = new_backend()
-    fake = backend.runners[4]
+    fake = backend.appliers[4].runner
     fake.restore("*nat\n:NP-SVC-LEFTOVER - [0:0]\n:KUBE-SVC-THEIRS - [0:0]\n:MY-CHAIN - [0:0]\nCOMMIT\n")
     backend.sync(views_of(snapshot([b.service("s", "10.96.0.1", [{"port": 80}])], [])), None)
     assert "NP-SVC-LEFTOVER" not in fake.tables["nat"]
@@ -141,7 +138,7 @@ def test_a_full_sync_deletes_leftover_netplane_chains_and_nothing_else():
 
 def test_cleanup_removes_every_netplane_chain_and_jump():
     backend = new_backend()
-    fake = backend.runners[4]
+    fake = backend.appliers[4].runner
     fake.restore("*filter\n:MY-CHAIN - [0:0]\n-A INPUT -j MY-CHAIN\nCOMMIT\n")
     backend.sync(views_of(snapshot(*cluster(random.Random(3)))), None)
     removed = backend.cleanup()
@@ -157,7 +154,7 @@ def test_dry_run_is_the_full_plan():
     text = backend.dry_run(views_of(snap))
     assert text.startswith("# iptables-restore --noflush\n*filter\n")
     backend.sync(views_of(snap), None)
-    assert text.split("\n", 1)[1] == backend.runners[4].restores[0]
+    assert text.split("\n", 1)[1] == backend.appliers[4].runner.restores[0]
 
 
 @pytest.mark.parametrize("layout", ["kube-proxy", "compact"])
@@ -188,13 +185,14 @@ def test_golden_text_for_a_small_cluster(layout):
 
 
 def test_a_partial_compile_rebuilds_top_level_chains_only_when_a_ports_share_of_them_moves():
-    from netplane.proxy.iptables.backend import context
     from netplane.proxy.iptables.compile import compile_family
+    from netplane.proxy.iptables.mode import IptablesOptions, context
+    from netplane.proxy.settings import EVERY_LOCAL_ADDRESS
 
     services = [b.service(f"s{i}", f"10.96.1.{i + 1}", [{"port": 80}]) for i in range(50)]
     slices = [b.endpoint_slice(f"s{i}", [f"10.244.1.{i + 2}", f"10.244.2.{i + 2}"], [{"port": 8080}])
               for i in range(50)]
-    ctx = context(SETTINGS, 4)
+    ctx = context(SETTINGS, IptablesOptions(), 4, EVERY_LOCAL_ADDRESS)
     before = snapshot(services, slices)
     plan = compile_family(views_of(before)[4], ctx)
     slices[7] = b.endpoint_slice("s7", ["10.244.1.9"], [{"port": 8080}])        # one endpoint fewer
@@ -207,3 +205,32 @@ def test_a_partial_compile_rebuilds_top_level_chains_only_when_a_ports_share_of_
     plan = compile_family(views_of(after)[4], ctx, previous=plan, changed=changed(before.ports, after.ports))
     assert plan.written == {"filter": ["NP-SERVICES"], "nat": []}
     assert plan.chains() == compile_family(views_of(after)[4], ctx).chains()
+
+
+def _tables(services, slices, layout):
+    plane = new_backend(layout)
+    plane.sync(views_of(snapshot(services, slices)), None)
+    return plane.appliers[4].runner.tables
+
+
+WEB_PORTS, WEB_EP_PORTS = [{"name": "http", "port": 80}], [{"name": "http", "port": 8080}]
+
+
+@pytest.mark.parametrize("layout", ["compact", "kube-proxy"])
+def test_compact_layout_keeps_sep_chains_only_where_hairpin_can_happen(layout):
+    eps = [b.endpoint("10.244.1.5", "n1"), b.endpoint("10.244.2.5", "n2"), b.endpoint("10.244.3.5")]
+    slices = [b.endpoint_slice("web", eps, WEB_EP_PORTS)]
+
+    def sep_chains(**spec):
+        tables = _tables([b.service("web", "10.96.0.10", [dict(WEB_PORTS[0], nodePort=30080)]
+                                    if spec else WEB_PORTS, **spec)], slices, layout)
+        return sum(name.startswith("NP-SEP-") for name in tables["nat"])
+    assert sep_chains(type="NodePort", externalTrafficPolicy="Local") == 3
+    assert sep_chains() == (2 if layout == "compact" else 3)      # here, and on no node we know of
+
+
+def test_affinity_rules_check_the_services_timeout():
+    tables = _tables([b.service("web", "10.96.0.10", WEB_PORTS, sessionAffinity="ClientIP")],
+                     [b.endpoint_slice("web", ["10.244.2.5", "10.244.2.6"], WEB_EP_PORTS)], "compact")
+    checks = [r.split() for rules in tables["nat"].values() for r in rules if "--rcheck" in r]
+    assert len(checks) == 2 and all(r[r.index("--seconds") + 1] == "10800" for r in checks)

@@ -75,14 +75,15 @@ def slice_(endpoints, address_type="IPv4", ports=({"name": "http", "port": 8080}
 def test_an_endpoint_slice_with_conditions_topology_and_hints():
     s = endpoint_slice(slice_([
         {"addresses": ["10.244.1.5"], "conditions": {"ready": True}, "nodeName": "node1", "zone": "a",
-         "hints": {"forZones": [{"name": "a"}]}},
+         "hints": {"forZones": [{"name": "a"}], "forNodes": [{"name": "node1"}]}},
         {"addresses": ["10.244.2.6"], "conditions": {"ready": False, "serving": True, "terminating": True}},
         {"addresses": ["10.244.3.7"]},                                   # no conditions: ready, per the API
     ]))
     assert (s.namespace, s.service, s.name) == ("shop", "web", "web-abc")
     first, second, third = s.ports[("http", "TCP")]
     assert first.ip == IP("10.244.1.5") and first.port == 8080 and first.node == "node1"
-    assert first.hint_zones == {"a"} and first.is_local("node1") and not first.is_local("")
+    assert first.hint_zones == {"a"} and first.hint_nodes == {"node1"} and second.hint_nodes == frozenset()
+    assert first.is_local("node1") and not first.is_local("")
     assert not second.ready and second.serving_terminating
     assert third.ready and third.serving and not third.terminating
 
@@ -175,6 +176,7 @@ def with_meta(obj, **meta):
     (slice_([], ports=({"name": "http\n", "port": 80},)), r"ports\[0\].name"),
     (slice_([{"addresses": ["10.0.0.1"], "nodeName": ["n1"]}]), "nodeName and zone must be strings"),
     (slice_([{"addresses": ["10.0.0.1"], "hints": {"forZones": [{"name": ["a"]}]}}]), "a zone name is not a string"),
+    (slice_([{"addresses": ["10.0.0.1"], "hints": {"forNodes": [{"name": 7}]}}]), "a node name is not a string"),
     (slice_([{"addresses": ["10.0.0.1"], "conditions": []}]), r"endpoints\[0\].conditions is not an object"),
     (slice_([{"addresses": ["10.0.0.1"]}, 5]), r"endpoints\[1\] is not an object"),
     (slice_([{"addresses": ["10.0.0.1", "fd00::1"]}]), "not all IPv4"),

@@ -62,3 +62,17 @@ def test_external_local_keeps_cluster_endpoints_for_internal_traffic():
     port = dataclasses.replace(PORT, node_port=30080, external_local=True)
     c = categorize(port, [ep(1, node="node2"), ep(2)], "node1")
     assert ips(c.cluster) == [1, 2] and ips(c.local) == [2] and ips(c.all_reachable) == [1, 2]
+
+
+def test_prefer_same_node_hints_narrow_to_this_node_before_zone_hints():
+    port = dataclasses.replace(PORT, topology_aware=True)
+
+    def hinted(last, node, nodes, zone="a"):
+        e = ep(last, node=node, zone=zone, hints=[zone])
+        return dataclasses.replace(e, hint_nodes=frozenset(nodes))
+    same_node = [hinted(1, "node1", ["node1"]), hinted(2, "node2", ["node2"]), hinted(3, "node3", ["node3"], zone="b")]
+    assert ips(categorize(port, same_node, "node1", node_zone="a").cluster) == [1]
+    assert ips(categorize(port, same_node, "node9", node_zone="a").cluster) == [1, 2]     # no hint for node9: zones
+    assert ips(categorize(PORT, same_node, "node1", node_zone="a").cluster) == [1, 2, 3]  # hints not honoured
+    one_without = same_node + [ep(4, node="node4", zone="a", hints=["a"])]
+    assert ips(categorize(port, one_without, "node1", node_zone="a").cluster) == [1, 2, 4]   # zones, all-or-nothing

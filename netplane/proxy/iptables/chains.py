@@ -46,14 +46,20 @@ JUMPS = (
 )
 
 
+HASH_CHARS = 16
+# a service port's chains: cluster policy, local policy, external traffic, source ranges;
+# and an endpoint's. The compiled generator takes these prefixes from here.
+SVC, SVL, EXT, FW, SEP = (f"{PREFIX}{kind}-" for kind in ("SVC", "SVL", "EXT", "FW", "SEP"))
+
+
 def _hash(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest())[:16].decode()
+    return base64.b32encode(hashlib.sha256(text.encode()).digest())[:HASH_CHARS].decode()
 
 
-def service_chain(kind: str, port_key: str) -> str:
-    """kind: SVC (cluster policy), SVL (local policy), EXT (external traffic), FW (source ranges)."""
-    return f"NP-{kind}-{_hash(port_key)}"
+def service_chain(prefix: str, port_key: str) -> str:
+    """prefix: SVC, SVL, EXT or FW."""
+    return f"{prefix}{_hash(port_key)}"
 
 
 def endpoint_chain(port_key: str, endpoint: str) -> str:
-    return f"NP-SEP-{_hash(port_key + '/' + endpoint)}"
+    return f"{SEP}{_hash(port_key + '/' + endpoint)}"

@@ -15,8 +15,7 @@ are inputs, and the result is data plus text. A partial compile consumes
 the previous Compiled (it updates its fragments and tables in place rather
 than copying them), so it costs in proportion to the change.
 """
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from netplane import fastpath
@@ -24,7 +23,7 @@ from netplane.gcpause import cyclic_gc_paused
 from netplane.proxy.iptables import chains as c
 from netplane.proxy.iptables.rules import Context, PortRules, chain_names, rules_text
 from netplane.proxy.model import PortName
-from netplane.proxy.views import PortView
+from netplane.proxy.policy import PortPolicy
 
 # the compiled twins (ext/) when built, else the pure ones (rules.py, text.py)
 port_rules = fastpath.load("iptables_rules").port_rules
@@ -41,10 +40,15 @@ assert tuple(share for *_, share in TOP_LEVEL) == PortRules._fields[:len(TOP_LEV
 
 @dataclass(frozen=True)
 class Compiled:
+    """The iptables plan for one family: what the kernel will hold, and the
+    transaction that gets it there."""
     fragments: dict[PortName, PortRules]             # every port's rules, the nat chains it owns among them
     tables: dict[str, dict[str, str]]                # table -> chain -> rules: the static and top-level chains
     parts: list[str]                                 # the iptables-restore input, in pieces ([] = nothing to do)
     context: Context | None = None                   # what it was compiled for
+    rewritten: dict[str, list[str]] = field(default_factory=dict)   # table -> static/top-level chains written
+    ports_written: list[PortName] = field(default_factory=list)     # the ports whose own chains are written
+    deleted: dict[str, list[str]] = field(default_factory=dict)     # table -> chains the transaction deletes
 
     @cached_property
     def text(self) -> str:
@@ -53,13 +57,9 @@ class Compiled:
 
     @cached_property
     def written(self) -> dict[str, list[str]]:
-        """table -> the chains the transaction writes (read back from its text)."""
-        return {t: [n for n in names if n not in self.deleted[t]] for t, names in _in_text(self.text, _DECLARED).items()}
-
-    @cached_property
-    def deleted(self) -> dict[str, list[str]]:
-        """table -> the chains the transaction deletes."""
-        return _in_text(self.text, _DELETED)
+        """table -> every chain the transaction writes."""
+        ports = [n for name in self.ports_written for n in chain_names(self.fragments[name].declarations)]
+        return {t: self.rewritten.get(t, []) + (ports if t == "nat" else []) for t in TABLES}
 
     def chains(self) -> dict[str, dict[str, str]]:
         """table -> chain -> rules text: every NP- chain after the apply
@@ -77,20 +77,6 @@ def _split(f: PortRules) -> dict[str, str]:
     names = chain_names(f.declarations)
     starts = [0] + [f.rules.index(f"\n-A {name} ") + 1 for name in names[1:]]
     return {name: f.rules[start:end] for name, start, end in zip(names, starts, starts[1:] + [len(f.rules)])}
-
-
-# the lines that declare and delete chains: chain names are plain, whatever a comment holds
-_TABLE, _DECLARED, _DELETED = re.compile(r"^\*(\w+)$", re.M), re.compile(r"^:(NP-\S+) - \[0:0\]$", re.M), \
-    re.compile(r"^-X (NP-\S+)$", re.M)
-
-
-def _in_text(text: str, pattern: re.Pattern) -> dict[str, list[str]]:
-    """table -> what `pattern` finds in that table's part of restore text."""
-    out = {t: [] for t in TABLES}
-    tables = list(_TABLE.finditer(text))
-    for table, following in zip(tables, tables[1:] + [None]):
-        out[table.group(1)] = pattern.findall(text, table.end(), following.start() if following else len(text))
-    return out
 
 
 def static_chains(ctx: Context) -> dict[str, dict[str, str]]:
@@ -115,7 +101,7 @@ def static_chains(ctx: Context) -> dict[str, dict[str, str]]:
 
 
 
-def compile_family(views: dict[PortName, PortView], ctx: Context, *,
+def compile_family(views: dict[PortName, PortPolicy], ctx: Context, *,
                    previous: Compiled | None = None, changed: set[PortName] | None = None,
                    installed: dict[str, set[str]] | None = None) -> Compiled:
     """Full when `previous` or `changed` is None; `installed` (table -> NP-
@@ -137,7 +123,8 @@ def _full(views, ctx: Context, installed) -> Compiled:
     tables = static_chains(ctx)
     _set_top_level(tables, ordered, ctx)
     deleted = _leftovers(installed, tables, ordered)
-    return Compiled(fragments, tables, text.transaction(tables, ordered, deleted), ctx)
+    return Compiled(fragments, tables, text.transaction(tables, ordered, deleted), ctx,
+                    {t: list(chains) for t, chains in tables.items()}, list(fragments), deleted)
 
 
 def _leftovers(installed, tables, ordered: list[PortRules]) -> dict[str, list[str]]:
@@ -153,7 +140,7 @@ def _leftovers(installed, tables, ordered: list[PortRules]) -> dict[str, list[st
 
 def _partial(views, ctx: Context, previous: Compiled, changed) -> Compiled:
     fragments, tables = previous.fragments, previous.tables       # consumed: updated in place
-    rewritten, gone, top_level_moved = [], [], False
+    rewritten, names, gone, top_level_moved = [], [], [], False
     for name in sorted(changed):
         old = fragments.pop(name, None)
         new = port_rules(views[name], ctx) if name in views else None
@@ -162,10 +149,12 @@ def _partial(views, ctx: Context, previous: Compiled, changed) -> Compiled:
         top_level_moved |= _top_share(old) != _top_share(new)
         if new is not None and new.declarations and (old is None or _own(old) != _own(new)):
             rewritten.append(new)
+            names.append(name)
         gone += _dropped_chains(old, new)
     top_written = _rebuild_top_level(tables, views, fragments, ctx) if top_level_moved else {t: [] for t in TABLES}
     write = {t: {n: tables[t][n] for n in top_written[t]} for t in TABLES}
-    return Compiled(fragments, tables, text.transaction(write, rewritten, {"filter": [], "nat": sorted(gone)}), ctx)
+    deleted = {"filter": [], "nat": sorted(gone)}
+    return Compiled(fragments, tables, text.transaction(write, rewritten, deleted), ctx, top_written, names, deleted)
 
 
 def _own(f: PortRules) -> tuple[str, str]:

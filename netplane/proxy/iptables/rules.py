@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 from netplane.proxy.iptables import chains as c
 from netplane.proxy.model import Endpoint
-from netplane.proxy.views import PortView
+from netplane.proxy.policy import REJECT, PortPolicy
 
 COMPACT, KUBE_PROXY = "compact", "kube-proxy"
 LAYOUTS = (COMPACT, KUBE_PROXY)
@@ -59,7 +59,6 @@ class Context:
     masquerade_all: bool = False
     nodeport_destinations: tuple[str, ...] = ()   # matches for "addressed to this node"
     masquerade_bit: int = 14                      # the packet mark bit meaning "masquerade me"
-    node: str = ""                                # this node's name: its endpoints can see hairpin traffic
     layout: str = COMPACT
 
     @property
@@ -86,8 +85,8 @@ def chain_names(declarations: str) -> list[str]:
     return [line[1:line.index(" ")] for line in declarations.split("\n")[:-1]]
 
 
-def port_rules(view: PortView, ctx: Context) -> PortRules:
-    return _Builder(view, ctx).build()
+def port_rules(policy: PortPolicy, ctx: Context) -> PortRules:
+    return _Builder(policy, ctx).build()
 
 
 def rules_text(lines) -> str:
@@ -96,26 +95,24 @@ def rules_text(lines) -> str:
 
 
 class _Builder:
-    def __init__(self, view: PortView, ctx: Context) -> None:
-        self.p, self.cat, self.ctx = view.port, view.endpoints, ctx
+    """Formats a PortPolicy; every decision in it was made by policy.py. What
+    is decided here is only how to say it in iptables: the chains (SVC for
+    the cluster-wide endpoints, SVL for the local ones) and, in the compact
+    layout, which endpoints need no SEP chain (those that cannot see hairpin
+    traffic here)."""
+
+    def __init__(self, policy: PortPolicy, ctx: Context) -> None:
+        self.p, self.pol, self.ctx = policy.port, policy, ctx
         self.key = f"{self.p.name}/{self.p.protocol}"
         self.proto = self.p.protocol.lower()
         self.match = f"-p {self.proto} -m {self.proto} --dport {self.p.port}"
-        self.svc, self.svl = c.service_chain("SVC", self.key), c.service_chain("SVL", self.key)
-        self.ext, self.fw = c.service_chain("EXT", self.key), c.service_chain("FW", self.key)
-        self.internal_eps = self.cat.local if self.p.internal_local else self.cat.cluster
-        self.external_eps = self.cat.local if self.p.external_local else self.cat.cluster
-        self.has_svc = self.p.uses_cluster_endpoints and bool(self.cat.cluster)
-        self.has_svl = self.p.uses_local_endpoints and bool(self.cat.local)
+        self.svc, self.svl = c.service_chain(c.SVC, self.key), c.service_chain(c.SVL, self.key)
+        self.ext, self.fw = c.service_chain(c.EXT, self.key), c.service_chain(c.FW, self.key)
+        self.has_svc, self.has_svl = bool(policy.cluster), bool(policy.local)
         # endpoint -> its SEP chain name (also the name of its affinity list), and its "ip:port"
-        self.sep = {e: c.endpoint_chain(self.key, _endpoint_text(e)) for e in self.cat.all_reachable}
-        self.inline = self._inline_endpoints()
-
-    def _inline_endpoints(self) -> set[Endpoint]:
-        """Endpoints DNATed straight from SVC, without a SEP chain (see the layouts)."""
-        if self.ctx.layout != COMPACT or (self.p.external_local and self.p.externally_accessible):
-            return set()
-        return {e for e in self.cat.all_reachable if e.node and e.node != self.ctx.node}
+        self.sep = {e: c.endpoint_chain(self.key, _endpoint_text(e)) for e in policy.reachable}
+        # endpoints DNATed straight from SVC, without a SEP chain (see the layouts)
+        self.inline = set(policy.reachable) - set(policy.hairpin) if ctx.layout == COMPACT else set()
 
     def comment(self, what: str) -> str:
         return f'-m comment --comment "{self.p.name}{what}"'
@@ -134,36 +131,36 @@ class _Builder:
 
     def nat_services(self) -> list[str]:
         lines = []
-        if self.internal_eps:
+        if self.pol.internal:
             internal = self.svl if self.p.internal_local else self.svc
             lines += [f"-A {c.NAT_SERVICES} {self.dst(ip)} {self.match} {self.comment(' cluster IP')} -j {internal}"
                       for ip in self.p.cluster_ips]
-        if self.cat.has_any:
+        if self.pol.has_any:
             lines += [f"-A {c.NAT_SERVICES} {self.dst(ip)} {self.match} {self.comment(' external IP')} -j {self.ext}"
                       for ip in self.p.external_ips]
-            lb_target = self.fw if self.p.load_balancer_source_ranges else self.ext
+            lb_target = self.fw if self.pol.firewall else self.ext
             lines += [f"-A {c.NAT_SERVICES} {self.dst(ip)} {self.match} {self.comment(' loadbalancer IP')} -j {lb_target}"
                       for ip in self.p.load_balancer_ips]
         return lines
 
     def nat_nodeports(self) -> list[str]:
-        if not (self.p.node_port and self.cat.has_any):
+        if not (self.p.node_port and self.pol.has_any):
             return []
         return [f"-A {c.NAT_NODEPORTS} -p {self.proto} -m {self.proto} --dport {self.p.node_port} "
                 f"{self.comment(' node port')} -j {self.ext}"]
 
     def _refusal(self) -> tuple[str, str]:
-        return ("REJECT", " has no endpoints") if not self.cat.has_any else ("DROP", " has no local endpoints")
+        return self.pol.refusal, " has no endpoints" if self.pol.refusal == REJECT else " has no local endpoints"
 
     def filter_services(self) -> list[str]:
-        if self.internal_eps:
+        if self.pol.internal:
             return []
         target, why = self._refusal()
         return [f"-A {c.FILTER_SERVICES} {self.dst(ip)} {self.match} {self.comment(why)} -j {target}"
                 for ip in self.p.cluster_ips]
 
     def filter_external(self) -> list[str]:
-        if self.external_eps or not self.p.externally_accessible:
+        if self.pol.external or not self.p.externally_accessible:
             return []
         target, why = self._refusal()
         lines = [f"-A {c.FILTER_EXTERNAL} {self.dst(ip)} {self.match} {self.comment(why)} -j {target}"
@@ -174,7 +171,7 @@ class _Builder:
         return lines
 
     def filter_firewall(self) -> list[str]:
-        if not (self.p.load_balancer_source_ranges and self.cat.has_any):
+        if not self.pol.firewall:
             return []                   # without endpoints, everyone gets the REJECT
         return [f"-A {c.FILTER_FIREWALL} {self.dst(ip)} {self.match} "
                 f"{self.comment(' traffic not accepted by ' + self.fw)} -j DROP"
@@ -186,15 +183,15 @@ class _Builder:
         """(chain, its rules) for each nat chain the port owns."""
         out = []
         if self.has_svc:
-            out.append((self.svc, self.masquerade(self.svc, not self.p.internal_local) + self.pick(self.svc, self.cat.cluster)))
+            out.append((self.svc, self.masquerade(self.svc, not self.p.internal_local) + self.pick(self.svc, self.pol.cluster)))
         if self.has_svl:
-            out.append((self.svl, self.masquerade(self.svl, self.p.internal_local) + self.pick(self.svl, self.cat.local)))
-        if self.p.externally_accessible and self.cat.has_any:
+            out.append((self.svl, self.masquerade(self.svl, self.p.internal_local) + self.pick(self.svl, self.pol.local)))
+        if self.p.externally_accessible and self.pol.has_any:
             out.append((self.ext, self.external()))
-        if self.p.load_balancer_source_ranges and self.p.load_balancer_ips and self.cat.has_any:
+        if self.pol.firewall:
             out.append((self.fw, [f"-A {self.fw} -s {r} {self.comment(' loadbalancer IP')} -j {self.ext}"
-                                  for r in self.p.load_balancer_source_ranges]))
-        out += [(self.sep[e], self.endpoint(self.sep[e], e)) for e in self.cat.all_reachable if e not in self.inline]
+                                  for r in self.pol.firewall]))
+        out += [(self.sep[e], self.endpoint(self.sep[e], e)) for e in self.pol.reachable if e not in self.inline]
         return out
 
     def masquerade(self, chain: str, serves_cluster_ip: bool) -> list[str]:

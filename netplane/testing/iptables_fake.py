@@ -1,4 +1,4 @@
-"""An in-memory stand-in for Iptables (restore.py), for unit tests.
+"""An in-memory stand-in for Iptables (proxy/iptables/restore.py), for tests.
 
 It keeps tables as {table: {chain: [rule text]}} and applies restore input
 with --noflush semantics, checking what the kernel would refuse: a rule in
@@ -106,3 +106,15 @@ def _check_targets(chains, table: str) -> None:
             target = _target(rule)
             if target and target not in TARGETS and target not in chains:
                 raise IptablesError(f"{table}: jump to missing chain {target}")
+
+
+def fake_dataplane(settings, layout: str = "compact", local_addresses=None):
+    """The iptables mode over FakeIptables: the real compile, core and
+    applier, with the kernel in memory (`plane.appliers[family].runner`)."""
+    from netplane.proxy import modes
+    from netplane.proxy.dataplane import Dataplane
+    from netplane.proxy.iptables.mode import IptablesApplier, IptablesOptions
+
+    return Dataplane(modes.get("iptables"), settings, IptablesOptions(layout),
+                     applier=lambda family, options: IptablesApplier(family, options, runner=FakeIptables),
+                     local_addresses=local_addresses or (lambda: []), clean_conntrack=None, sweep=False)

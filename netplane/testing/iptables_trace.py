@@ -13,13 +13,7 @@ from dataclasses import dataclass
 
 import netaddr
 
-
-@dataclass(frozen=True)
-class Trace:
-    endpoints: frozenset        # "ip:port" (or "[ip]:port") it may be DNATed to
-    verdict: str                # ACCEPT, REJECT or DROP
-    masquerade: bool            # on every way through
-    masqueraded_to: frozenset = frozenset()   # the endpoints reached masqueraded (hairpin differs per endpoint)
+from netplane.testing.verdict import Verdict as Trace
 
 
 @dataclass

@@ -1,35 +1,32 @@
-"""iptables mode semantics, checked by tracing packets through the compiled rules.
+"""Service semantics, for every proxy mode: packets traced through what each
+mode compiled and applied to its fake kernel (netplane/testing/). The same
+table of cases runs for every harness (both iptables layouts today); a new
+mode joins by registering its harness.
 
 Node n1 (192.168.200.11, pod bridge 10.244.1.1) in cluster CIDR 10.244.0.0/16;
 its pods are 10.244.1.x, n2's are 10.244.2.x.
 """
-import dataclasses
-
 import netaddr
 import pytest
 
-from iptables_trace import Tracer
+from netplane import testing
 from netplane.proxy import build as b
-from netplane.proxy.backend import Settings
-from netplane.proxy.iptables.backend import IptablesBackend
-from netplane.proxy.iptables.fake import FakeIptables
+from netplane.proxy.policy import Node, family_policies
+from netplane.proxy.settings import Settings
 from netplane.proxy.state import snapshot
-from netplane.proxy.views import Node, family_views
 
 NODE_IP, BRIDGE, POD, OTHER_POD, OUTSIDE = "192.168.200.11", "10.244.1.1", "10.244.1.9", "10.244.2.9", "192.168.200.99"
 LOCAL_EP, REMOTE_EP = "10.244.1.5:8080", "10.244.2.5:8080"
 LOCAL = [NODE_IP, BRIDGE, "127.0.0.1", "fd00:200::11", "::1"]
 TCP80 = [{"name": "http", "port": 80, "protocol": "TCP"}]
 EP_PORTS = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+HARNESS = {}
 
 
-LAYOUT = {"name": "compact"}
-
-
-@pytest.fixture(autouse=True, params=["compact", "kube-proxy"])
-def layout(request):
-    """Every semantic check runs over both rule layouts."""
-    LAYOUT["name"] = request.param
+@pytest.fixture(autouse=True, params=testing.names())
+def mode(request):
+    """Every semantic check runs for every mode's harness."""
+    HARNESS["now"] = testing.get(request.param)
     return request.param
 
 
@@ -37,16 +34,13 @@ def both():
     return [b.endpoint("10.244.1.5", "n1"), b.endpoint("10.244.2.5", "n2")]
 
 
-def proxy(services, slices, settings=None, recent=()):
+def proxy(services, slices, settings=None):
     settings = settings or Settings(Node("n1"), (netaddr.IPAddress(NODE_IP), netaddr.IPAddress("fd00:200::11")),
                                     (netaddr.IPNetwork("10.244.0.0/16"), netaddr.IPNetwork("fd00:10:244::/56")))
-    settings = dataclasses.replace(settings, iptables_layout=LAYOUT["name"])
-    backend = IptablesBackend(settings, runner=FakeIptables, clean_conntrack=False,
-                              local_addresses=lambda: [netaddr.IPAddress(a) for a in LOCAL])
     snap = snapshot(services, slices)
     assert snap.skipped == {}
-    backend.sync({f: family_views(snap.ports, f, settings.node) for f in (4, 6)}, None)
-    return {f: Tracer(backend.runners[f].tables, LOCAL, recent) for f in backend.runners}
+    policies = {f: family_policies(snap.ports, f, settings.node) for f in settings.families}
+    return HARNESS["now"].program(settings, policies, LOCAL)
 
 
 def web(**spec):
@@ -55,8 +49,8 @@ def web(**spec):
                      type=kind, **spec)
 
 
-def trace(tracers, src, dst, port=80, proto="tcp"):
-    return tracers[4 if ":" not in dst else 6].trace(src, proto, dst, port)
+def trace(programmed, src, dst, port=80, proto="tcp", affinity_to=None):
+    return programmed.trace(src, proto, dst, port, affinity_to)
 
 
 def test_cluster_ip_reaches_every_endpoint_and_masquerades_only_off_cluster_sources():
@@ -137,24 +131,10 @@ def test_load_balancer_without_ranges_and_external_ips():
 
 
 def test_client_ip_affinity_sends_a_known_client_back_to_its_endpoint():
-    slices = [b.endpoint_slice("web", both(), EP_PORTS)]
-    fresh = proxy([web(sessionAffinity="ClientIP")], slices)
-    assert trace(fresh, POD, "10.96.0.10").endpoints == {LOCAL_EP, REMOTE_EP}
-    sep = _sep_chain_for(fresh[4], REMOTE_EP)
-    sticky = proxy([web(sessionAffinity="ClientIP")], slices, recent=[sep])
-    assert trace(sticky, POD, "10.96.0.10").endpoints == {REMOTE_EP}
-    timeout = [r for rules in sticky[4].tables["nat"].values() for r in rules if "--rcheck" in r]
-    assert timeout and all(r[r.index("--seconds") + 1] == "10800" for r in timeout)
-
-
-def _sep_chain_for(tracer, endpoint):
-    """The endpoint's affinity list: named after its SEP chain, which the
-    compact layout may not create (the DNAT then sits in the SVC chain)."""
-    for rules in tracer.tables["nat"].values():
-        for r in rules:
-            if "--set" in r and "DNAT" in r and r[r.index("--to-destination") + 1] == endpoint:
-                return r[r.index("--name") + 1]
-    raise AssertionError(endpoint)
+    t = proxy([web(sessionAffinity="ClientIP")], [b.endpoint_slice("web", both(), EP_PORTS)])
+    assert trace(t, POD, "10.96.0.10").endpoints == {LOCAL_EP, REMOTE_EP}
+    assert trace(t, POD, "10.96.0.10", affinity_to=REMOTE_EP).endpoints == {REMOTE_EP}
+    assert trace(t, POD, "10.96.0.10", affinity_to=LOCAL_EP).endpoints == {LOCAL_EP}
 
 
 def test_hairpin_traffic_is_masqueraded():
@@ -164,7 +144,7 @@ def test_hairpin_traffic_is_masqueraded():
     assert got.masqueraded_to == {LOCAL_EP}     # the SEP rule marks it when it picks itself, only then
 
 
-def test_hairpin_through_a_local_policy_node_port_from_another_nodes_pod(layout):
+def test_hairpin_through_a_local_policy_node_port_from_another_nodes_pod():
     """Under externalTrafficPolicy Local, another node's pod reaching this
     node's node port short-circuits to every endpoint, unmasqueraded: when
     it is sent back to itself, only its SEP rule can masquerade it, so the
@@ -172,19 +152,6 @@ def test_hairpin_through_a_local_policy_node_port_from_another_nodes_pod(layout)
     t = proxy([web(type="NodePort", externalTrafficPolicy="Local")], [b.endpoint_slice("web", both(), EP_PORTS)])
     got = trace(t, "10.244.2.5", NODE_IP, port=30080)
     assert got.endpoints == {LOCAL_EP, REMOTE_EP} and got.masqueraded_to == {REMOTE_EP}
-
-
-def test_compact_layout_keeps_sep_chains_only_where_hairpin_can_happen(layout):
-    eps = both() + [b.endpoint("10.244.3.5")]          # here, on n2, and on no node we know of
-    chains = _sep_chains(proxy([web()], [b.endpoint_slice("web", eps, EP_PORTS)]))
-    local_policy = _sep_chains(proxy([web(type="NodePort", externalTrafficPolicy="Local")],
-                                     [b.endpoint_slice("web", eps, EP_PORTS)]))
-    assert local_policy == 3
-    assert chains == (2 if layout == "compact" else 3)
-
-
-def _sep_chains(tracers) -> int:
-    return sum(name.startswith("NP-SEP-") for name in tracers[4].tables["nat"])
 
 
 def test_terminating_endpoints_serve_when_nothing_is_ready():
@@ -221,7 +188,7 @@ def test_ipv6_and_dual_stack():
     v6_only = b.service("six", "fd00:96::20", TCP80)
     t = proxy([v6_only], [])
     assert trace(t, "fd00:10:244:1::9", "fd00:96::20").verdict == "REJECT"
-    assert all("six" not in r for rules in t[4].tables["filter"].values() for r in map(" ".join, rules))
+    assert trace(t, POD, "10.96.0.20").endpoints == set() and trace(t, POD, "10.96.0.20").verdict == "ACCEPT"
 
 
 @pytest.mark.parametrize("hints,zone,expected", [(("a",), "a", {LOCAL_EP}), ((), "a", {LOCAL_EP, REMOTE_EP})])

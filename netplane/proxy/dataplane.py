@@ -1,0 +1,141 @@
+"""A proxy mode at work on this node: the decisions every mode shares.
+
+Theory of operation. One FamilySyncer per IP family drives the mode's
+compile and applier, and owns the rules no mode should write twice:
+1. A sync is full at start, when asked (the periodic full sync, a retry
+   after a failure), when the node's context changed (its addresses moved:
+   every node-port rule changes), and when the applier reports drift (the
+   kernel no longer holds the last plan: a flushed table, a deleted map, a
+   detached program). Otherwise it is partial: only the changed ports.
+2. The last plan is forgotten before the apply and remembered only once
+   the apply succeeded, so after a failure the next sync is full and reads
+   back what the kernel holds.
+3. After the rules are in, stale UDP conntrack entries are deleted (a hook
+   a mode may decline, as the eBPF mode with its own table does).
+The Dataplane runs the families in turn, reports full or partial syncs to
+the metrics, and once the first full sync of every family is in, removes
+what other modes left behind (as kube-proxy does on a mode switch), except
+the modes this one relies on. Until then the old rules keep serving.
+"""
+import logging
+
+import netaddr
+
+from netplane.proxy import conntrack, modes
+from netplane.proxy.model import PortName
+from netplane.proxy.policy import PortPolicy
+from netplane.proxy.settings import Settings, nodeport_addresses
+
+log = logging.getLogger("netplane.proxy")
+Policies = dict[PortName, PortPolicy]
+
+
+class FamilySyncer:
+    def __init__(self, mode: modes.Mode, family: int, settings: Settings, options, applier, local_addresses) -> None:
+        self.mode, self.family, self.settings, self.options = mode, family, settings, options
+        self.applier, self.local_addresses = applier, local_addresses
+        self.plan = None
+
+    def context(self):
+        """The node's addresses are read only when --nodeport-addresses needs them."""
+        local = self.local_addresses() if self.settings.wants_local_addresses(self.family) else None
+        return self.mode.context(self.settings, self.options, self.family,
+                                 nodeport_addresses(self.settings, self.family, local))
+
+    def sync(self, policies: Policies, changed: set[PortName] | None) -> bool:
+        """Make the kernel hold `policies`; returns whether the sync was full."""
+        previous, ctx = self.plan, self.context()
+        full = previous is None or changed is None or ctx != previous.context
+        if not full and (why := self.applier.drift()):
+            log.warning("IPv%d: %s; doing a full sync", self.family, why)
+            full = True
+        self.plan = None                                   # unknown until the apply succeeds
+        installed = self.applier.read_back() if full else None
+        plan = self.mode.compile(policies, ctx, None if full else previous, None if full else changed, installed)
+        self.applier.apply(plan, None if full else previous)
+        self.plan = plan
+        return full
+
+    def dry_run(self, policies: Policies):
+        return self.mode.compile(policies, self.context(), None, None, None)
+
+
+class Dataplane:
+    def __init__(self, mode: modes.Mode, settings: Settings, options=None, *, applier=None,
+                 local_addresses=None, clean_conntrack=conntrack.clean, sweep: bool = True) -> None:
+        self.mode, self.settings = mode, settings
+        self.options = options if options is not None else mode.options()
+        make = applier or mode.applier
+        self.local_addresses = local_addresses or _local_addresses
+        self.syncers = {f: FamilySyncer(mode, f, settings, self.options, make(f, self.options), self.local_addresses)
+                        for f in settings.families}
+        self.clean_conntrack = clean_conntrack if mode.cleans_conntrack else None
+        self.last_full = False                             # whether the last sync was full (metrics, logs, tests)
+        self._sweep_pending = sweep
+
+    @property
+    def appliers(self) -> dict:
+        return {f: s.applier for f, s in self.syncers.items()}
+
+    def sync(self, policies: dict[int, Policies], changed: set[PortName] | None) -> None:
+        self.last_full = False
+        for family, syncer in self.syncers.items():
+            mine = policies.get(family, {})
+            full = syncer.sync(mine, changed)
+            self.last_full |= full
+            self._clean_conntrack(family, mine, changed, full)
+        if self._sweep_pending:
+            self._sweep_pending = False
+            self.sweep_other_modes()
+
+    def _clean_conntrack(self, family: int, policies: Policies, changed, full: bool) -> None:
+        if self.clean_conntrack is None or not (full or _udp_changed(policies, changed)):
+            return
+        try:
+            self.clean_conntrack(family, policies)
+        except Exception as err:      # the rules are in: a failed cleanup must not undo the sync
+            log.error("IPv%d: deleting stale UDP conntrack entries failed: %s", family, err)
+
+    def sweep_other_modes(self) -> list[str]:
+        """Remove what other modes left in the kernel (after a mode switch)."""
+        removed = []
+        for name in modes.names():
+            if name == self.mode.name or name in self.mode.keeps:
+                continue
+            other = modes.get(name)
+            for family in self.settings.families:
+                try:
+                    applier = other.applier(family, other.options())
+                    if applier.present():
+                        gone = applier.cleanup()
+                        log.info("IPv%d: removed what the %s mode left behind: %d object(s)", family, name, len(gone))
+                        removed += gone
+                except Exception as err:      # never fatal: the new mode's rules are in
+                    log.error("IPv%d: removing the %s mode's leftovers failed: %s", family, name, err)
+        return removed
+
+    def dry_run(self, policies: dict[int, Policies]) -> str:
+        return "".join(self.mode.render(s.dry_run(policies.get(f, {}))) for f, s in self.syncers.items())
+
+    def cleanup(self) -> list[str]:
+        removed = []
+        for syncer in self.syncers.values():
+            removed += syncer.applier.cleanup()
+            syncer.plan = None
+        return removed
+
+
+def dataplane(mode_name: str, settings: Settings, options=None, **kwargs) -> Dataplane:
+    return Dataplane(modes.get(mode_name), settings, options, **kwargs)
+
+
+def _udp_changed(policies: Policies, changed) -> bool:
+    """Stale UDP flows can only appear when a UDP port's endpoints changed."""
+    return changed is None or any(policies[n].port.protocol == "UDP" for n in changed if n in policies)
+
+
+def _local_addresses() -> list[netaddr.IPAddress]:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return [netaddr.IPAddress(a.get_attr("IFA_ADDRESS")) for a in ipr.get_addr()]

@@ -1,0 +1,75 @@
+"""The contract every proxy mode implements, and the registry of modes.
+
+A mode is a pure compile step and a thin applier (see the README,
+"Architecture: the proxy modes"):
+
+    policies (per family, policy.py) --compile--> Plan --applier.apply--> kernel
+
+- `Options`: the mode's own settings, a dataclass whose fields carry their
+  config key and flag (options.py reads them); its config section is
+  `section:` (kube-proxy's, where KubeProxyConfiguration has one).
+- `context(settings, options, family, nodeport_addresses)`: what the
+  compile needs from the node, as a value; when it changes, the next sync
+  is a full one.
+- `compile(policies, ctx, previous, changed, installed)` -> Plan: pure and
+  testable without root; full when `previous` or `changed` is None (then
+  `installed`, what the applier read back, lets it remove leftovers). A
+  partial compile may consume `previous`.
+- `applier(family, options)` -> Applier: apply a plan in one transaction
+  (or raise), read back what is installed, say why the kernel no longer
+  holds the last plan (drift), clean up, and say whether anything of the
+  mode is present (so another mode can sweep it after taking over).
+- `render(plan)`: the plan as the text a person reads (`netplane compile`).
+Modes register themselves by name in MODES when their module is imported.
+"""
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any, Protocol
+
+
+class Applier(Protocol):
+    def read_back(self) -> Any: ...
+    def apply(self, plan, previous) -> None: ...
+    def drift(self) -> str | None: ...
+    def cleanup(self) -> list[str]: ...
+    def present(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    options: type                                   # a dataclass (see options.py)
+    section: str                                    # its config section
+    context: Callable[..., Any]
+    compile: Callable[..., Any]
+    applier: Callable[..., Applier]
+    render: Callable[[Any], str]
+    cleans_conntrack: bool = True                   # the core deletes stale UDP flows after a sync
+    keeps: tuple[str, ...] = field(default=())      # other modes whose objects it relies on: never swept
+
+
+MODES: dict[str, Mode] = {}
+BUILTIN = ("netplane.proxy.iptables.mode",)
+
+
+def register(mode: Mode) -> Mode:
+    MODES[mode.name] = mode
+    return mode
+
+
+def get(name: str) -> Mode:
+    _load_builtin()
+    if name not in MODES:
+        raise KeyError(f"unknown proxy mode {name!r}; available: {', '.join(names())}")
+    return MODES[name]
+
+
+def names() -> list[str]:
+    _load_builtin()
+    return sorted(MODES)
+
+
+def _load_builtin() -> None:
+    for module in BUILTIN:
+        import_module(module)
