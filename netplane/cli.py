@@ -234,8 +234,9 @@ def _lab_parser(sub) -> None:
                     help="the nodes' first InternalIP family, which VXLAN runs over (default ipv4)")
     up.add_argument("--resync-interval", type=float, default=10.0, help="agents' reconcile period, s (default 10)")
     up.add_argument("--proxy", action="store_true",
-                    help="also run netplane proxy (iptables) on every node, echo servers in the pods, demo Services "
+                    help="also run netplane proxy on every node, echo servers in the pods, demo Services "
                          "and an external client namespace")
+    up.add_argument("--proxy-mode", default="iptables", help="the proxy's mode (default iptables)")
     up.set_defaults(func=_lab_up)
     for action, helptext, func in (("status", "show nodes, agents, pods and addresses", _lab_status),
                                    ("check", "ping every pod from every pod; non-zero exit on any gap", _lab_check),
@@ -248,6 +249,7 @@ def _lab_parser(sub) -> None:
     run.add_argument("--mode", action="append", choices=["vxlan", "routed"],
                      help="mode to run (repeat; default both, one after the other)")
     run.add_argument("--no-proxy", action="store_true", help="skip the service proxy and its Services")
+    run.add_argument("--proxy-mode", default="iptables", help="the proxy's mode (default iptables)")
     run.set_defaults(func=_lab_run)
     for p in actions.choices.values():
         p.add_argument("--name", default="default", help="lab name (default 'default'); several labs can coexist")
@@ -276,19 +278,21 @@ def _lab_up(args) -> int:
     except LabError as err:
         raise UsageError(str(err)) from None
     if args.proxy:
-        _lab_enable_proxy(lab)
+        _lab_enable_proxy(lab, args.proxy_mode)
     print("\n".join(status_lines(lab)))
     return 0
 
 
-def _lab_enable_proxy(lab) -> None:
+def _lab_enable_proxy(lab, mode: str) -> None:
     from netplane.lab import services
+    from netplane.proxy import modes
 
-    if len(lab.record.nodes) < 2 or len(lab.record.pods) < 2:
+    if len(lab.record.nodes) < 2 or len(lab.record.pods) < 2 or mode not in modes.names():
         lab.down()
-        raise UsageError("--proxy needs at least 2 nodes and 2 pods")
+        raise UsageError("--proxy needs at least 2 nodes and 2 pods" if mode in modes.names() else
+                         f"--proxy-mode {mode!r}: available modes are {', '.join(modes.names())}")
     try:
-        services.enable(lab)
+        services.enable(lab, mode=mode)
     except BaseException:
         lab.down()
         raise

@@ -317,9 +317,9 @@ class Lab:
     def manifests_dir(self) -> str:
         return os.path.join(self.dir, "manifests")
 
-    def start_proxy(self, node: str, *extra: str, source: tuple[str, ...] = ()) -> None:
-        """`netplane proxy` (iptables mode) on a node, reading the lab's
-        manifests directory (or `source`, e.g. ("--kubeconfig", path))."""
+    def start_proxy(self, node: str, *extra: str, source: tuple[str, ...] = (), mode: str = "iptables") -> None:
+        """`netplane proxy --mode MODE` on a node, reading the lab's manifests
+        directory (or `source`, e.g. ("--kubeconfig", path))."""
         rec, home = self.record.nodes[node], self.node_dir(node)
         os.makedirs(self.manifests_dir, exist_ok=True)
         # a real node reaches service IPs through its default route; the lab's
@@ -328,12 +328,15 @@ class Lab:
         # makes them: the LB delivers to the node, the proxy takes it from there.
         _ip(rec.netns, *(f"route replace {cidr} dev eth0" for cidr in topology.SERVICE_CIDRS),
             f"route replace local {topology.VIP_RANGE} dev lo")
-        argv = [sys.executable, "-m", "netplane", "proxy", "--mode", "iptables",
+        argv = [sys.executable, "-m", "netplane", "proxy", "--mode", mode,
                 *(source or ("--manifests", self.manifests_dir)),
                 "--node-name", node, "--node-ip", ",".join(rec.internal_ips),
                 "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--min-sync-period", "0.2s",
                 "--log-file", f"{home}/proxy.log", *extra]
         self.start(f"proxy/{node}", node, argv, f"{home}/proxy.out")
+
+    def proxies_synced_since(self, since: float) -> bool:
+        return all(self.proxy_synced_since(node, since) for node in self.record.nodes)
 
     def proxy_synced_since(self, node: str, since: float) -> bool:
         """Whether the node's proxy reports (on /healthz, as lastUpdated) a sync

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from netplane import sandbox
 from netplane.lab import topology
 from netplane.proxy import build as b
 
@@ -54,13 +55,27 @@ def demo_objects(lab) -> list[dict]:
 
 
 def write_manifests(lab, objects: list[dict], name: str = "demo.json") -> str:
-    """Replace one manifests file atomically (the proxies poll the directory)."""
+    """Replace one manifests file atomically (the proxies watch the directory)."""
     os.makedirs(lab.manifests_dir, exist_ok=True)
     path = os.path.join(lab.manifests_dir, name)
     with open(path + ".tmp", "w") as f:
         json.dump({"apiVersion": "v1", "kind": "List", "items": objects}, f, indent=1)
     os.replace(path + ".tmp", path)
     return path
+
+
+# A write reaches a proxy through inotify within milliseconds; a sync that
+# ends this long after the write has seen it, so its report can be trusted.
+DELIVERY = 0.05
+
+
+def publish(lab, objects: list[dict], name: str, timeout: float = 10.0) -> None:
+    """Write manifests and wait until every proxy reports a sync that holds
+    them (/healthz lastUpdated, whatever the mode), not on any rule text."""
+    write_manifests(lab, objects, name)
+    since = time.time() + DELIVERY
+    sandbox.wait_for(lambda: lab.proxies_synced_since(since), timeout=timeout, interval=0.05,
+                     what=f"every proxy to sync {name}")
 
 
 def probe(lab, where: str, proto: str, host: str, port: int, count: int = 1, timeout: float = 2.0,
@@ -176,18 +191,16 @@ def table(checks: list[Check]) -> list[str]:
     return ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
 
 
-def enable(lab, timeout: float = 20.0, proxy_args: tuple[str, ...] = ()) -> None:
+def enable(lab, timeout: float = 20.0, proxy_args: tuple[str, ...] = (), mode: str = "iptables") -> None:
     """Echo servers in every pod, the demo Services, a proxy on every node,
     and the external client; returns once every proxy installed the rules."""
-    from netplane import sandbox
-
     lab.add_client()
     for pod in sorted(lab.record.pods):
         lab.serve(pod)
     write_manifests(lab, demo_objects(lab))
     since = time.time()
     for node in sorted(lab.record.nodes, key=topology.node_number):
-        lab.start_proxy(node, *proxy_args)
+        lab.start_proxy(node, *proxy_args, mode=mode)
     for node in lab.record.nodes:
         sandbox.wait_for(lambda node=node: lab.proxy_synced_since(node, since), timeout=timeout, interval=0.1,
                          what=f"the proxy on {node} to sync")

@@ -28,6 +28,8 @@ class ProxyMetrics:
         self.programming = Histogram(
             "kubeproxy_network_programming_duration_seconds",
             "In Cluster Network Programming Latency in seconds", buckets=PROGRAMMING_BUCKETS, registry=r)
+        self.syncs = Counter("netplane_proxy_syncs", "Syncs that reached the kernel, full or partial",
+                             ["kind"], registry=r)
         self.sync_failures = Counter("netplane_proxy_sync_failures",
                                    "Syncs whose apply step failed (retried as full syncs)", registry=r)
 

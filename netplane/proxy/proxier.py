@@ -84,11 +84,12 @@ class Proxier:
             self._publish_pending()
             caught_up = not any(self._pending.values())
         self.metrics.sync_duration.observe(elapsed)
+        self.metrics.syncs.labels("full" if self.dataplane.last_full else "partial").inc()
         self.metrics.last_sync.set_to_current_time()
         self.metrics.observe_programming(triggered)
         if caught_up:
             self.health.updated()
-        what = "full sync" if names is None else f"partial sync of {len(names)} service port(s)"
+        what = "full sync" if self.dataplane.last_full else f"partial sync of {len(names)} service port(s)"
         log.info("%s done in %.1f ms: %d service port(s)", what, elapsed * 1000, len(self.tracker.ports))
 
     def _publish_pending(self) -> None:

@@ -22,7 +22,7 @@ class FakeIptables:
         self.restores: list[str] = []          # every transaction applied, in order
         self.fail_next = ""                     # a message: the next restore fails with it
 
-    def restore(self, parts: list[str] | str) -> None:
+    def restore(self, parts: list[str] | str, bulk: bool = False) -> None:
         text = parts if isinstance(parts, str) else "".join(parts)
         if not text:
             return

@@ -16,15 +16,16 @@ import json, sys
 from netplane.proxy.iptables.restore import Iptables, IptablesError
 runner = Iptables(4)
 try:
-    runner.restore(json.load(sys.stdin))
+    runner.restore(json.load(sys.stdin), bulk=len(sys.argv) > 1)
     print(json.dumps({"ok": sorted(runner.chains("nat"))}))
 except IptablesError as err:
     print(json.dumps({"error": str(err)}))
 """
 
 
-def restore_in(sb: sandbox.Sandbox, netns: str, parts: list[str]) -> dict:
-    done = sb.run(netns, [sys.executable, "-c", SCRIPT], input=json.dumps(parts), text=True)
+def restore_in(sb: sandbox.Sandbox, netns: str, parts: list[str], bulk: bool = False) -> dict:
+    done = sb.run(netns, [sys.executable, "-c", SCRIPT] + (["bulk"] if bulk else []), input=json.dumps(parts),
+                  text=True)
     return json.loads(done.stdout)
 
 
@@ -48,3 +49,18 @@ def test_a_refused_transaction_reports_why_and_changes_nothing(netns):
     result = restore_in(sb, ns, bad + filler + ["COMMIT\n"])
     assert "iptables-restore" in result["error"] and "line 3" in result["error"].lower(), result
     assert restore_in(sb, ns, []) == {"ok": []}                 # nothing of it was applied
+
+
+def test_a_bulk_transaction_loads_the_same_and_flushes_nothing_of_anyone_elses(netns):
+    """The `-S` line a bulk load adds lists the table; it must not flush it."""
+    sb, ns = netns
+    sb.run(ns, ["iptables", "-t", "nat", "-N", "ADMIN"], check=True)
+    sb.run(ns, ["iptables", "-t", "nat", "-A", "ADMIN", "-j", "RETURN"], check=True)
+    sb.run(ns, ["iptables", "-t", "nat", "-A", "PREROUTING", "-j", "ADMIN"], check=True)
+    chains = [f"NP-TEST-{i}" for i in range(300)]
+    parts = ["*nat\n"] + [f":{c} - [0:0]\n" for c in chains] + [f"-A {c} -j RETURN\n" for c in chains] + ["COMMIT\n"]
+    assert restore_in(sb, ns, parts, bulk=True) == {"ok": sorted(chains)}
+    saved = sb.run(ns, ["iptables-save", "-t", "nat"], text=True).stdout
+    assert "-A ADMIN -j RETURN" in saved and "-A PREROUTING -j ADMIN" in saved
+    assert restore_in(sb, ns, parts[:1] + [":NP-TEST-0 - [0:0]\n", "-X NP-TEST-0\n", "COMMIT\n"], bulk=True) \
+        == {"ok": sorted(chains[1:])}

@@ -14,20 +14,38 @@ from netplane.kube.client import ENDPOINTSLICES, SERVICES
 from netplane.kube.fake_apiserver import FakeApiServer
 from netplane.lab import services, topology
 from netplane.proxy import build as b
+from netplane.proxy import modes
 
 PORT = [{"name": "http", "port": 80, "protocol": "TCP"}]
 TARGET = [{"name": "http", "port": services.TARGET_PORT, "protocol": "TCP"}]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+MODE = {}
+
+
+@pytest.fixture(scope="module", params=modes.names())
+def lab(tmp_path_factory, request):
+    """A 2-node lab with every node's proxy in one mode; every test below runs
+    once per mode. They wait for the proxies' own report of a sync
+    (/healthz lastUpdated) and judge real packets, not one mode's rules."""
+    MODE["now"] = request.param
     lab = new_lab(tmp_path_factory.mktemp("labs"))
     try:
         lab.up(2, "vxlan", pods_per_node=2, resync_interval=1.0)
-        services.enable(lab, proxy_args=("--sync-period", "1s"))
+        services.enable(lab, proxy_args=("--sync-period", "1s"), mode=request.param)
         yield lab
     finally:
         lab.down()
+
+
+def start_proxy(lab, node, *extra, **kwargs):
+    lab.start_proxy(node, "--sync-period", "1s", *extra, mode=MODE["now"], **kwargs)
+
+
+def iptables_only():
+    """For the checks about the iptables mode's own objects."""
+    if MODE["now"] != "iptables":
+        pytest.skip("about the iptables mode's rules")
 
 
 def eventually(predicate, timeout=10.0, what="condition"):
@@ -41,20 +59,8 @@ def dnat_targets(lab, node: str, family: int = 4) -> str:
     return services.rules(lab, node, "nat", family)
 
 
-def applied_everywhere(lab, text: str, present: bool = True):
-    return lambda: all((text in dnat_targets(lab, n)) == present for n in lab.record.nodes)
-
-
-def endpoints_everywhere(lab, service: str, ips: set[str], family: int = 4):
-    """True once every node DNATs `service` to exactly these pod IPs ("[v6]")."""
-    def check():
-        for node in lab.record.nodes:
-            lines = [l for l in dnat_targets(lab, node, family).splitlines()
-                     if f'"default/{service}' in l and "DNAT" in l]
-            if {l.split("--to-destination ")[1].rsplit(":", 1)[0] for l in lines} != ips:
-                return False
-        return True
-    return check
+def answers(lab, pod, vip, count=1, timeout=2.0):
+    return services.probe(lab, pod, "tcp", vip, 80, count=count, timeout=timeout)
 
 
 def test_demo_services_answer_as_kube_proxy_would(lab):
@@ -82,14 +88,10 @@ def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
     def publish():
         eps = [b.endpoint(lab.record.pods[p].ips[0], lab.record.pods[p].node, ready=up, serving=up,
                           terminating=not up) for p, up in state.items()]
-        services.write_manifests(lab, [b.service("churn", "10.96.0.30", PORT),
-                                       b.endpoint_slice("churn", eps, TARGET)], "churn.json")
-
-    def serving():
-        return {lab.record.pods[p].ips[0] for p, up in state.items() if up}
+        services.publish(lab, [b.service("churn", "10.96.0.30", PORT),
+                               b.endpoint_slice("churn", eps, TARGET)], "churn.json")
 
     publish()
-    eventually(endpoints_everywhere(lab, "churn", serving()), what="the churn service")
     client = lab.spawn(pods[0], [sys.executable, "-m", "netplane.lab.probe", "tcp", "10.96.0.30", "80",
                                  "--count", "0", "--duration", "12", "--interval", "0.01", "--timeout", "2"],
                        stdout=subprocess.PIPE, text=True)
@@ -97,15 +99,13 @@ def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
         time.sleep(0.5)
         for pod in pods[1:]:
             state[pod] = False
-            publish()
-            eventually(endpoints_everywhere(lab, "churn", serving()), what=f"{pod} out of the rules")
+            publish()                       # every proxy reports it out of the rules
             time.sleep(0.3)                 # the pod's grace period: connections already routed finish
             lab.stop(f"echo/{pod}")
             time.sleep(0.5)
             lab.serve(pod)
             state[pod] = True
             publish()
-            eventually(endpoints_everywhere(lab, "churn", serving()), what=f"{pod} back in the rules")
         out, _ = client.communicate(timeout=30)
     finally:
         if client.poll() is None:
@@ -133,11 +133,9 @@ def test_stale_udp_conntrack_entries_are_deleted_when_the_endpoint_changes(lab, 
         return next(ip for ip in lab.record.pods[pod].ips if (":" in ip) == (family == 6))
 
     def point_at(pod):
-        services.write_manifests(lab, [b.service(f"udp{family}", vip, udp), b.endpoint_slice(
+        services.publish(lab, [b.service(f"udp{family}", vip, udp), b.endpoint_slice(
             f"udp{family}", [b.endpoint(ip_of(pod), lab.record.pods[pod].node)], target, family=family)],
             f"udp{family}.json")
-        eventually(endpoints_everywhere(lab, f"udp{family}", {f"[{ip_of(pod)}]" if family == 6 else ip_of(pod)},
-                                        family), what=f"udp service on {pod}")
 
     def answered_by():
         return next(iter(services.probe(lab, client, "udp", vip, 5300, sport=40123)["answers"])).split()[0]
@@ -154,6 +152,7 @@ def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
     """An admin's `iptables -t nat -F` (our chains emptied, still defined) or
     `-F; -X` (deleted) on a node: the next periodic (1 s) sync sees a
     sentinel chain empty or gone, runs in full, and services work again."""
+    iptables_only()
     node = "node1"
     log = os.path.join(lab.node_dir(node), "proxy.log")
     noticed = open(log).read().count("flushed or deleted behind its back")
@@ -168,10 +167,9 @@ def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
 
 def test_a_broken_manifest_and_an_invalid_object_take_nothing_down(lab):
     pod = sorted(lab.record.pods)[0]
-    services.write_manifests(lab, [b.service("bad", "10.96.0.32", [{"port": 99999}]),
-                                   b.service("good", "10.96.0.33", PORT),
-                                   b.endpoint_slice("good", [lab.record.pods[pod].ips[0]], TARGET)], "mixed.json")
-    eventually(applied_everywhere(lab, "default/good"), what="the good service")
+    services.publish(lab, [b.service("bad", "10.96.0.32", [{"port": 99999}]),
+                           b.service("good", "10.96.0.33", PORT),
+                           b.endpoint_slice("good", [lab.record.pods[pod].ips[0]], TARGET)], "mixed.json")
     assert services.probe(lab, pod, "tcp", "10.96.0.33", 80)["failed"] == 0
     with open(os.path.join(lab.manifests_dir, "demo.json"), "w") as f:
         f.write('{"kind": "List", "items": [')                       # a half-written edit
@@ -202,6 +200,7 @@ def netplane(netns, *args, **kwargs):
 
 
 def test_once_then_cleanup_leave_foreign_rules_alone(tmp_path):
+    """(The iptables mode's; it builds its own namespace, not the lab.)"""
     with sandbox.Sandbox() as sb:
         node = sb.netns("node")
         sb.run(node, ["iptables", "-t", "nat", "-N", "ADMIN-CHAIN"])
@@ -237,20 +236,19 @@ def test_the_proxy_follows_services_on_the_kubernetes_api(lab, tmp_path):
         api.put(ENDPOINTSLICES, b.endpoint_slice("api-svc", [lab.record.pods[pod].ips[0]], TARGET))
         kubeconfig = api.kubeconfig(tmp_path / "kubeconfig")
         lab.stop("proxy/node1")
-        lab.start_proxy("node1", "--sync-period", "1s", source=("--kubeconfig", str(kubeconfig)))
-        eventually(lambda: "default/api-svc" in dnat_targets(lab, "node1"), what="the API's service")
-        assert "default/echo" not in dnat_targets(lab, "node1")          # manifests are not read now
-        assert services.probe(lab, pod, "tcp", "10.96.0.40", 80)["failed"] == 0
+        start_proxy(lab, "node1", source=("--kubeconfig", str(kubeconfig)))
+        eventually(lambda: answers(lab, pod, "10.96.0.40", timeout=0.5)["failed"] == 0, what="the API's service")
+        assert answers(lab, pod, "10.96.0.10", timeout=0.5)["failed"] == 1     # manifests are not read now
         api.pause()
         time.sleep(2.5)                                                   # > 2 periodic syncs
         assert services.probe(lab, pod, "tcp", "10.96.0.40", 80)["failed"] == 0
         api.delete(SERVICES, "api-svc", namespace="default")
         api.compact()
         api.resume()
-        eventually(lambda: "default/api-svc" not in dnat_targets(lab, "node1"), what="the service to go")
+        eventually(lambda: answers(lab, pod, "10.96.0.40", timeout=0.5)["failed"] == 1, what="the service to go")
     finally:
         lab.stop("proxy/node1")
-        lab.start_proxy("node1", "--sync-period", "1s")
+        start_proxy(lab, "node1")
         api.stop()
 
 
@@ -258,15 +256,19 @@ def test_kube_proxy_layout_serves_the_same_and_switching_layouts_leaves_nothing_
     """The proxies above run the compact layout. Restarted with kube-proxy's
     (a SEP chain per endpoint), every demo check still passes; each restart
     is a full sync that deletes the other layout's leftover chains."""
+    iptables_only()
+
     def sep_chains(node):
         return sorted(l for l in dnat_targets(lab, node).splitlines() if l.startswith(":NP-SEP-"))
 
     def restart(*extra):
+        since = time.time()
         for node in sorted(lab.record.nodes):
             lab.stop(f"proxy/{node}")
-            lab.start_proxy(node, "--sync-period", "1s", *extra)
+            start_proxy(lab, node, *extra)
+        eventually(lambda: lab.proxies_synced_since(since), what="the restarted proxies' first sync")
 
-    eventually(applied_everywhere(lab, "default/echo"), what="the demo services (a proxy may have just restarted)")
+    eventually(lambda: "default/echo" in dnat_targets(lab, "node1"), what="the demo services")
     compact = {n: sep_chains(n) for n in lab.record.nodes}
     assert all(compact.values())          # the local endpoints' chains, for hairpin
     try:

@@ -18,6 +18,9 @@ from netplane.proxy.options import option
 from netplane.proxy.settings import EVERY_LOCAL_ADDRESS, Settings
 
 LOOPBACK = {4: "127.0.0.0/8", 6: "::1/128"}
+# A transaction writing this many ports' chains (two or so each) is loaded in
+# bulk (restore.py): below it, the listing bulk adds costs more than it saves.
+BULK_PORTS = 1000
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class IptablesApplier:
         return {t: self.runner.chains(t) for t in TABLES}
 
     def apply(self, plan: Compiled, previous: Compiled | None) -> None:
-        self.runner.restore(plan.parts)
+        self.runner.restore(plan.parts, bulk=len(plan.ports_written) >= BULK_PORTS)
         if previous is None:
             self.runner.ensure_jumps()
 
