@@ -17,9 +17,10 @@ Polling stays only as the fallback:
 """
 import logging
 import os
-import threading
 
 from inotify_simple import INotify, flags
+
+from netplane.polling import Poller
 
 log = logging.getLogger("netplane")
 WAKE = 0.5                      # seconds: how soon stop() is noticed while nothing happens
@@ -27,36 +28,36 @@ EVENTS = (flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM | flags.CREATE |
           | flags.DELETE_SELF | flags.MOVE_SELF)
 
 
-class DirWatcher:
+class DirWatcher(Poller):
+    """A Poller (start, stop, the thread) whose loop waits for inotify events
+    instead of the clock while the directory can be watched."""
+
     def __init__(self, path: str, scan, name: str, poll: float = 1.0, rescan: float = 30.0) -> None:
-        self.path, self.scan = path, scan
-        self.poll, self.rescan = poll, rescan
-        self._stop = threading.Event()
+        super().__init__(poll, name)
+        self.path, self.scan, self.rescan = path, scan, rescan
         self._inotify: INotify | None = None
         self._watches: dict[int, str] = {}
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     @property
     def watching(self) -> bool:
         return bool(self._watches)
 
+    def poll(self) -> None:
+        self.scan()
+
     def start(self) -> "DirWatcher":
-        self._arm()
-        self.scan()                     # the first read happens before start() returns
-        self._thread.start()
-        return self
+        self._arm()                     # before the first scan, so that no write falls between them
+        return super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        super().stop()
         self._disarm()
 
     def _loop(self) -> None:
         quiet = 0.0                     # seconds without an event, towards the safety rescan
         while not self._stop.is_set():
             if not self._watches:       # the fallback: poll, and watch again when possible
-                if self._stop.wait(self.poll):
+                if self._stop.wait(self.interval):
                     break
                 self._arm()
                 self.scan()
@@ -95,7 +96,7 @@ class DirWatcher:
             for root, _, _ in os.walk(self.path):
                 self._add(root)
         except OSError as err:
-            log.warning("cannot watch %s (%s); polling every %.0f s", self.path, err, self.poll)
+            log.warning("cannot watch %s (%s); polling every %.0f s", self.path, err, self.interval)
             self._disarm()
             return False
         return True

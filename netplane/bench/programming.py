@@ -53,7 +53,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 ENDPOINTS = 10
-FILLER_NODES = 9                      # the fillers' endpoints live on node2..node10, never on this node
+# The fillers' endpoints spread over 10 nodes, one in ten on this one (node1), as in a
+# 10-node cluster: this node's endpoints get their own chains in iptables' compact layout.
+FILLER_NODES = 10
 NODE_NAME, NODE_IP = "node1", "192.168.200.11"
 CLUSTER_CIDR = "10.244.0.0/16"
 TARGET = "zz-target"
@@ -110,8 +112,8 @@ def filler_ip(i: int) -> str:
 
 
 def filler_endpoint(e: int) -> tuple[str, str]:
-    """(IP, node) of filler endpoint e: outside the pods, on another node."""
-    return f"10.{100 + e // 62500}.{e // 250 % 250}.{e % 250 + 2}", f"node{2 + e % FILLER_NODES}"
+    """(IP, node) of filler endpoint e: outside the real pods, on node1 (this one) to node10."""
+    return f"10.{100 + e // 62500}.{e // 250 % 250}.{e % 250 + 2}", f"node{1 + e % FILLER_NODES}"
 
 
 def filler_objects(n: int) -> list[dict]:

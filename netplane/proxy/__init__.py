@@ -1,6 +1,8 @@
 """The service proxy (kube-proxy replacement).
 
-    Service + EndpointSlice objects --objects.py--> model (frozen dataclasses)
-        --topology.categorize()--> the endpoints each traffic path may use,
-    computed once for every backend (iptables, nftables, ipvs, ebpf).
+    source changes --tracker.py--> changed service ports --policy.py--> PortPolicy per family
+        --a mode's compile--> plan --its applier--> kernel      (dataplane.py drives the last two)
+
+Every decision about Service semantics is made once, in policy.py (with
+topology.py), for every mode (iptables, and nftables, ipvs, ebpf to come).
 """

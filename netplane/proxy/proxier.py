@@ -12,8 +12,8 @@ sync. A sync:
 4. hands policies and changed names to the dataplane, which compiles and applies.
 Nothing in a partial sync walks the whole cluster, so its cost follows the
 change. If the apply fails, the taken changes go back to the tracker and
-the policies stay as they were, so the retry (a full sync, by the SyncLoop's
-rules) starts from the last state the kernel is known to hold.
+the policies are forgotten, so the retry is a full sync that decides every
+port anew from the tracker's map.
 """
 import logging
 import threading
@@ -72,6 +72,7 @@ class Proxier:
             self.metrics.sync_failures.inc()
             with self._lock:
                 self.tracker.give_back(taken)
+            self.policies = {}     # updated in place, for a sync that did not happen: the retry decides all anew
             raise
         self.policies = policies
         self._after_sync(pending, started, names, taken.triggered)

@@ -15,14 +15,14 @@ from netplane.kube import manifests
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_fillers_are_n_minus_one_services_of_ten_endpoints_on_other_nodes():
+def test_fillers_are_n_minus_one_services_of_ten_endpoints_one_in_ten_on_this_node():
     objs = bench.filler_objects(5)
     services = [o for o in objs if o["kind"] == "Service"]
     slices = [o for o in objs if o["kind"] == "EndpointSlice"]
     assert len(services) == len(slices) == 4
     for s in slices:
         assert len(s["endpoints"]) == bench.ENDPOINTS
-        assert all(e["nodeName"] != bench.NODE_NAME for e in s["endpoints"])
+        assert sum(e["nodeName"] == bench.NODE_NAME for e in s["endpoints"]) == 1
         assert s["ports"] == [{"name": "http", "port": bench.POD_PORT}]
 
 
