@@ -16,7 +16,8 @@ Writes proxy_programming[_TAG].{json,md,png} to benchmarks/results/ (or
 Ctrl-C and SIGTERM.
 
 Usage: python benchmarks/proxy_programming.py [--mode iptables] [--flags '--iptables-layout compact']
-           [--sizes 1000,10000] [--changes 10] [--soak 1000,100] [--netplane PATH] [--tag before] [--out DIR]
+           [--sizes 1000,10000] [--changes 10] [--soak 1000,100] [--netplane PATH] [--baseline PATH]
+           [--tag TAG] [--out DIR]
        python benchmarks/proxy_programming.py --render benchmarks/results/proxy_programming.json
 """
 import argparse
@@ -57,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--no-cleanup", action="store_true", help="skip `netplane proxy --cleanup` after each run")
     p.add_argument("--netplane", default=str(Path(sys.executable).with_name("netplane")),
                    help="the netplane executable under test (default: this venv's)")
+    p.add_argument("--baseline", metavar="PATH", help="another build's netplane binary (e.g. an older checkout's "
+                                                      ".venv/bin/netplane): each size runs it, then this one, and "
+                                                      "the report gives their ratios")
     p.add_argument("--tag", default="", help="suffix of the output names: proxy_programming_TAG.*")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--keep-temp", action="store_true", help="keep manifests and daemon logs")
@@ -83,10 +87,12 @@ def main(argv=None) -> int:
                           start_timeout=args.start_timeout, cleanup=not args.no_cleanup, keep_temp=args.keep_temp)
     modes = [bench.mode(m, shlex.split(args.flags)) for m in args.mode.split(",")]
     soaks = args.soak * len(args.sizes) if len(args.soak) == 1 else args.soak
-    report = bench.run(modes, args.sizes, params, soaks, say=lambda s: print(s, flush=True))
+    builds = {"before": args.baseline, "after": args.netplane} if args.baseline else None
+    report = bench.run(modes, args.sizes, params, soaks, say=lambda s: print(s, flush=True), builds=builds)
     name = f"{NAME}_{args.tag}" if args.tag else NAME
     paths = bench.write_report(report, args.out, name)
-    print("\n".join(bench.TABLE + [bench.table_row(r) for r in report["results"]]))
+    print("\n".join(bench.TABLE + [bench.table_row(r) for r in report["results"]] + [""]
+                    + bench.ratio_lines(report["results"])))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -234,7 +234,7 @@ def table_row(r: dict) -> str:
     soak = r.get("soak") or {}
     rss = soak.get("rss_mb") or []
     idle = (r.get("idle_syncs") or {}).get("summary", {})
-    mode = r["mode"] + (" " + " ".join(r["flags"]) if r.get("flags") else "")
+    mode = (f"{r['build']}: " if r.get("build") else "") + r["mode"] + (" " + " ".join(r["flags"]) if r.get("flags") else "")
     return (f"| {mode} | {r['services']:,} | {_fmt(r.get('full_sync_s'), '.1f')} | {_fmt(lat.get('p50'), ',.0f')} "
             f"| {_fmt(lat.get('p90'), ',.0f')} | {_fmt(lat.get('max'), ',.0f')} | {_fmt(idle.get('p50'), ',.1f')} "
             f"| {_fmt(r.get('idle', {}).get('cpu_pct'), '.1f')} | {_fmt(soak.get('rss_first_mb'), '.1f')} "
@@ -249,13 +249,16 @@ def render_markdown(report: dict, title: str = "Network programming through the 
              f"{report['when']}, {m['cpus']} CPUs, kernel {m['kernel']}, {m.get('iptables', '')}; "
              f"`{m.get('netplane', '?')}` ({m.get('tree', '?')}).", "",
              *TABLE, *[table_row(r) for r in report["results"]], ""]
-    lines += [f"N Services of {ENDPOINTS} endpoints each (the fillers' endpoints on other nodes), plus the measured "
+    lines += ratio_lines(report["results"])
+    lines += [f"N Services of {ENDPOINTS} endpoints each (the fillers' endpoints over {FILLER_NODES} nodes, one in "
+              f"{FILLER_NODES} on the measured one), plus the measured "
               f"Service {TARGET} ({TARGET_IP}:{TARGET_PORT} -> :{POD_PORT}) whose one endpoint moves between two "
               "local pods. Full sync: daemon spawned -> first answer through the Service IP. Change: the "
               f"moment before an atomic rewrite of the target's manifest -> first answer from the other pod "
               f"({p['changes']} changes, {p['gap']:g} s + random 0-{p.get('jitter', 0):g} s apart, "
               f"prober every {p['probe_interval'] * 1e3:g} ms); "
-              "it includes up to 1 s of the manifest source's polling. Idle CPU: the daemon's share of one core "
+              "it includes the manifest source noticing the write (inotify now; a 1 s poll before). "
+              "Idle CPU: the daemon's share of one core "
               f"over {p['idle_window']:g} s with nothing changing, default periods. Idle sync: the durations the "
               "daemon logs for 'partial sync of 0 service port(s)' in a second daemon run with "
               f"`{' '.join(p['soak_flags'])}`, over {p['idle_sync_window']:g} s; the soak then counts that run's "
@@ -263,7 +266,8 @@ def render_markdown(report: dict, title: str = "Network programming through the 
               "first sync; soak start: after the empty-sync window; growth in soak: from the soak's first "
               "sample to its last. All samples are in the JSON.", ""]
     for r in report["results"]:
-        lines.append(f"- {r['mode']} {r['services']:,}: change latencies (ms) "
+        lines.append(f"- {r.get('build', '') + ' ' if r.get('build') else ''}{r['mode']} {r['services']:,}: "
+                     "change latencies (ms) "
                      + ", ".join(f"{x:,.0f}" for x in r.get("changes", {}).get("latency_ms", [])))
         synced = r.get("changes", {}).get("sync_ms", [])
         if synced:
@@ -273,6 +277,37 @@ def render_markdown(report: dict, title: str = "Network programming through the 
         for note in r.get("notes", []):
             lines.append(f"  note: {note}")
     return "\n".join(lines) + "\n"
+
+
+RATIOS = (("full sync", lambda r: r.get("full_sync_s")),
+          ("change p50", lambda r: r.get("changes", {}).get("summary", {}).get("p50")),
+          ("idle sync p50", lambda r: (r.get("idle_syncs") or {}).get("summary", {}).get("p50")),
+          ("RSS after soak", lambda r: (r.get("soak") or {}).get("rss_last_mb")))
+
+
+def ratio_lines(results: list[dict]) -> list[str]:
+    """With two builds measured side by side: the later one's numbers over the first's."""
+    builds = list(dict.fromkeys(r.get("build") for r in results if r.get("build")))
+    if len(builds) < 2:
+        return []
+    first, last = builds[0], builds[-1]
+    lines = [f"Ratios, {last} / {first} (below 1: {last} is faster or smaller), measured in this one run:", "",
+             "| mode | services | " + " | ".join(name for name, _ in RATIOS) + " |",
+             "|---|---|" + "---|" * len(RATIOS)]
+    for r in results:
+        if r.get("build") != last:
+            continue
+        base = next((b for b in results if b.get("build") == first and b["mode"] == r["mode"]
+                     and b["services"] == r["services"]), None)
+        if base is None:
+            continue
+        cells = [_ratio(get(r), get(base)) for _, get in RATIOS]
+        lines.append(f"| {r['mode']} | {r['services']:,} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _ratio(value, base) -> str:
+    return f"{value / base:.3f}" if value is not None and base else "-"
 
 
 def plot(report: dict, path: Path) -> None:
@@ -285,7 +320,7 @@ def plot(report: dict, path: Path) -> None:
     labels = []
     for x, r in enumerate(results):
         lat = r.get("changes", {}).get("latency_ms", [])
-        labels.append(f"{r['mode']}\n{r['services']:,}")
+        labels.append(f"{r.get('build') or r['mode']}\n{r['services']:,}")
         a.plot([x] * len(lat), lat, "o", alpha=0.6, color=f"C{x}")
         if lat:
             a.plot([x - 0.2, x + 0.2], [percentile(lat, 50)] * 2, "-", color="black")
@@ -297,7 +332,7 @@ def plot(report: dict, path: Path) -> None:
         rss = (r.get("soak") or {}).get("rss_mb", [])
         if rss:
             b.plot([s for s, _ in rss], [mb for _, mb in rss], "o-", color=f"C{x}",
-                   label=f"{r['mode']} {r['services']:,}")
+                   label=f"{r.get('build') or r['mode']} {r['services']:,}")
     peak = max((mb for r in results for _, mb in (r.get("soak") or {}).get("rss_mb", [])), default=1.0)
     b.set_xlabel("partial syncs in the soak"), b.set_ylabel("daemon VmRSS, MB"), b.set_ylim(0, peak * 1.15)
     b.set_title("memory over the soak", fontsize=10)
@@ -690,14 +725,22 @@ def machine(netplane: str) -> dict:
 
 
 def run(modes: Sequence[Mode], sizes: Sequence[int], params: Params, soaks: Sequence[int] | None = None,
-        say=print) -> dict:
+        say=print, builds: dict[str, str] | None = None) -> dict:
+    """Every mode at every size; with `builds` (label -> netplane binary),
+    each build in turn at each size, side by side in this one run."""
     soaks = list(soaks) if soaks else [params.soak] * len(sizes)
     report = {"benchmark": "proxy_programming", "when": time.strftime("%Y-%m-%d %H:%M:%S"),
               "machine": machine(params.netplane),
               "params": {**{k: v for k, v in asdict(params).items() if k not in ("python", "keep_temp")},
                          "soak_flags": list(params.soak_flags), "sizes": list(sizes), "soaks": soaks},
               "results": []}
+    if builds:
+        report["machine"]["builds"] = {label: machine(path).get("tree", path) for label, path in builds.items()}
     for m in modes:
         for n, soak in zip(sizes, soaks):
-            report["results"].append(measure(m, n, params, soak, say))
+            for label, path in (builds or {"": params.netplane}).items():
+                if label:
+                    say(f"build {label}: {path}")
+                row = measure(m, n, replace(params, netplane=path), soak, say)
+                report["results"].append({**row, "build": label} if label else row)
     return report

@@ -196,3 +196,15 @@ def test_the_command_line_takes_one_soak_or_one_per_size():
     assert args.sizes == [1000, 10000] and args.soak == [1000, 100] and args.tag == "before"
     with pytest.raises(SystemExit):
         cli.parse_args(["--sizes", "1,2,3", "--soak", "1,2"])
+
+
+def test_two_builds_side_by_side_give_ratios():
+    def row(build, n, p50, full):
+        return {"build": build, "mode": "iptables", "services": n, "full_sync_s": full,
+                "changes": {"summary": {"p50": p50}}}
+    lines = bench.ratio_lines([row("before", 1000, 800.0, 0.8), row("after", 1000, 20.0, 0.6),
+                               row("before", 10000, 1500.0, 13.8), row("after", 10000, 150.0, 6.9)])
+    assert lines[0].startswith("Ratios, after / before")
+    assert lines[4] == "| iptables | 1,000 | 0.750 | 0.025 | - | - |"
+    assert lines[5] == "| iptables | 10,000 | 0.500 | 0.100 | - | - |"
+    assert bench.ratio_lines([row("", 1000, 1.0, 1.0)]) == []
