@@ -272,6 +272,8 @@ def _lab_up(args) -> int:
 
     if os.geteuid() != 0:
         raise UsageError("netplane lab needs root: it creates network namespaces")
+    if args.proxy:
+        _check_proxy_mode(args.proxy_mode)
     lab = _lab(args, load=False)
     try:
         lab.up(args.nodes, args.mode, args.pods_per_node, 4 if args.underlay == "ipv4" else 6, args.resync_interval)
@@ -283,14 +285,19 @@ def _lab_up(args) -> int:
     return 0
 
 
-def _lab_enable_proxy(lab, mode: str) -> None:
-    from netplane.lab import services
+def _check_proxy_mode(mode: str) -> None:
     from netplane.proxy import modes
 
-    if len(lab.record.nodes) < 2 or len(lab.record.pods) < 2 or mode not in modes.names():
+    if mode not in modes.names():
+        raise UsageError(f"--proxy-mode {mode!r}: available modes are {', '.join(modes.names())}")
+
+
+def _lab_enable_proxy(lab, mode: str) -> None:
+    from netplane.lab import services
+
+    if len(lab.record.nodes) < 2 or len(lab.record.pods) < 2:
         lab.down()
-        raise UsageError("--proxy needs at least 2 nodes and 2 pods" if mode in modes.names() else
-                         f"--proxy-mode {mode!r}: available modes are {', '.join(modes.names())}")
+        raise UsageError("--proxy needs at least 2 nodes and 2 pods")
     try:
         services.enable(lab, mode=mode)
     except BaseException:

@@ -106,9 +106,8 @@ def _section_names() -> list[str]:
 
 
 def _take_sections(sections: dict[str, dict], cfg: ProxyConfig, where: str) -> str:
-    """Each mode's options from its section; the shared fields from the
-    active mode's section (kube-proxy reads its mode's), else from iptables'.
-    Returns the section the shared fields came from."""
+    """Each mode's options from its section, the kubeconfig, and the shared
+    fields; returns the section the shared fields came from."""
     for name in modes.names():
         mode = modes.get(name)
         try:
@@ -119,8 +118,15 @@ def _take_sections(sections: dict[str, dict], cfg: ProxyConfig, where: str) -> s
     connection = sections.get("clientConnection", {})
     if _set(connection, "kubeconfig"):
         cfg.kubeconfig = _typed(connection["kubeconfig"], str, f"{where}: clientConnection.kubeconfig")
-    active = cfg.mode if cfg.mode in modes.names() else "iptables"
-    shared = modes.get(active).section if active != "ebpf" else "iptables"
+    return _take_shared(sections, cfg, where)
+
+
+def _take_shared(sections: dict[str, dict], cfg: ProxyConfig, where: str) -> str:
+    """masqueradeAll, masqueradeBit and the periods, from the active mode's
+    section as kube-proxy reads them; a mode kube-proxy has no section for
+    (ebpf) reads them from iptables', which kubeadm always writes."""
+    active = modes.get(cfg.mode).section if cfg.mode in modes.names() else "iptables"
+    shared = active if active in KUBE_PROXY_SECTIONS else "iptables"
     section = sections.get(shared) or {}
     if _set(section, "masqueradeAll"):
         cfg.masquerade_all = _typed(section["masqueradeAll"], bool, f"{where}: {shared}.masqueradeAll")

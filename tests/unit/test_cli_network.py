@@ -18,6 +18,7 @@ from netplane import cli
     (["agent", "--kubeconfig", ""], "--kubeconfig: empty path"),
     (["lab", "up", "--nodes", "0", "--root", "{tmp}"], "--nodes 0"),
     (["lab", "up", "--name", "no/slash", "--root", "{tmp}"], "lab name"),
+    (["lab", "up", "--proxy", "--proxy-mode", "magic", "--root", "{tmp}"], "--proxy-mode 'magic': available modes"),
     (["lab", "status", "--name", "absent", "--root", "{tmp}"], "no lab named absent"),
 ])
 def test_refused_clearly(argv, phrase, tmp_path, capsys):
