@@ -25,14 +25,15 @@ def top_level(list fragments):
     return tuple(out)
 
 
-def transaction(dict tables, list ports, dict deleted):
+def transaction(dict tables, list ports, dict deleted, dict edits=None):
     cdef list out = []
     cdef dict chains
-    cdef list gone, own
+    cdef list gone, own, changes
     for table in ("filter", "nat"):
         chains, gone = tables.get(table, {}), deleted.get(table, [])
         own = ports if table == "nat" else []
-        if not chains and not gone and not _declares(own):
+        changes = edits.get(table, []) if edits else []
+        if not chains and not gone and not changes and not _declares(own):
             continue
         out.append(f"*{table}\n")
         for name in chains:
@@ -44,6 +45,7 @@ def transaction(dict tables, list ports, dict deleted):
         out.extend(chains.values())
         for f in own:
             out.append((<tuple> f)[RULES])
+        out.extend(changes)
         for name in gone:
             out.append(f"-X {name}\n")
         out.append("COMMIT\n")

@@ -52,6 +52,8 @@ class FakeIptables:
             if name not in chains:
                 raise IptablesError(f"{table}: rule for missing chain {name}")
             chains[name].append(line)
+        elif line.startswith(("-I ", "-D ")):
+            _edit(chains, table, line)
         elif line.startswith("-X "):
             name = line.split()[1]
             if any(_target(rule) == name for rules in chains.values() for rule in rules):
@@ -93,6 +95,24 @@ class FakeIptables:
     def flush_everything(self) -> None:
         """What an admin's `iptables -F; iptables -X` (all tables) does."""
         self.tables = {t: {b: [] for b in chains} for t, chains in BUILTIN.items()}
+
+
+def _edit(chains, table: str, line: str) -> None:
+    """`-I CHAIN N rule` and `-D CHAIN N`, by rule number as the kernel
+    counts them (from 1; an insert may go right after the last rule)."""
+    op, name, number, *rest = line.split(" ", 3)
+    rules = chains.get(name)
+    if rules is None:
+        raise IptablesError(f"{table}: {op} in missing chain {name}")
+    index = int(number) - 1
+    if op == "-D":
+        if not 0 <= index < len(rules):
+            raise IptablesError(f"{table}: {name} has no rule {number}")
+        del rules[index]
+    else:
+        if not 0 <= index <= len(rules):
+            raise IptablesError(f"{table}: index of insertion too big: {name} {number}")
+        rules.insert(index, f"-A {name} {rest[0]}")
 
 
 def _target(rule: str) -> str:

@@ -64,3 +64,17 @@ def test_a_bulk_transaction_loads_the_same_and_flushes_nothing_of_anyone_elses(n
     assert "-A ADMIN -j RETURN" in saved and "-A PREROUTING -j ADMIN" in saved
     assert restore_in(sb, ns, parts[:1] + [":NP-TEST-0 - [0:0]\n", "-X NP-TEST-0\n", "COMMIT\n"], bulk=True) \
         == {"ok": sorted(chains[1:])}
+
+
+def test_rules_are_inserted_and_deleted_by_number_as_the_partial_compile_counts_them(netns):
+    """The top-level chains are edited rule by rule: -D and -I by number, in
+    one transaction, from the last port to the first."""
+    sb, ns = netns
+    rules = [f"-A NP-TOP -d 10.96.0.{i}/32 -j RETURN\n" for i in (1, 2, 4)]
+    assert restore_in(sb, ns, ["*nat\n", ":NP-TOP - [0:0]\n", *rules, "COMMIT\n"]) == {"ok": ["NP-TOP"]}
+    edits = ["-I NP-TOP 4 -d 10.96.0.5/32 -j RETURN\n",        # after the last rule
+             "-D NP-TOP 2\n", "-I NP-TOP 2 -d 10.96.0.3/32 -j RETURN\n"]
+    assert restore_in(sb, ns, ["*nat\n", *edits, "COMMIT\n"]) == {"ok": ["NP-TOP"]}
+    listed = sb.run(ns, ["iptables", "-t", "nat", "-S", "NP-TOP"], text=True).stdout.split("\n")
+    assert [line.split()[3] for line in listed if line.startswith("-A")] == [
+        "10.96.0.1/32", "10.96.0.3/32", "10.96.0.4/32", "10.96.0.5/32"]

@@ -151,9 +151,11 @@ chain_texts = st.text(st.characters(blacklist_categories=("Cs",)))
 @given(tables=st.dictionaries(st.sampled_from(["filter", "nat"]), st.dictionaries(names, chain_texts, max_size=4)),
        ports=st.lists(st.builds(PortRules, declarations=st.sampled_from(["", ":NP-SVC-A - [0:0]\n"]) | chain_texts,
                                 rules=chain_texts), max_size=4),
-       deleted=st.dictionaries(st.sampled_from(["filter", "nat"]), st.lists(names, max_size=3)))
-def test_transaction_text_is_identical(tables, ports, deleted):
-    assert compiled_text.transaction(tables, ports, deleted) == pure_text.transaction(tables, ports, deleted)   # piece by piece
+       deleted=st.dictionaries(st.sampled_from(["filter", "nat"]), st.lists(names, max_size=3)),
+       edits=st.none() | st.dictionaries(st.sampled_from(["filter", "nat"]), st.lists(chain_texts, max_size=3)))
+def test_transaction_text_is_identical(tables, ports, deleted, edits):
+    assert compiled_text.transaction(tables, ports, deleted, edits) \
+        == pure_text.transaction(tables, ports, deleted, edits)   # piece by piece
 
 
 def test_large_ports_and_odd_endpoints_are_identical():

@@ -203,7 +203,9 @@ def test_a_partial_compile_rebuilds_top_level_chains_only_when_a_ports_share_of_
     services.append(b.service("new", "10.96.2.1", [{"port": 80}]))              # no endpoints: a REJECT rule
     before, after = after, snapshot(services, slices)
     plan = compile_family(views_of(after)[4], ctx, previous=plan, changed=changed(before.ports, after.ports))
-    assert plan.written == {"filter": ["NP-SERVICES"], "nat": []}
+    assert plan.written == {"filter": [], "nat": []} and plan.edited == {"filter": ["NP-SERVICES"]}
+    assert [line.split()[:3] for line in plan.text.splitlines() if line.startswith("-I")] == [
+        ["-I", "NP-SERVICES", "1"]]                                # the filter chain was empty: its first rule
     assert plan.chains() == compile_family(views_of(after)[4], ctx).chains()
 
 

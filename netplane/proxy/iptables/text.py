@@ -14,16 +14,20 @@ def top_level(fragments: list) -> tuple[str, ...]:
     return tuple("".join([f[i] for f in fragments]) for i in range(SHARES))
 
 
-def transaction(tables: dict[str, dict[str, str]], ports: list, deleted: dict[str, list[str]]) -> list[str]:
+def transaction(tables: dict[str, dict[str, str]], ports: list, deleted: dict[str, list[str]],
+                edits: dict[str, list[str]] | None = None) -> list[str]:
     """iptables-restore --noflush input, in pieces ([] = nothing to do). Per table: declare (and so flush)
-    the chains it writes and deletes, fill the written ones, delete the
-    others. It writes the whole chains in `tables` (table -> chain -> rules)
-    and, in the nat table, the chains each PortRules in `ports` owns."""
+    the chains it writes and deletes, fill the written ones, edit others
+    rule by rule, delete the leftovers. It writes the whole chains in
+    `tables` (table -> chain -> rules) and, in the nat table, the chains
+    each PortRules in `ports` owns; `edits` (table -> -D/-I lines) come
+    after the new chains exist and before the old ones go."""
     out = []
     for table in ("filter", "nat"):
         chains, gone = tables.get(table, {}), deleted.get(table, [])
         own = ports if table == "nat" else []
-        if not chains and not gone and not any(f.declarations for f in own):
+        changes = edits.get(table, []) if edits else []
+        if not chains and not gone and not changes and not any(f.declarations for f in own):
             continue
         out.append(f"*{table}\n")
         out += [f":{name} - [0:0]\n" for name in chains]
@@ -31,6 +35,7 @@ def transaction(tables: dict[str, dict[str, str]], ports: list, deleted: dict[st
         out += [f":{name} - [0:0]\n" for name in gone]
         out += chains.values()
         out += [f.rules for f in own]
+        out += changes
         out += [f"-X {name}\n" for name in gone]
         out.append("COMMIT\n")
     return out
