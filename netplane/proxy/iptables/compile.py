@@ -185,15 +185,17 @@ def _top_level_edits(order: list[PortName], moved: dict, fragments, changed_chai
             continue
         spots, number = [], 1
         for name in order:
-            old = moved[name][share] if name in moved and moved[name] is not None else \
-                ("" if name in moved else fragments[name][share])
-            if name in moved:
-                new = fragments[name][share] if name in fragments else ""
-                if new != old:
-                    spots.append((number, old.count("\n"), new))
+            old = _share(moved[name] if name in moved else fragments[name], share)
+            if name in moved and (new := _share(fragments.get(name), share)) != old:
+                spots.append((number, old.count("\n"), new))
             number += old.count("\n")
         edits.setdefault(table, []).extend(_edit_lines(chain, spots))
     return edits
+
+
+def _share(f: PortRules | None, share: int) -> str:
+    """A port's lines in one top-level chain ("" for a port that is not there)."""
+    return f[share] if f is not None else ""
 
 
 def _edit_lines(chain: str, spots: list[tuple[int, int, str]]) -> list[str]:
