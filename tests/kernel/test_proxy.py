@@ -180,6 +180,26 @@ def test_a_broken_manifest_and_an_invalid_object_take_nothing_down(lab):
     services.write_manifests(lab, services.demo_objects(lab))
 
 
+def test_a_vanished_manifests_directory_withdraws_nothing_until_it_is_back(lab):
+    """A remount or a volume swap takes the directory away: every Service
+    keeps working meanwhile (the proxies keep their last good objects),
+    and the directory's return changes nothing."""
+    pod = sorted(lab.record.pods)[0]
+    away = lab.manifests_dir + ".away"
+    os.rename(lab.manifests_dir, away)
+    try:
+        time.sleep(2.5)                                   # > 2 periodic syncs, and the 1 s fallback poll
+        assert services.probe(lab, pod, "tcp", "10.96.0.10", 80, count=20)["failed"] == 0
+    finally:
+        os.rename(away, lab.manifests_dir)
+    log = open(os.path.join(lab.node_dir("node1"), "proxy.log")).read()
+    assert "is missing; keeping the" in log
+    eventually(lambda: "is back; reading it again" in open(os.path.join(lab.node_dir("node1"), "proxy.log")).read(),
+               what="the proxy to read the directory again")
+    services.publish(lab, services.demo_objects(lab), "demo.json")
+    assert services.probe(lab, pod, "tcp", "10.96.0.10", 80, count=5)["failed"] == 0
+
+
 def test_health_and_metrics_endpoints(lab):
     health = lab.run("node1", ["curl", "-s", "-w", " %{http_code}", "http://127.0.0.1:10256/healthz"])
     body, code = health.stdout.rsplit(" ", 1)
