@@ -6,6 +6,7 @@ the proxy) reads them through these helpers, which either return a value
 of the expected type or raise InvalidObject naming the field.
 """
 import re
+from datetime import datetime
 from socket import AF_INET, AF_INET6, inet_pton
 
 import netaddr
@@ -13,6 +14,12 @@ import netaddr
 
 class InvalidObject(ValueError):
     """An object that cannot be used, with the reason."""
+
+
+def rfc3339_seconds(text: str) -> float:
+    """Seconds since the epoch of a Kubernetes timestamp ("2026-01-02T03:04:05Z",
+    fractions allowed); ValueError if it is not one."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def mapping(value, where: str) -> dict:

@@ -23,11 +23,11 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 
 from netplane import sandbox
 from netplane.cni import install, runtime
 from netplane.cni.server import answers
+from netplane.kube.fields import rfc3339_seconds
 from netplane.lab import topology
 from netplane.netlink.netns import open_netns
 
@@ -345,8 +345,7 @@ class Lab:
         status alone proves nothing; lastUpdated does, whatever the mode."""
         done = self.run(node, ["curl", "-s", "--max-time", "2", "http://127.0.0.1:10256/healthz"])
         try:
-            stamp = json.loads(done.stdout)["lastUpdated"]
-            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() > since
+            return rfc3339_seconds(json.loads(done.stdout)["lastUpdated"]) > since
         except (ValueError, KeyError, TypeError):
             return False
 

@@ -199,7 +199,7 @@ def options_of(cfg: ProxyConfig, mode_name: str):
 
 
 def _typed(value, kind, what: str):
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if not mode_options.of_type(value, kind):
         raise ConfigError(f"{what}: expected {kind.__name__}, got {value!r}")
     return value
 

@@ -59,9 +59,14 @@ def _dest(f) -> str:
     return "mode_option_" + f.metadata["flag"].lstrip("-").replace("-", "_")
 
 
+def of_type(value, kind: type) -> bool:
+    """isinstance, except that a bool is no int (YAML's `true` must not pass for 1)."""
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
 def _checked(f, value, where: str):
     kind = type(f.default)
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if not of_type(value, kind):
         raise OptionError(f"{where}: expected {kind.__name__}, got {value!r}")
     if f.metadata["choices"] and value not in f.metadata["choices"]:
         raise OptionError(f"{where} {value!r}: choose {' or '.join(f.metadata['choices'])}")

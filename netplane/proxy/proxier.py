@@ -65,7 +65,7 @@ class Proxier:
         self._report_skipped(skipped)
         names = None if full else taken.changed
         policies = {f: family_policies(states, f, self.dataplane.settings.node, self.policies.get(f), names)
-                 for f in self.dataplane.settings.families}
+                    for f in self.dataplane.settings.families}
         try:
             self.dataplane.sync(policies, names)
         except Exception:

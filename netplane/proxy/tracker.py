@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from netplane.kube.changes import Change
+from netplane.kube.fields import rfc3339_seconds
 from netplane.proxy.model import PortName, ServicePort
 from netplane.proxy.objects import Slice, endpoint_slice, service_ports
 from netplane.proxy.state import PortState, merge_slices, parse_or_skip
@@ -67,10 +68,6 @@ class Tracker:
         """A sync that failed: its changes are pending again."""
         self._changed |= taken.changed
         self._triggered = taken.triggered + self._triggered
-
-    @property
-    def pending(self) -> int:
-        return len(self._changed)
 
     def skipped_reasons(self) -> dict[str, str]:
         """label -> why, as snapshot() reports them."""
@@ -167,9 +164,6 @@ def _trigger_time(obj: dict | None) -> float | None:
     """The EndpointSlice controller's stamp of when the change began (kube-proxy
     measures network programming from it), or None."""
     try:
-        text = obj["metadata"]["annotations"][TRIGGER_TIME]
-        from datetime import datetime
-
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return rfc3339_seconds(obj["metadata"]["annotations"][TRIGGER_TIME])
     except (KeyError, TypeError, ValueError, AttributeError):
         return None

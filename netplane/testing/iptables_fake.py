@@ -64,9 +64,6 @@ class FakeIptables:
     def chains(self, table: str) -> set[str]:
         return {n for n in self.tables[table] if n.startswith(c.PREFIX)}
 
-    def has_chain(self, table: str, chain: str) -> bool:
-        return chain in self.tables[table]
-
     def intact(self) -> bool:
         return all(self.tables[t].get(chain) for t, chain in c.SENTINELS)
 

@@ -186,9 +186,10 @@ def _top_level_edits(order: list[PortName], moved: dict, fragments, changed_chai
         spots, number = [], 1
         for name in order:
             old = _share(moved[name] if name in moved else fragments[name], share)
+            lines = old.count("\n")
             if name in moved and (new := _share(fragments.get(name), share)) != old:
-                spots.append((number, old.count("\n"), new))
-            number += old.count("\n")
+                spots.append((number, lines, new))
+            number += lines
         edits.setdefault(table, []).extend(_edit_lines(chain, spots))
     return edits
 

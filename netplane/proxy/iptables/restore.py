@@ -78,9 +78,6 @@ class Iptables:
         return {line[1:].split(" ", 1)[0] for line in out.splitlines()
                 if line.startswith(":" + c.PREFIX)}
 
-    def has_chain(self, table: str, chain: str) -> bool:
-        return self._run([self.cmd, "-w", self.wait, "-t", table, "-S", chain], check=False).returncode == 0
-
     def intact(self) -> bool:
         """Whether every sentinel chain still holds its rules (see chains.SENTINELS).
         The listings run at once, side by side: this is what every sync with
