@@ -119,6 +119,8 @@ def _proxy_options(p) -> None:
     p.add_argument("--zone", help="this node's zone, for topology hints")
     p.add_argument("--cluster-cidr", help="the pod network, one CIDR per family, comma-separated; "
                                           "traffic from outside it is masqueraded")
+    p.add_argument("--service-cidr", help="the Service CIDRs (comma-separated): the nftables mode drops traffic "
+                                          "to their addresses that no Service holds")
     p.add_argument("--nodeport-addresses", help="CIDRs (comma-separated) or 'primary': node ports answer only on "
                                                 "this node's addresses inside them (default: every local address)")
     p.add_argument("--masquerade-all", action="store_true", default=None, help="masquerade all service traffic")
@@ -136,6 +138,7 @@ def _proxy_config(args):
         base = config.load_file(args.config) if args.config else config.ProxyConfig()
         flags = {"mode": args.mode, "node_name": args.node_name, "zone": args.zone,
                  "node_ips": _commas(args.node_ip), "cluster_cidrs": _commas(args.cluster_cidr),
+                 "service_cidrs": _commas(args.service_cidr),
                  "nodeport_addresses": _commas(args.nodeport_addresses), "masquerade_all": args.masquerade_all,
                  "masquerade_bit": args.masquerade_bit, "manifests": args.manifests, "kubeconfig": args.kubeconfig,
                  "in_cluster": args.in_cluster, "healthz_bind_address": args.healthz_bind_address,

@@ -13,6 +13,7 @@ PURE = {
     "naming": "netplane.naming",
     "iptables_rules": "netplane.proxy.iptables.rules",      # port_rules()
     "iptables_text": "netplane.proxy.iptables.text",        # top_level(), transaction()
+    "nftables_text": "netplane.proxy.nftables.render",      # elements_text(), keys_text()
 }
 
 

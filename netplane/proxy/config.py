@@ -11,7 +11,9 @@ Each mode's section is also where its own options live (options.py:
 netplane does not act on are accepted and reported as ignored, so a
 kubeadm config always loads; a field neither knows, at the top or inside a
 section, is an error, so a typo never passes silently. netplane's own
-top-level fields: manifests, nodeIPs, zone, fullSyncPeriod, and
+top-level fields: manifests, nodeIPs, zone, serviceCIDR (comma-separated
+CIDRs; the nftables mode drops traffic to their unallocated addresses),
+fullSyncPeriod, and
 iptablesLayout (the same as iptables.layout).
 """
 import dataclasses
@@ -58,6 +60,7 @@ class ProxyConfig:
     zone: str = ""
     cluster_cidrs: list[str] = field(default_factory=list)
     nodeport_addresses: list[str] = field(default_factory=list)
+    service_cidrs: list[str] = field(default_factory=list)
     masquerade_all: bool = False
     masquerade_bit: int = 14
     mode_options: dict = field(default_factory=dict)     # mode name -> its Options (defaults when absent)
@@ -166,14 +169,15 @@ def _take(values: dict, cfg: ProxyConfig, where: str) -> None:
     for key, attr in (("nodeIPs", "node_ips"), ("nodePortAddresses", "nodeport_addresses")):
         if _set(values, key):
             setattr(cfg, attr, _strings(values[key], f"{where}: {key}"))
-    if _set(values, "clusterCIDR"):
-        text = _typed(values["clusterCIDR"], str, f"{where}: clusterCIDR")
-        cfg.cluster_cidrs = [c.strip() for c in text.split(",") if c.strip()]
+    for key, attr in (("clusterCIDR", "cluster_cidrs"), ("serviceCIDR", "service_cidrs")):
+        if _set(values, key):
+            text = _typed(values[key], str, f"{where}: {key}")
+            setattr(cfg, attr, [c.strip() for c in text.split(",") if c.strip()])
     for key, attr in (("syncPeriod", "sync_period"), ("minSyncPeriod", "min_sync_period"),
                       ("fullSyncPeriod", "full_sync_period")):
         if _set(values, key) and not _zero(values[key]):
             setattr(cfg, attr, duration(values[key], f"{where}: {key}"))
-    for key in list(simple) + ["nodeIPs", "nodePortAddresses", "clusterCIDR", "syncPeriod", "minSyncPeriod",
+    for key in list(simple) + ["nodeIPs", "nodePortAddresses", "clusterCIDR", "serviceCIDR", "syncPeriod", "minSyncPeriod",
                                "fullSyncPeriod"]:
         values.pop(key, None)
 
@@ -240,6 +244,7 @@ class Checked:
     node_ips: tuple[netaddr.IPAddress, ...]
     cluster_cidrs: tuple[netaddr.IPNetwork, ...]
     nodeport_addresses: tuple[netaddr.IPNetwork, ...]
+    service_cidrs: tuple[netaddr.IPNetwork, ...]
     healthz: tuple[str, int] | None
     metrics: tuple[str, int] | None
 
@@ -257,7 +262,8 @@ def check(cfg: ProxyConfig, modes: list[str]) -> Checked:
         raise ConfigError(f"masquerade bit {cfg.masquerade_bit}: must be 0..31")
     if cfg.min_sync_period > cfg.sync_period:
         raise ConfigError("the minimum sync period is longer than the sync period")
-    return Checked(node_ips, cidrs, _nodeport_networks(cfg.nodeport_addresses, node_ips),
+    services = tuple(_network(c, "service CIDR") for c in cfg.service_cidrs)
+    return Checked(node_ips, cidrs, _nodeport_networks(cfg.nodeport_addresses, node_ips), services,
                    bind_address(cfg.healthz_bind_address, "healthz bind address"),
                    bind_address(cfg.metrics_bind_address, "metrics bind address"))
 

@@ -28,7 +28,8 @@ log = logging.getLogger("netplane.proxy")
 
 def settings(cfg: ProxyConfig, checked: Checked) -> Settings:
     return Settings(Node(cfg.node_name or socket.gethostname().lower(), cfg.zone), checked.node_ips,
-                    checked.cluster_cidrs, checked.nodeport_addresses, cfg.masquerade_all, cfg.masquerade_bit)
+                    checked.cluster_cidrs, checked.nodeport_addresses, cfg.masquerade_all, cfg.masquerade_bit,
+                    checked.service_cidrs)
 
 
 def make_dataplane(cfg: ProxyConfig, checked: Checked, **kwargs) -> Dataplane:

@@ -15,6 +15,7 @@ class Settings:
     nodeport_addresses: tuple[netaddr.IPNetwork, ...] = ()   # () = every local address
     masquerade_all: bool = False
     masquerade_bit: int = 14
+    service_cidrs: tuple[netaddr.IPNetwork, ...] = ()        # unallocated addresses in them are dropped (nftables)
 
     @property
     def families(self) -> tuple[int, ...]:

@@ -50,7 +50,7 @@ class Mode:
 
 
 MODES: dict[str, Mode] = {}
-BUILTIN = ("netplane.proxy.iptables.mode",)
+BUILTIN = ("netplane.proxy.iptables.mode", "netplane.proxy.nftables.mode")
 
 
 def register(mode: Mode) -> Mode:

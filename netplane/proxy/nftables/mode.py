@@ -1,0 +1,96 @@
+"""The nftables mode: its options, context, applier and registration.
+Compile is compile.py (pure); the applier hands its transaction to nft.
+
+The applier keeps nothing: the core keeps the last plan, which holds the
+mirror of the table. Drift is read from the base chains: the table or one
+of them gone means someone deleted it behind our back, and the core's next
+sync is full.
+"""
+from dataclasses import dataclass
+
+from netplane.proxy import modes
+from netplane.proxy.nftables import names, render, static
+from netplane.proxy.nftables.compile import compile_family
+from netplane.proxy.nftables.context import Context
+from netplane.proxy.nftables.plan import Plan
+from netplane.proxy.nftables.runner import LIBNFTABLES, VIAS, Nft, NftError
+from netplane.proxy.options import option
+from netplane.proxy.settings import EVERY_LOCAL_ADDRESS, Settings
+
+
+@dataclass(frozen=True)
+class NftablesOptions:
+    via: str = option(LIBNFTABLES, key="via", flag="--nftables-via", choices=VIAS,
+                      help="how transactions reach the kernel: libnftables in process, or the nft binary")
+
+
+def context(settings: Settings, options: NftablesOptions, family: int, nodeports) -> Context:
+    cidr = settings.cluster_cidr(family)
+    return Context(family=family, cluster_cidr=str(cidr) if cidr else "", masquerade_all=settings.masquerade_all,
+                   masquerade_bit=settings.masquerade_bit, nodeports=_nodeports(settings, family, nodeports),
+                   service_cidrs=tuple(str(c) for c in settings.service_cidrs if c.version == family))
+
+
+def _nodeports(settings: Settings, family: int, nodeports) -> tuple[str, ...] | None:
+    """As kube-proxy's nftables mode: node ports answer on the node's primary
+    IP unless --nodeport-addresses says otherwise (then on the node's
+    addresses inside those CIDRs); every local address only without a node IP."""
+    if nodeports is not EVERY_LOCAL_ADDRESS:
+        return tuple(str(ip) for ip in nodeports)
+    primary = tuple(str(ip) for ip in settings.node_ips if ip.version == family)
+    return primary or None
+
+
+def compile_plan(policies, ctx: Context, previous: Plan | None, changed, installed) -> Plan:
+    return compile_family(policies, ctx, previous, changed, installed)
+
+
+def render_plan(plan: Plan) -> str:
+    return f"# nft -f -\n{render.script(plan.transaction)}"
+
+
+class NftablesApplier:
+    def __init__(self, family: int, options: NftablesOptions | None = None, runner=None) -> None:
+        self.family = family
+        self.at = f"{names.FAMILY[family]} {names.TABLE}"
+        self.nft = runner or Nft((options or NftablesOptions()).via)
+
+    def read_back(self) -> dict[str, set[str]]:
+        """The chains and sets the table holds (full syncs only)."""
+        if not self.present():
+            return {}
+        chains = {o["chain"]["name"] for o in self.nft.listing(f"chains {names.FAMILY[self.family]}")
+                  if "chain" in o and o["chain"]["table"] == names.TABLE}
+        sets = {o["set"]["name"] for o in self.nft.listing(f"sets {names.FAMILY[self.family]}")
+                if "set" in o and o["set"]["table"] == names.TABLE}
+        return {"chains": chains, "sets": sets}
+
+    def apply(self, plan: Plan, previous: Plan | None) -> None:
+        if not plan.transaction.empty():
+            self.nft.run(render.script(plan.transaction))
+
+    def drift(self) -> str | None:
+        try:
+            found = {o["chain"]["name"] for o in self.nft.listing(f"chains {names.FAMILY[self.family]}")
+                     if "chain" in o and o["chain"]["table"] == names.TABLE}
+        except NftError as err:
+            return f"listing the chains of table {self.at} failed: {err}"
+        if not found:
+            return f"table {self.at} is gone"
+        missing = sorted(set(static.BASE_CHAINS) - found)
+        return f"base chain(s) {', '.join(missing)} of table {self.at} are gone" if missing else None
+
+    def present(self) -> bool:
+        return any("table" in o and o["table"]["name"] == names.TABLE
+                   for o in self.nft.listing(f"tables {names.FAMILY[self.family]}"))
+
+    def cleanup(self) -> list[str]:
+        if not self.present():
+            return []
+        self.nft.run(f"delete table {self.at}\n")
+        return [f"IPv{self.family} table {self.at}"]
+
+
+MODE = modes.register(modes.Mode(
+    name="nftables", options=NftablesOptions, section="nftables", context=context, compile=compile_plan,
+    applier=NftablesApplier, render=render_plan))

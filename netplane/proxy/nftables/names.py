@@ -1,0 +1,60 @@
+"""The names of everything the nftables mode owns, and the shapes of its maps.
+
+One table per family, `ip netplane` and `ip6 netplane`: nothing outside it
+is touched, and cleanup is deleting it. Static objects (maps, sets, base
+and fixed chains) are named here; the shared pick chains are named by their
+shape (`cluster-3`: the cluster-IP path over 3 endpoints), and the few
+per-port objects (ClientIP affinity only) by a hash of the port, as
+kube-proxy names its per-service chains.
+"""
+import base64
+import hashlib
+
+TABLE = "netplane"
+FAMILY = {4: "ip", 6: "ip6"}          # the nft family and the address match keyword, both
+ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
+LOOPBACK = {4: "127.0.0.0/8", 6: "::1"}
+
+# maps: the nat dispatch, and the endpoints behind it by slot
+SERVICE_IPS = "service-ips"                    # daddr . proto . port : verdict (cluster, external, LB IPs)
+SERVICE_NODEPORTS = "service-nodeports"        # proto . port : verdict
+BACKENDS = "backends"                          # daddr . proto . port . slot : endpoint
+SHORTCUT_BACKENDS = "shortcut-backends"        # the same, for pods and the node under a Local policy
+NODEPORT_BACKENDS = "nodeport-backends"        # proto . port . slot : endpoint
+NODEPORT_SHORTCUT_BACKENDS = "nodeport-shortcut-backends"
+# the filter side: refusals, the firewall, and who gets masqueraded back to itself
+NO_ENDPOINT_SERVICES = "no-endpoint-services"  # daddr . proto . port : goto reject-chain / drop
+NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
+FIREWALL = "firewall"                          # daddr . proto . port: LB addresses with source ranges
+FIREWALL_ALLOW = "firewall-allow"              # daddr . proto . port . saddr-range
+CLUSTER_IPS = "cluster-ips"                    # every cluster IP: other ports are rejected
+HAIRPIN = "hairpin"                            # ep . ep: an endpoint sent back to itself is masqueraded
+NODEPORT_IPS = "nodeport-ips"                  # where node ports answer, when not every local address
+
+# fixed chains
+SERVICES, MASQUERADING, MARK_MASQ = "services", "masquerading", "mark-for-masquerade"
+SERVICE_CHECK, NODEPORT_CHECK, CLUSTER_IPS_CHECK = "service-endpoints-check", "nodeport-endpoints-check", "cluster-ips-check"
+FIREWALL_CHECK, FORWARD, REJECT_CHAIN = "firewall-check", "forward", "reject-chain"
+
+# verdicts for traffic without endpoints (a verdict map can only goto a chain that rejects)
+REJECT_VERDICT, DROP_VERDICT = f"goto {REJECT_CHAIN}", "drop"
+
+HASH_CHARS = 16
+
+
+def _hash(text: str) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode()).digest())[:HASH_CHARS].decode().lower()
+
+
+def port_chain(kind: str, port_key: str) -> str:
+    """A per-port chain (affinity ports only): kind is svc, ext, pick-c or pick-l."""
+    return f"{kind}-{_hash(port_key)}"
+
+
+def endpoint_chain(port_key: str, endpoint: str) -> str:
+    return f"ep-{_hash(port_key + '/' + endpoint)}"
+
+
+def affinity_set(port_key: str, endpoint: str) -> str:
+    """The clients recently sent to one endpoint of one port (its dynamic set)."""
+    return f"aff-{_hash(port_key + '/' + endpoint)}"
