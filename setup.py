@@ -12,6 +12,7 @@ EXTENSIONS = [
     Extension("netplane._ext.naming", ["ext/naming.pyx"], libraries=["crypto"]),
     Extension("netplane._ext.iptables_rules", ["ext/iptables_rules.pyx"], libraries=["crypto"]),
     Extension("netplane._ext.iptables_text", ["ext/iptables_text.pyx"]),
+    Extension("netplane._ext.nftables_text", ["ext/nftables_text.pyx"]),
 ]
 
 setup(

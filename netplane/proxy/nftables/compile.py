@@ -139,8 +139,15 @@ def _claim(plan: Plan, port, m: str, key: tuple, value, touched) -> None:
             touched[(m, key)] = held[0] if held else MISSING
         table[key] = (value, port)
         return
-    others = plan.contested.setdefault((m, key), [])    # two ports claim one key: the first keeps it
-    if port not in others:
+    # Two ports claim one key (two Services on one external IP and port): the
+    # first in port order holds it, as a full compile would give it.
+    others = plan.contested.setdefault((m, key), [])
+    if port < held[1]:
+        if touched is not None and (m, key) not in touched:
+            touched[(m, key)] = held[0]
+        others.append(held[1])
+        table[key] = (value, port)
+    elif port not in others:
         others.append(port)
 
 
@@ -152,7 +159,8 @@ def _release(plan: Plan, port, m: str, key: tuple, touched) -> None:
         if touched is not None and (m, key) not in touched:
             touched[(m, key)] = held[0]
         if others:
-            heir = others.pop(0)
+            heir = min(others)
+            others.remove(heir)
             table[key] = (_value_in(plan.fragments[heir], m, key), heir)
         else:
             del table[key]

@@ -5,15 +5,17 @@ Theory of operation. A new connection to a service goes through:
     services            one lookup: `daddr . proto . port vmap @service-ips`,
                         and for node ports `proto . port vmap @service-nodeports`
     <path chain>        shared by every port of the same shape, named by it:
-                          cluster-N      cluster IP: masquerade off-cluster sources
-                          external-N     external traffic, policy Cluster: masquerade
-                          local-N-M      external traffic, policy Local: keep the client
-                                         address and use this node's N endpoints; pods
-                                         and the node itself short-circuit to all M
-                        (nodeport-N, nodeport-local-N-M: the same for node ports)
-    the DNAT            `dnat to daddr . proto . port . numgen random mod N map
-                        @backends`: the port's endpoints sit in slots 0..N-1 of a
-                        map keyed by (address, protocol, port, slot)
+                          cluster-tcp-N    cluster IP: masquerade off-cluster sources
+                          external-tcp-N   external traffic, policy Cluster: masquerade
+                          local-tcp-N-M    external traffic, policy Local: keep the
+                                           client address and use this node's N
+                                           endpoints; pods and the node itself
+                                           short-circuit to all M
+                        (nodeport-tcp-N, nodeport-local-tcp-N-M: the same for node ports)
+    the DNAT            `dnat to daddr . tcp dport . numgen random mod N map
+                        @backends-tcp`: the port's endpoints sit in slots 0..N-1
+                        of a map keyed by (address, port, slot), one map per
+                        protocol (names.py says why)
 
 So a port is map elements only: no object of its own, and a change is a
 handful of element updates. Masquerading back to itself an endpoint that
@@ -91,7 +93,8 @@ class _Builder:
             elif self.affinity:
                 self.elements.append((n.SERVICE_IPS, key, "goto " + n.port_chain("svc", self.key)))
             else:
-                self.dispatch(n.SERVICE_IPS, key, ("cluster", len(self.pol.internal)), n.BACKENDS, self.pol.internal)
+                self.dispatch(n.SERVICE_IPS, key, ("cluster", self.proto, len(self.pol.internal)), "backends",
+                              self.pol.internal)
 
     def external_addresses(self) -> None:
         external = self.p.external_ips + self.p.load_balancer_ips
@@ -100,7 +103,7 @@ class _Builder:
             if not self.pol.external:
                 self.refuse(n.NO_ENDPOINT_SERVICES, key)
             if self.pol.has_any:
-                self.external_path(n.SERVICE_IPS, key, n.BACKENDS, n.SHORTCUT_BACKENDS, "")
+                self.external_path(n.SERVICE_IPS, key, "")
         for ip in self.p.load_balancer_ips if self.pol.firewall else ():
             key = (str(ip), self.proto, self.p.port)
             self.elements.append((n.FIREWALL, key, None))
@@ -114,25 +117,34 @@ class _Builder:
         if not self.pol.external:
             self.refuse(n.NO_ENDPOINT_NODEPORTS, key)
         if self.pol.has_any:
-            self.external_path(n.SERVICE_NODEPORTS, key, n.NODEPORT_BACKENDS, n.NODEPORT_SHORTCUT_BACKENDS, "nodeport")
+            self.external_path(n.SERVICE_NODEPORTS, key, "nodeport")
 
-    def external_path(self, dispatch: str, key: tuple, backends: str, shortcut: str, prefix: str) -> None:
+    def external_path(self, dispatch: str, key: tuple, prefix: str) -> None:
+        """External traffic to an address (prefix "") or a node port ("nodeport")."""
         if self.affinity:
             self.elements.append((dispatch, key, "goto " + n.port_chain("ext", self.key)))
-        elif not self.p.external_local:
-            self.dispatch(dispatch, key, (prefix or "external", len(self.pol.external)), backends, self.pol.external)
+            return
+        maps = f"{prefix}-backends" if prefix else "backends"
+        if not self.p.external_local:
+            self.dispatch(dispatch, key, (prefix or "external", self.proto, len(self.pol.external)), maps,
+                          self.pol.external)
         else:
-            shape = ((prefix + "-" if prefix else "") + "local", len(self.pol.local), len(self.everywhere))
-            self.dispatch(dispatch, key, shape, backends, self.pol.local)
-            self.slots(shortcut, key, self.everywhere)
+            kind = f"{prefix}-local" if prefix else "local"
+            self.dispatch(dispatch, key, (kind, self.proto, len(self.pol.local), len(self.everywhere)), maps,
+                          self.pol.local)
+            self.slots(f"{prefix}-shortcut-backends" if prefix else "shortcut-backends", key, self.everywhere)
 
-    def dispatch(self, map_name: str, key: tuple, shape: tuple, backends: str, endpoints) -> None:
+    def dispatch(self, map_name: str, key: tuple, shape: tuple, kind: str, endpoints) -> None:
         self.elements.append((map_name, key, "goto " + shape_name(shape)))
         self.shapes.append(shape)
-        self.slots(backends, key, endpoints)
+        self.slots(kind, key, endpoints)
 
-    def slots(self, backends: str, key: tuple, endpoints) -> None:
-        self.elements += [(backends, key + (slot,), endpoint_key(e)) for slot, e in enumerate(endpoints)]
+    def slots(self, kind: str, key: tuple, endpoints) -> None:
+        """The endpoints in slots 0..N-1 of the protocol's map of that kind (the
+        dispatch key without its protocol: the map is the protocol's)."""
+        backends = n.backends(kind, self.proto)
+        slot_key = key[:-2] + key[-1:]          # (address, proto, port) -> (address, port); (proto, port) -> (port,)
+        self.elements += [(backends, slot_key + (slot,), endpoint_key(e)) for slot, e in enumerate(endpoints)]
 
     # -- ClientIP affinity: the port's own chains ----------------------------------------
 
@@ -179,12 +191,13 @@ def shape_name(shape: tuple) -> str:
 
 def shape_rules(shape: tuple, ctx: Context) -> tuple[str, ...]:
     """The rules of a shared path chain: the path's decisions, then the DNAT
-    through the backends maps (for node ports, keyed without the address)."""
-    kind, counts = shape[0], shape[1:]
+    through the protocol's backends maps (for node ports, keyed without the
+    address)."""
+    kind, proto, counts = shape[0], shape[1], shape[2:]
     nodeport = kind.startswith("nodeport")
-    key = "meta l4proto . th dport" if nodeport else f"{ctx.ip} daddr . meta l4proto . th dport"
-    default = n.NODEPORT_BACKENDS if nodeport else n.BACKENDS
-    shortcut = n.NODEPORT_SHORTCUT_BACKENDS if nodeport else n.SHORTCUT_BACKENDS
+    key = f"{proto} dport" if nodeport else f"{ctx.ip} daddr . {proto} dport"
+    default = n.backends("nodeport-backends" if nodeport else "backends", proto)
+    shortcut = n.backends("nodeport-shortcut-backends" if nodeport else "shortcut-backends", proto)
 
     def finish(count: int, backends: str) -> str:
         return f"dnat {ctx.ip} to {key} . numgen random mod {count} map @{backends}" if count else ""

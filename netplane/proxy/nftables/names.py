@@ -18,10 +18,18 @@ LOOPBACK = {4: "127.0.0.0/8", 6: "::1"}
 # maps: the nat dispatch, and the endpoints behind it by slot
 SERVICE_IPS = "service-ips"                    # daddr . proto . port : verdict (cluster, external, LB IPs)
 SERVICE_NODEPORTS = "service-nodeports"        # proto . port : verdict
-BACKENDS = "backends"                          # daddr . proto . port . slot : endpoint
-SHORTCUT_BACKENDS = "shortcut-backends"        # the same, for pods and the node under a Local policy
-NODEPORT_BACKENDS = "nodeport-backends"        # proto . port . slot : endpoint
-NODEPORT_SHORTCUT_BACKENDS = "nodeport-shortcut-backends"
+# The endpoints, one map per kind and protocol (backends(kind, proto)):
+#   backends-tcp                   daddr . port . slot : endpoint
+#   shortcut-backends-tcp          the same, for pods and the node under a Local policy
+#   nodeport-backends-tcp          port . slot : endpoint
+#   nodeport-shortcut-backends-tcp
+# Per protocol because a DNAT to a port needs its protocol known, and nft
+# 1.0.6 cannot read back a map typed `th dport` ("conflicting protocols
+# specified: ip vs. th" on every later transaction that adds a rule using
+# it); typed `tcp dport`, a map serves TCP only, and nft adds the
+# `meta l4proto tcp` match itself.
+BACKEND_KINDS = ("backends", "shortcut-backends", "nodeport-backends", "nodeport-shortcut-backends")
+PROTOCOLS = ("tcp", "udp", "sctp")
 # the filter side: refusals, the firewall, and who gets masqueraded back to itself
 NO_ENDPOINT_SERVICES = "no-endpoint-services"  # daddr . proto . port : goto reject-chain / drop
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
@@ -40,6 +48,10 @@ FIREWALL_CHECK, FORWARD, REJECT_CHAIN = "firewall-check", "forward", "reject-cha
 REJECT_VERDICT, DROP_VERDICT = f"goto {REJECT_CHAIN}", "drop"
 
 HASH_CHARS = 16
+
+
+def backends(kind: str, proto: str) -> str:
+    return f"{kind}-{proto}"
 
 
 def _hash(text: str) -> str:

@@ -30,18 +30,9 @@ def sets(ctx: Context) -> dict[str, str]:
     """map or set -> its declaration body (`type ...; flags ...;`)."""
     addr, ip = n.ADDR_TYPE[ctx.family], ctx.ip
     vip = f"{addr} . inet_proto . inet_service"
-    # The endpoint's type: `tcp dport` only says "a port" (the DNAT serves UDP
-    # and SCTP the same); `th dport` here, read back from the kernel, trips nft
-    # 1.0.6 ("conflicting protocols specified: ip vs. th") on every later
-    # transaction that adds a rule using the map.
-    endpoint = f"{ip} daddr . tcp dport"
     out = {
         n.SERVICE_IPS: f"type {vip} : verdict;",
         n.SERVICE_NODEPORTS: "type inet_proto . inet_service : verdict;",
-        n.BACKENDS: f"typeof {ip} daddr . meta l4proto . th dport . numgen random mod 1 : {endpoint};",
-        n.SHORTCUT_BACKENDS: f"typeof {ip} daddr . meta l4proto . th dport . numgen random mod 1 : {endpoint};",
-        n.NODEPORT_BACKENDS: f"typeof meta l4proto . th dport . numgen random mod 1 : {endpoint};",
-        n.NODEPORT_SHORTCUT_BACKENDS: f"typeof meta l4proto . th dport . numgen random mod 1 : {endpoint};",
         n.NO_ENDPOINT_SERVICES: f"type {vip} : verdict;",
         n.NO_ENDPOINT_NODEPORTS: "type inet_proto . inet_service : verdict;",
         n.FIREWALL: f"type {vip};",
@@ -49,13 +40,13 @@ def sets(ctx: Context) -> dict[str, str]:
         n.CLUSTER_IPS: f"type {addr};",
         n.HAIRPIN: f"type {addr} . {addr};",
     }
+    for kind in n.BACKEND_KINDS:                      # see names.py: one per protocol
+        for proto in n.PROTOCOLS:
+            where = f"{proto} dport" if kind.startswith("nodeport") else f"{ip} daddr . {proto} dport"
+            out[n.backends(kind, proto)] = f"typeof {where} . numgen random mod 1 : {ip} daddr . {proto} dport;"
     if ctx.nodeports is not None:
         out[n.NODEPORT_IPS] = f"type {addr};"
     return out
-
-
-MAPS = {n.SERVICE_IPS, n.SERVICE_NODEPORTS, n.BACKENDS, n.SHORTCUT_BACKENDS, n.NODEPORT_BACKENDS,
-        n.NODEPORT_SHORTCUT_BACKENDS, n.NO_ENDPOINT_SERVICES, n.NO_ENDPOINT_NODEPORTS}
 
 
 def static_elements(ctx: Context) -> dict[str, list[tuple]]:
