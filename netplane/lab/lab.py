@@ -331,7 +331,8 @@ class Lab:
         argv = [sys.executable, "-m", "netplane", "proxy", "--mode", mode,
                 *(source or ("--manifests", self.manifests_dir)),
                 "--node-name", node, "--node-ip", ",".join(rec.internal_ips),
-                "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--min-sync-period", "0.2s",
+                "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--service-cidr", ",".join(topology.SERVICE_CIDRS),
+                "--min-sync-period", "0.2s",
                 "--log-file", f"{home}/proxy.log", *extra]
         self.start(f"proxy/{node}", node, argv, f"{home}/proxy.out")
 

@@ -101,7 +101,10 @@ def _serve(proxier: Proxier, checked: Checked) -> int:
 
 
 def cleanup(cfg: ProxyConfig, checked: Checked) -> list[str]:
-    return make_dataplane(cfg, checked, sweep=False).cleanup()
+    """Remove what every mode installed, the configured one first (as
+    kube-proxy's --cleanup does: a node may have run another mode before)."""
+    plane = make_dataplane(cfg, checked, sweep=False)
+    return plane.cleanup() + plane.sweep_other_modes()
 
 
 def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None) -> str:

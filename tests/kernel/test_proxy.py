@@ -146,23 +146,36 @@ def test_stale_udp_conntrack_entries_are_deleted_when_the_endpoint_changes(lab, 
     eventually(lambda: answered_by() == b_pod, timeout=5, what="the client to reach the new endpoint")
 
 
-@pytest.mark.parametrize("damage", ["iptables -t nat -F && iptables -t nat -X", "iptables -t nat -F"],
-                         ids=["deleted", "flushed"])
+# mode -> damage -> (the command, a listing, what the listing shows while the rules are in)
+DAMAGE = {
+    "iptables": {"deleted": "iptables -t nat -F && iptables -t nat -X", "flushed": "iptables -t nat -F",
+                 "listing": "iptables-save -t nat", "present": "-A NP-SERVICES"},
+    "nftables": {"deleted": "nft delete table ip netplane",
+                 "flushed": "nft flush chain ip netplane nat-prerouting && nft delete chain ip netplane nat-prerouting",
+                 "listing": "nft list chain ip netplane nat-prerouting", "present": "jump services"},
+}
+
+
+@pytest.mark.parametrize("damage", ["deleted", "flushed"])
 def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
     """An admin's `iptables -t nat -F` (our chains emptied, still defined) or
-    `-F; -X` (deleted) on a node: the next periodic (1 s) sync sees a
-    sentinel chain empty or gone, runs in full, and services work again."""
-    iptables_only()
+    `-F; -X` (deleted) on a node; under nftables, our table deleted, or one
+    of its base chains: the next periodic (1 s) sync sees the damage, runs
+    in full, and services work again."""
+    how = DAMAGE[MODE["now"]]
     node = "node1"
     log = os.path.join(lab.node_dir(node), "proxy.log")
-    noticed = open(log).read().count("flushed or deleted behind its back")
-    lab.run(node, ["sh", "-c", damage], check=True)
-    assert "-A NP-SERVICES" not in lab.run(node, ["iptables-save", "-t", "nat"]).stdout
-    eventually(lambda: "-A NP-SERVICES" in lab.run(node, ["iptables-save", "-t", "nat"]).stdout,
-               what="the service rules to come back")
+    noticed = open(log).read().count("doing a full sync")
+
+    def rules_in():
+        return how["present"] in lab.run(node, ["sh", "-c", how["listing"] + " 2>/dev/null"]).stdout
+
+    lab.run(node, ["sh", "-c", how[damage]], check=True)
+    assert not rules_in()
+    eventually(rules_in, what="the service rules to come back")
     pod = next(p for p, r in lab.record.pods.items() if r.node == node)
     assert services.probe(lab, pod, "tcp", "10.96.0.10", 80, count=5)["failed"] == 0
-    assert open(log).read().count("flushed or deleted behind its back") > noticed
+    assert open(log).read().count("doing a full sync") > noticed
 
 
 def test_a_broken_manifest_and_an_invalid_object_take_nothing_down(lab):
@@ -242,6 +255,30 @@ def test_once_then_cleanup_leave_foreign_rules_alone(tmp_path):
         strip = lambda text: [l for l in text.splitlines() if not l.startswith("#")]
         assert all(strip(after[t]) == strip(before[t]) for t in after)
         assert "NP-" not in sb.run(node, ["ip6tables-save"], text=True).stdout
+
+
+def test_nftables_once_then_cleanup_leave_other_tables_alone(tmp_path):
+    """(The nftables mode's; its own namespace.) `--once` installs one table
+    per family; `--cleanup` deletes them and nothing else: an admin's table
+    survives."""
+    with sandbox.Sandbox() as sb:
+        node = sb.netns("node")
+        sb.run(node, ["nft", "add table inet admin; add chain inet admin input "
+                             "{ type filter hook input priority 0; }; add rule inet admin input tcp dport 22 accept"])
+        manifests = tmp_path / "m"
+        manifests.mkdir()
+        (manifests / "s.yaml").write_text(
+            "kind: Service\napiVersion: v1\nmetadata: {name: s}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n")
+        once = netplane(node, "proxy", "--once", "--mode", "nftables", "--manifests", str(manifests),
+                        "--node-name", "n", "--node-ip", "192.168.200.11", "--cluster-cidr", "10.244.0.0/16")
+        assert once.returncode == 0, once.stderr
+        listing = sb.run(node, ["nft", "list", "ruleset"], text=True).stdout
+        assert "table ip netplane" in listing and "10.96.0.1 . tcp . 80 : goto reject-chain" in listing
+        assert "table ip6 netplane" not in listing           # the node has no IPv6 address: one family
+        cleanup = netplane(node, "proxy", "--cleanup", "--mode", "nftables", "--node-ip", "192.168.200.11")
+        assert cleanup.returncode == 0 and "removed IPv4 table ip netplane" in cleanup.stdout, cleanup
+        after = sb.run(node, ["nft", "list", "ruleset"], text=True).stdout
+        assert "netplane" not in after and "tcp dport 22 accept" in after
 
 
 def test_the_proxy_follows_services_on_the_kubernetes_api(lab, tmp_path):
