@@ -692,7 +692,16 @@ def iptables_check(sb, netns: str) -> dict:
             "chains": sum(1 for line in text.splitlines() if line.startswith(":NP-"))}
 
 
-KERNEL_CHECKS = {"iptables": iptables_check}
+def nftables_check(sb, netns: str) -> dict:
+    """What nftables mode installed: chains, rules and map or set elements in its tables."""
+    objects = json.loads(sb.run(netns, ["nft", "-j", "list", "ruleset"]).stdout.decode())["nftables"]
+    ours = [o for o in objects if any(v.get("table") == "netplane" for v in o.values() if isinstance(v, dict))]
+    count = lambda kind: sum(1 for o in ours if kind in o)
+    return {"chains": count("chain"), "rules": count("rule"),
+            "elements": sum(len(o.get("set", o.get("map", {})).get("elem", [])) for o in ours)}
+
+
+KERNEL_CHECKS = {"iptables": iptables_check, "nftables": nftables_check}
 
 
 def mode(name: str, flags: Sequence[str] = ()) -> Mode:

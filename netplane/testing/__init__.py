@@ -38,6 +38,7 @@ def get(name: str):
 
 def _load() -> None:
     import netplane.testing.iptables  # noqa: F401  (registers the iptables harnesses)
+    import netplane.testing.nftables  # noqa: F401  (registers the nftables harness)
 
 
 __all__ = ["Verdict", "HARNESSES", "harness", "names", "get"]

@@ -24,6 +24,8 @@ class Programmed:
 
 
 class IptablesHarness:
+    nodeports_on_primary_ip = False        # node ports answer on every local address but loopback
+
     def __init__(self, layout: str) -> None:
         self.layout = layout
 

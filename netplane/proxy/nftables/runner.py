@@ -3,15 +3,21 @@
 libnftables is the default: a small transaction costs 0.2 ms in process
 against 10-20 ms through `nft -f -`, which starts a process and fills its
 cache on every call (measured at 10k Services, benchmarks/results/
-nft_design_spike.md); full loads cost the same either way. Its binding is
-Debian's python3-nftables (not on PyPI). `nft` is the fallback when the
-binding is missing, and a choice (nftables.via) for debugging.
+nft_design_spike.md). Its binding is Debian's python3-nftables (not on
+PyPI). `nft` is the fallback when the binding is missing, and a choice
+(nftables.via) for debugging.
+
+A large script (a full sync) goes through `nft -f -` anyway: loading costs
+the same either way, but libnftables' parse takes about 1.7 KB per element
+(230 MB at 10k Services of 10 endpoints), which stays in this process
+after (glibc keeps it); in a child it is gone when the child exits.
 """
 import json
 import subprocess
 
 LIBNFTABLES, NFT = "libnftables", "nft"
 VIAS = (LIBNFTABLES, NFT)
+LARGE = 1 << 20          # bytes of script from which the binary runs it (see above)
 
 
 class NftError(RuntimeError):
@@ -33,7 +39,7 @@ class Nft:
 
     def run(self, script: str) -> str:
         """Run a script as one transaction; raises NftError with nft's message."""
-        if self._lib is not None:
+        if self._lib is not None and len(script) < LARGE:
             rc, out, err = self._lib.cmd(script)
         else:
             done = subprocess.run(["nft", "-t", "-f", "-"], input=script, text=True, capture_output=True)
