@@ -252,7 +252,8 @@ def _lab_parser(sub) -> None:
     run.add_argument("--mode", action="append", choices=["vxlan", "routed"],
                      help="mode to run (repeat; default both, one after the other)")
     run.add_argument("--no-proxy", action="store_true", help="skip the service proxy and its Services")
-    run.add_argument("--proxy-mode", default="iptables", help="the proxy's mode (default iptables)")
+    run.add_argument("--proxy-mode", action="append",
+                     help="the proxy's mode (repeat; default every mode this kernel supports, one after the other)")
     run.set_defaults(func=_lab_run)
     for p in actions.choices.values():
         p.add_argument("--name", default="default", help="lab name (default 'default'); several labs can coexist")
@@ -344,18 +345,26 @@ def _lab_down(args) -> int:
 
 
 def _lab_run(args) -> int:
+    from netplane.lab import services
+    from netplane.proxy import modes
+
+    proxy_modes = args.proxy_mode or modes.available()
+    for proxy_mode in proxy_modes:
+        _check_proxy_mode(proxy_mode)
     failures = 0
     for mode in args.mode or ["vxlan", "routed"]:
         print(f"=== lab {args.name}: {args.nodes} nodes, {mode} mode ===")
         one = argparse.Namespace(**vars(args))
         one.mode, one.pods_per_node, one.underlay, one.resync_interval = mode, 2, "ipv4", 10.0
-        one.proxy = not args.no_proxy
+        one.proxy, one.proxy_mode = not args.no_proxy, proxy_modes[0]
         _lab_up(one)               # refuses, touching nothing, if a lab of that name exists
         try:
             print()
             failures += _lab_check(one)
-            if one.proxy:
-                print()
+            for i, proxy_mode in enumerate(proxy_modes if one.proxy else []):
+                if i:
+                    services.switch_mode(_lab(one), proxy_mode)
+                print(f"\n--- the proxy in {proxy_mode} mode ---")
                 failures += _lab_services(one)
         finally:
             _lab(one, load=False).down()

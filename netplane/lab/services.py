@@ -206,6 +206,19 @@ def enable(lab, timeout: float = 20.0, proxy_args: tuple[str, ...] = (), mode: s
                          what=f"the proxy on {node} to sync")
 
 
+def switch_mode(lab, mode: str, timeout: float = 20.0, proxy_args: tuple[str, ...] = ()) -> None:
+    """Restart every node's proxy in another mode, as an operator switching
+    modes would; returns once each has synced (its first full sync then
+    removes the old mode's rules)."""
+    since = time.time()
+    for node in sorted(lab.record.nodes, key=topology.node_number):
+        lab.stop(f"proxy/{node}")
+        lab.start_proxy(node, *proxy_args, mode=mode)
+    for node in lab.record.nodes:
+        sandbox.wait_for(lambda node=node: lab.proxy_synced_since(node, since), timeout=timeout, interval=0.1,
+                         what=f"the proxy on {node} to sync")
+
+
 def rules(lab, node: str, table: str = "nat", family: int = 4) -> str:
     done = lab.run(node, ["iptables-save" if family == 4 else "ip6tables-save", "-t", table])
     return done.stdout

@@ -21,6 +21,7 @@ TARGET = [{"name": "http", "port": services.TARGET_PORT, "protocol": "TCP"}]
 
 
 MODE = {}
+SYNC_1S = ("--sync-period", "1s")
 
 
 @pytest.fixture(scope="module", params=modes.names())
@@ -32,7 +33,7 @@ def lab(tmp_path_factory, request):
     lab = new_lab(tmp_path_factory.mktemp("labs"))
     try:
         lab.up(2, "vxlan", pods_per_node=2, resync_interval=1.0)
-        services.enable(lab, proxy_args=("--sync-period", "1s"), mode=request.param)
+        services.enable(lab, proxy_args=SYNC_1S, mode=request.param)
         yield lab
     finally:
         lab.down()
@@ -176,6 +177,29 @@ def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
     pod = next(p for p, r in lab.record.pods.items() if r.node == node)
     assert services.probe(lab, pod, "tcp", "10.96.0.10", 80, count=5)["failed"] == 0
     assert open(log).read().count("doing a full sync") > noticed
+
+
+LEFTOVERS = {"iptables": ("iptables-save", ":NP-"), "nftables": ("nft list tables", "netplane")}
+
+
+def test_switching_modes_sweeps_the_old_modes_objects(lab):
+    """Every proxy restarted in the other mode: the demo still answers, and
+    once that mode's first sync is in, nothing of the old one is left."""
+    other = next(m for m in LEFTOVERS if m != MODE["now"])
+
+    def holds(mode, node):
+        command, marker = LEFTOVERS[mode]
+        return marker in lab.run(node, ["sh", "-c", command]).stdout
+
+    assert all(holds(MODE["now"], n) for n in lab.record.nodes)
+    try:
+        services.switch_mode(lab, other, proxy_args=SYNC_1S)
+        assert not any(holds(MODE["now"], n) for n in lab.record.nodes)
+        checks = services.run_checks(lab)
+        assert all(c.ok for c in checks), "\n".join(services.table(checks))
+    finally:
+        services.switch_mode(lab, MODE["now"], proxy_args=SYNC_1S)
+    assert not any(holds(other, n) for n in lab.record.nodes)
 
 
 def test_a_broken_manifest_and_an_invalid_object_take_nothing_down(lab):

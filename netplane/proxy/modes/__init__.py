@@ -47,6 +47,7 @@ class Mode:
     render: Callable[[Any], str]
     cleans_conntrack: bool = True                   # the core deletes stale UDP flows after a sync
     keeps: tuple[str, ...] = field(default=())      # other modes whose objects it relies on: never swept
+    unavailable: Callable[[], str | None] = lambda: None   # why this kernel cannot run it (None: it can)
 
 
 MODES: dict[str, Mode] = {}
@@ -68,6 +69,11 @@ def get(name: str) -> Mode:
 def names() -> list[str]:
     _load_builtin()
     return sorted(MODES)
+
+
+def available() -> list[str]:
+    """The modes this machine's kernel can run (`netplane lab run` tries each)."""
+    return [name for name in names() if MODES[name].unavailable() is None]
 
 
 def _load_builtin() -> None:
