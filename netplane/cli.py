@@ -100,7 +100,7 @@ def _proxy_parsers(sub) -> None:
     p.add_argument("--full-sync-period", help="time between full syncs, e.g. 1h (default 1h)")
     p.add_argument("--healthz-bind-address", help="host:port for /healthz and /livez (default 0.0.0.0:10256; '' off)")
     p.add_argument("--metrics-bind-address", help="host:port for /metrics (default 127.0.0.1:10249; '' off)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-file", help="log here instead of stderr")
     p.set_defaults(func=_proxy)
     c = sub.add_parser("compile", help="print the rules the proxy would install for a manifests directory (no root)")

@@ -42,7 +42,7 @@ class Nft:
         if self._lib is not None and len(script) < LARGE:
             rc, out, err = self._lib.cmd(script)
         else:
-            done = subprocess.run(["nft", "-t", "-f", "-"], input=script, text=True, capture_output=True)
+            done = _nft(["-t", "-f", "-"], script)
             rc, out, err = done.returncode, done.stdout, done.stderr
         if rc:
             raise NftError(_first_error(err) or f"nft failed ({rc})")
@@ -57,11 +57,18 @@ class Nft:
             finally:
                 self._lib.set_json_output(False)
         else:
-            done = subprocess.run(["nft", "-t", "-j", "list", *what.split()], text=True, capture_output=True)
+            done = _nft(["-t", "-j", "list", *what.split()])
             if done.returncode:
                 raise NftError(_first_error(done.stderr))
             out = done.stdout
         return json.loads(out or '{"nftables": []}')["nftables"]
+
+
+def _nft(args: list[str], script: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["nft", *args], input=script, text=True, capture_output=True)
+    except OSError as err:
+        raise NftError(f"cannot run nft ({err.strerror}): install the nftables package") from None
 
 
 def _first_error(err: str) -> str:
