@@ -58,10 +58,6 @@ def port_fragment(policy: PortPolicy, ctx: Context) -> Fragment:
     return _Builder(policy, ctx).build()
 
 
-def endpoint_key(e: Endpoint) -> tuple:
-    return (e.address, e.port)
-
-
 class _Builder:
     def __init__(self, policy: PortPolicy, ctx: Context) -> None:
         self.pol, self.p, self.ctx = policy, policy.port, ctx
@@ -144,7 +140,7 @@ class _Builder:
         dispatch key without its protocol: the map is the protocol's)."""
         backends = n.backends(kind, self.proto)
         slot_key = key[:-2] + key[-1:]          # (address, proto, port) -> (address, port); (proto, port) -> (port,)
-        self.elements += [(backends, slot_key + (slot,), endpoint_key(e)) for slot, e in enumerate(endpoints)]
+        self.elements += [(backends, slot_key + (slot,), (e.address, e.port)) for slot, e in enumerate(endpoints)]
 
     # -- ClientIP affinity: the port's own chains ----------------------------------------
 
