@@ -78,29 +78,39 @@ class FakeNft:
         return ""
 
     def listing(self, what: str) -> list[dict]:
-        """`nft -j list chains|sets|tables FAMILY`, as Nft.listing returns it:
-        a metainfo object first; `sets` lists sets only (maps are `list maps`)."""
-        kind, family = what.split()
-        if family not in FAMILIES or kind not in ("chains", "sets", "tables"):
-            raise NftError(f"the fake cannot list {what!r}")
+        """`nft -t -j list table FAMILY NAME` (or `list chains|sets|tables
+        FAMILY`), as Nft.listing returns it: a metainfo object first; maps
+        are "map" objects, sets "set" objects, without their elements."""
+        words = what.split()
         out = [{"metainfo": {"version": "fake", "json_schema_version": 1}}]
-        table = self.tables.get(family)
-        if table is None:
+        if words[0] == "table" and len(words) == 3:
+            family, name = words[1:]
+            if name != TABLE or family not in self.tables:
+                raise NftError(f"Error: No such file or directory in: list table {family} {name}")
+            return out + [{"table": {"family": family, "name": TABLE, "handle": 1}}] + \
+                self._objects(family, ("chains", "sets", "maps"))
+        if len(words) != 2 or words[1] not in FAMILIES or words[0] not in ("chains", "sets", "tables"):
+            raise NftError(f"the fake cannot list {what!r}")
+        kind, family = words
+        if family not in self.tables:
             return out
-        at = {"family": family, "table": TABLE}
         if kind == "tables":
-            out.append({"table": {"family": family, "name": TABLE, "handle": 1}})
-        elif kind == "chains":
+            return out + [{"table": {"family": family, "name": TABLE, "handle": 1}}]
+        return out + self._objects(family, (kind,))
+
+    def _objects(self, family: str, kinds: tuple[str, ...]) -> list[dict]:
+        table, at, out = self.tables[family], {"family": family, "table": TABLE}, []
+        if "chains" in kinds:
             for handle, name in enumerate(table["chains"], 1):
                 chain = {**at, "name": name, "handle": handle}
                 if name in table["base"]:
                     kind_, hook, priority = table["base"][name]
                     chain.update(type=kind_, hook=hook, prio=priority_value(priority), policy="accept")
                 out.append({"chain": chain})
-        else:
-            for handle, (name, s) in enumerate(table["sets"].items(), 1):
-                if not _is_map(s["body"]):
-                    out.append({"set": {**at, "name": name, "handle": handle}})
+        for handle, (name, s) in enumerate(table["sets"].items(), 1):
+            kind = "map" if _is_map(s["body"]) else "set"
+            if kind + "s" in kinds:
+                out.append({kind: {**at, "name": name, "handle": handle}})
         return out
 
     # -- for tests ------------------------------------------------------------------------

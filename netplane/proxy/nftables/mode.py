@@ -57,32 +57,37 @@ class NftablesApplier:
 
     def read_back(self) -> dict[str, set[str]]:
         """The chains and sets the table holds (full syncs only)."""
-        if not self.present():
+        objects = self._table()
+        if objects is None:
             return {}
-        chains = {o["chain"]["name"] for o in self.nft.listing(f"chains {names.FAMILY[self.family]}")
-                  if "chain" in o and o["chain"]["table"] == names.TABLE}
-        sets = {o["set"]["name"] for o in self.nft.listing(f"sets {names.FAMILY[self.family]}")
-                if "set" in o and o["set"]["table"] == names.TABLE}
-        return {"chains": chains, "sets": sets}
+        return {"chains": {o["chain"]["name"] for o in objects if "chain" in o},
+                "sets": {o["set"]["name"] for o in objects if "set" in o}}
 
     def apply(self, plan: Plan, previous: Plan | None) -> None:
         if not plan.transaction.empty():
             self.nft.run(render.script(plan.transaction))
 
     def drift(self) -> str | None:
-        try:
-            found = {o["chain"]["name"] for o in self.nft.listing(f"chains {names.FAMILY[self.family]}")
-                     if "chain" in o and o["chain"]["table"] == names.TABLE}
-        except NftError as err:
-            return f"listing the chains of table {self.at} failed: {err}"
-        if not found:
+        objects = self._table()
+        if objects is None:
             return f"table {self.at} is gone"
-        missing = sorted(set(static.BASE_CHAINS) - found)
+        missing = sorted(set(static.BASE_CHAINS) - {o["chain"]["name"] for o in objects if "chain" in o})
         return f"base chain(s) {', '.join(missing)} of table {self.at} are gone" if missing else None
 
     def present(self) -> bool:
-        return any("table" in o and o["table"]["name"] == names.TABLE
-                   for o in self.nft.listing(f"tables {names.FAMILY[self.family]}"))
+        return self._table() is not None
+
+    def _table(self) -> list[dict] | None:
+        """Our table, without set elements; None if it is not there. Only our
+        table is asked for: `list tables` or `list chains` make nft read every
+        table of the family, rules and all (3 s beside 80k iptables-nft rules,
+        25 s beside an iptables mode's 10k Services)."""
+        try:
+            return self.nft.listing(f"table {self.at}")
+        except NftError as err:
+            if "No such file or directory" in str(err):
+                return None
+            raise
 
     def cleanup(self) -> list[str]:
         if not self.present():
