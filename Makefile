@@ -33,7 +33,8 @@ bench: setup
 	$(VENV)/bin/python benchmarks/pod_network_throughput.py
 	$(VENV)/bin/python benchmarks/proxy_iptables.py
 	$(VENV)/bin/python benchmarks/proxy_compile.py
-	$(VENV)/bin/python benchmarks/proxy_programming.py
+	$(VENV)/bin/python benchmarks/proxy_programming.py --mode iptables,nftables
+	$(VENV)/bin/python benchmarks/proxy_first_packet.py
 
 # remake requirements.lock from pyproject.toml's ranges (README, "Dependencies")
 lock:
