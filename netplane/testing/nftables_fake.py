@@ -88,7 +88,7 @@ class FakeNft:
             if name != TABLE or family not in self.tables:
                 raise NftError(f"Error: No such file or directory in: list table {family} {name}")
             return out + [{"table": {"family": family, "name": TABLE, "handle": 1}}] + \
-                self._objects(family, ("chains", "sets", "maps"))
+                self._objects(family, ("chains", "sets", "maps", "rules"))
         if len(words) != 2 or words[1] not in FAMILIES or words[0] not in ("chains", "sets", "tables"):
             raise NftError(f"the fake cannot list {what!r}")
         kind, family = words
@@ -111,6 +111,9 @@ class FakeNft:
             kind = "map" if _is_map(s["body"]) else "set"
             if kind + "s" in kinds:
                 out.append({kind: {**at, "name": name, "handle": handle}})
+        if "rules" in kinds:
+            out += [{"rule": {**at, "chain": chain, "text": rule}}
+                    for chain, rules in table["chains"].items() for rule in rules]
         return out
 
     # -- for tests ------------------------------------------------------------------------

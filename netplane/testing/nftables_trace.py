@@ -316,6 +316,10 @@ class _Rule:
             name = self.set_name()
             return ("match", lambda tracer, p: (key := _one(expr, p, self)) is not None
                     and tracer.member(name, key) != negate)
+        if self.peek().startswith("{"):                 # an anonymous set: `ip saddr != { a, b }`
+            items = [item.strip() for item in self.take()[1:-1].split(",")]
+            return ("match", lambda tracer, p: (key := _one(expr, p, self)) is not None
+                    and any(all(_field_matches(i, k) for k in key) for i in items) != negate)
         if not self.peek() or self.starts_selector_or_statement():
             raise self.fail(f"a bare expression before {self.peek() or 'the end'}")
         value = self.take()

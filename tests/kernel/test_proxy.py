@@ -151,19 +151,21 @@ def test_stale_udp_conntrack_entries_are_deleted_when_the_endpoint_changes(lab, 
 DAMAGE = {
     "iptables": {"deleted": "iptables -t nat -F && iptables -t nat -X", "flushed": "iptables -t nat -F",
                  "listing": "iptables-save -t nat", "present": "-A NP-SERVICES"},
-    "nftables": {"deleted": "nft delete table ip netplane",
-                 "flushed": "nft flush chain ip netplane nat-prerouting && nft delete chain ip netplane nat-prerouting",
+    "nftables": {"deleted": "nft delete table ip netplane", "flushed": "nft flush table ip netplane",
+                 "base chain": "nft flush chain ip netplane nat-prerouting && nft delete chain ip netplane nat-prerouting",
                  "listing": "nft list chain ip netplane nat-prerouting", "present": "jump services"},
 }
 
 
-@pytest.mark.parametrize("damage", ["deleted", "flushed"])
+@pytest.mark.parametrize("damage", ["deleted", "flushed", "base chain"])
 def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
     """An admin's `iptables -t nat -F` (our chains emptied, still defined) or
-    `-F; -X` (deleted) on a node; under nftables, our table deleted, or one
-    of its base chains: the next periodic (1 s) sync sees the damage, runs
-    in full, and services work again."""
+    `-F; -X` (deleted) on a node; under nftables, our table deleted or
+    flushed, or one of its base chains deleted: the next periodic (1 s)
+    sync sees the damage, runs in full, and services work again."""
     how = DAMAGE[MODE["now"]]
+    if damage not in how:
+        pytest.skip(f"the {MODE['now']} mode has no {damage}")
     node = "node1"
     log = os.path.join(lab.node_dir(node), "proxy.log")
     noticed = open(log).read().count("doing a full sync")

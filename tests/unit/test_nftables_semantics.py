@@ -77,3 +77,41 @@ def test_partial_syncs_leave_the_kernel_as_a_full_sync_would():
         for dst, port in (("10.96.0.10", 80), ("10.96.0.11", 80), (NODE_IP, 30080)):
             assert partial.trace(POD, "tcp", dst, port) == full.trace(POD, "tcp", dst, port), (slices, dst)
         before = now[4]
+
+
+def lb(name, vip, ranges, **spec):
+    return b.service(name, vip, [dict(HTTP, nodePort=30000 + int(vip.rsplit(".", 1)[1]))], type="LoadBalancer",
+                     ingress=["192.0.2.10"], loadBalancerSourceRanges=ranges, **spec)
+
+
+def test_two_services_on_one_address_with_overlapping_ranges_do_not_break_the_sync():
+    """Their ranges are in chains of their own (one interval set would
+    refuse the overlap, failing every sync); the first in name order holds
+    the address, its dispatch and its firewall alike."""
+    services = [lb("a", "10.96.0.1", ["10.0.0.0/8"]), lb("c", "10.96.0.3", ["10.1.0.0/16", "198.51.100.0/24"])]
+    slices = [b.endpoint_slice("a", ["10.244.2.5"], EP_PORTS), b.endpoint_slice("c", ["10.244.2.6"], EP_PORTS)]
+    plane, t = program(services, slices)
+    assert t.trace("10.2.0.1", "tcp", "192.0.2.10", 80).endpoints == {"10.244.2.5:8080"}
+    assert t.trace("198.51.100.7", "tcp", "192.0.2.10", 80).verdict == "DROP"        # a's ranges hold
+    before = policies(services, slices)[4]
+    now = policies(services[1:], slices)
+    plane.sync(now, set(before))                                                     # a goes: c takes over
+    t = Programmed(plane, LOCAL)
+    assert t.trace("198.51.100.7", "tcp", "192.0.2.10", 80).endpoints == {"10.244.2.6:8080"}
+    assert t.trace("10.2.0.1", "tcp", "192.0.2.10", 80).verdict == "DROP"
+
+
+def test_a_load_balancer_ip_that_is_also_an_external_ip_is_not_guarded():
+    """As in iptables, where the external-IP rule matches first."""
+    svc = lb("a", "10.96.0.1", ["10.0.0.0/8"], externalIPs=["192.0.2.10"])
+    _, t = program([svc], [b.endpoint_slice("a", ["10.244.2.5"], EP_PORTS)])
+    assert t.trace("203.0.113.5", "tcp", "192.0.2.10", 80).endpoints == {"10.244.2.5:8080"}
+
+
+def test_a_flushed_table_is_drift():
+    plane, _ = program([web()], [b.endpoint_slice("web", ["10.244.2.5"], EP_PORTS)])
+    applier = plane.appliers[4]
+    assert applier.drift() is None
+    for rules in applier.nft.tables["ip"]["chains"].values():       # what `nft flush table ip netplane` leaves
+        rules.clear()
+    assert "flushed" in applier.drift()

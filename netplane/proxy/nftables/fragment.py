@@ -22,13 +22,17 @@ handful of element updates. Masquerading back to itself an endpoint that
 reaches its own service (hairpin) is one set of (endpoint, endpoint) pairs
 in postrouting. The filter side is maps too: the refusals (REJECT for a
 port without endpoints, DROP under a Local policy with none here), the
-load-balancer firewall (a set of guarded addresses and one of allowed
-sources), and the cluster IPs (other ports are rejected).
+cluster IPs (other ports are rejected), and the load-balancer firewall's
+dispatch.
 
-ClientIP affinity is the exception: it needs per-endpoint memory, so such a
-port gets kube-proxy's shape, its own chains (svc, ext, a pick chain per
-endpoint list, one per endpoint) and a dynamic set of recent clients per
-endpoint. Affinity is rare; everything else stays in maps.
+Two things get chains of the port's own, as kube-proxy shapes them:
+- ClientIP affinity needs per-endpoint memory: chains (svc, ext, a pick
+  chain per endpoint list, one per endpoint) and a dynamic set of recent
+  clients per endpoint;
+- loadBalancerSourceRanges: a `fw` chain dropping other sources (one set
+  of ranges for two Services on one address would mix them, and the
+  kernel refuses overlapping intervals).
+Both are rare; everything else stays in maps.
 
 Every decision was made in policy.py; this only says it in nft.
 """
@@ -100,11 +104,23 @@ class _Builder:
                 self.refuse(n.NO_ENDPOINT_SERVICES, key)
             if self.pol.has_any:
                 self.external_path(n.SERVICE_IPS, key, "")
-        for ip in self.p.load_balancer_ips if self.pol.firewall else ():
-            key = (str(ip), self.proto, self.p.port)
-            self.elements.append((n.FIREWALL, key, None))
-            # overlapping ranges of one key would be refused by the interval set: merged first
-            self.elements += [(n.FIREWALL_ALLOW, key + (str(r),), None) for r in netaddr.cidr_merge(self.pol.firewall)]
+        if self.pol.firewall:
+            self.firewall()
+
+    def firewall(self) -> None:
+        """The load-balancer IPs' allowed sources, in a chain of the port's own,
+        so two Services on one address never mix their ranges (the address's
+        dispatch and firewall both go to the first in name order). An LB IP
+        that is also one of the port's external IPs is not guarded, as in
+        iptables, where its external-IP rule matches first."""
+        guarded = [ip for ip in self.p.load_balancer_ips if ip not in self.p.external_ips]
+        if not guarded:
+            return
+        chain = n.port_chain("fw", self.key)
+        # overlapping ranges would be refused in one set: merged first
+        ranges = ", ".join(str(r) for r in netaddr.cidr_merge(self.pol.firewall))
+        self.chains.append((chain, (f"{self.ctx.ip} saddr != {{ {ranges} }} drop",)))
+        self.elements += [(n.FIREWALL, (str(ip), self.proto, self.p.port), f"goto {chain}") for ip in guarded]
 
     def node_port(self) -> None:
         if not self.p.node_port:

@@ -72,13 +72,18 @@ class NftablesApplier:
         if objects is None:
             return f"table {self.at} is gone"
         missing = sorted(set(static.BASE_CHAINS) - {o["chain"]["name"] for o in objects if "chain" in o})
-        return f"base chain(s) {', '.join(missing)} of table {self.at} are gone" if missing else None
+        if missing:
+            return f"base chain(s) {', '.join(missing)} of table {self.at} are gone"
+        # every base chain holds rules once a sync is in: `nft flush table` empties them all
+        emptied = sorted(set(static.BASE_CHAINS) - {o["rule"]["chain"] for o in objects if "rule" in o})
+        return f"base chain(s) {', '.join(emptied)} of table {self.at} were flushed" if emptied else None
 
     def present(self) -> bool:
         return self._table() is not None
 
     def _table(self) -> list[dict] | None:
-        """Our table, without set elements; None if it is not there. Only our
+        """Our table's chains, sets and rules, without set elements; None if
+        it is not there. Only our
         table is asked for: `list tables` or `list chains` make nft read every
         table of the family, rules and all (3 s beside 80k iptables-nft rules,
         25 s beside an iptables mode's 10k Services)."""

@@ -33,8 +33,7 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 # the filter side: refusals, the firewall, and who gets masqueraded back to itself
 NO_ENDPOINT_SERVICES = "no-endpoint-services"  # daddr . proto . port : goto reject-chain / drop
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
-FIREWALL = "firewall"                          # daddr . proto . port: LB addresses with source ranges
-FIREWALL_ALLOW = "firewall-allow"              # daddr . proto . port . saddr-range
+FIREWALL = "firewall-ips"                      # daddr . proto . port : goto the port's fw chain (source ranges)
 CLUSTER_IPS = "cluster-ips"                    # every cluster IP: other ports are rejected
 HAIRPIN = "hairpin"                            # ep . ep: an endpoint sent back to itself is masqueraded
 NODEPORT_IPS = "nodeport-ips"                  # where node ports answer, when not every local address
@@ -59,7 +58,7 @@ def _hash(text: str) -> str:
 
 
 def port_chain(kind: str, port_key: str) -> str:
-    """A per-port chain (affinity ports only): kind is svc, ext, pick-c or pick-l."""
+    """A per-port chain: svc, ext, pick-c or pick-l (affinity ports), fw (source ranges)."""
     return f"{kind}-{_hash(port_key)}"
 
 

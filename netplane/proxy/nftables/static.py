@@ -35,8 +35,7 @@ def sets(ctx: Context) -> dict[str, str]:
         n.SERVICE_NODEPORTS: "type inet_proto . inet_service : verdict;",
         n.NO_ENDPOINT_SERVICES: f"type {vip} : verdict;",
         n.NO_ENDPOINT_NODEPORTS: "type inet_proto . inet_service : verdict;",
-        n.FIREWALL: f"type {vip};",
-        n.FIREWALL_ALLOW: f"type {vip} . {addr}; flags interval;",
+        n.FIREWALL: f"type {vip} : verdict;",
         n.CLUSTER_IPS: f"type {addr};",
         n.HAIRPIN: f"type {addr} . {addr};",
     }
@@ -82,7 +81,7 @@ def chains(ctx: Context) -> dict[str, tuple[str, ...]]:
         n.NODEPORT_CHECK: (f"{to_node} meta l4proto . th dport vmap @{n.NO_ENDPOINT_NODEPORTS}",),
         n.CLUSTER_IPS_CHECK: (f"{ip} daddr @{n.CLUSTER_IPS} reject",
                               *(f"{ip} daddr {c} drop" for c in ctx.service_cidrs)),
-        n.FIREWALL_CHECK: (f"{vip} @{n.FIREWALL} {vip} . {ip} saddr != @{n.FIREWALL_ALLOW} drop",),
+        n.FIREWALL_CHECK: (f"{vip} vmap @{n.FIREWALL}",),
         n.FORWARD: ("ct state invalid drop",),
         n.REJECT_CHAIN: ("reject",),
     }
