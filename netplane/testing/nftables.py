@@ -39,8 +39,13 @@ def fake_dataplane(settings, local_addresses=None) -> Dataplane:
     """The nftables mode over FakeNft: the real compile, core and applier,
     with the kernel in memory (`plane.appliers[family].nft`)."""
     return Dataplane(modes.get("nftables"), settings,
-                     applier=lambda family, options: NftablesApplier(family, options, runner=FakeNft()),
+                     applier=_fake_applier,
                      local_addresses=local_addresses or (lambda: []), clean_conntrack=lambda *a: None, sweep=False)
+
+
+def _fake_applier(family: int, options) -> NftablesApplier:
+    fake = FakeNft()
+    return NftablesApplier(family, options, runner=fake, reader=fake.reader(family))
 
 
 def _affinity_set(table: dict, endpoint: str) -> str:

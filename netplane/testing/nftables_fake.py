@@ -77,44 +77,9 @@ class FakeNft:
         self.scripts.append(script)
         return ""
 
-    def listing(self, what: str) -> list[dict]:
-        """`nft -t -j list table FAMILY NAME` (or `list chains|sets|tables
-        FAMILY`), as Nft.listing returns it: a metainfo object first; maps
-        are "map" objects, sets "set" objects, without their elements."""
-        words = what.split()
-        out = [{"metainfo": {"version": "fake", "json_schema_version": 1}}]
-        if words[0] == "table" and len(words) == 3:
-            family, name = words[1:]
-            if name != TABLE or family not in self.tables:
-                raise NftError(f"Error: No such file or directory in: list table {family} {name}")
-            return out + [{"table": {"family": family, "name": TABLE, "handle": 1}}] + \
-                self._objects(family, ("chains", "sets", "maps", "rules"))
-        if len(words) != 2 or words[1] not in FAMILIES or words[0] not in ("chains", "sets", "tables"):
-            raise NftError(f"the fake cannot list {what!r}")
-        kind, family = words
-        if family not in self.tables:
-            return out
-        if kind == "tables":
-            return out + [{"table": {"family": family, "name": TABLE, "handle": 1}}]
-        return out + self._objects(family, (kind,))
-
-    def _objects(self, family: str, kinds: tuple[str, ...]) -> list[dict]:
-        table, at, out = self.tables[family], {"family": family, "table": TABLE}, []
-        if "chains" in kinds:
-            for handle, name in enumerate(table["chains"], 1):
-                chain = {**at, "name": name, "handle": handle}
-                if name in table["base"]:
-                    kind_, hook, priority = table["base"][name]
-                    chain.update(type=kind_, hook=hook, prio=priority_value(priority), policy="accept")
-                out.append({"chain": chain})
-        for handle, (name, s) in enumerate(table["sets"].items(), 1):
-            kind = "map" if _is_map(s["body"]) else "set"
-            if kind + "s" in kinds:
-                out.append({kind: {**at, "name": name, "handle": handle}})
-        if "rules" in kinds:
-            out += [{"rule": {**at, "chain": chain, "text": rule}}
-                    for chain, rules in table["chains"].items() for rule in rules]
-        return out
+    def reader(self, family: int) -> "FakeReader":
+        """What NetlinkReader reads from the kernel, read from this fake."""
+        return FakeReader(self, "ip" if family == 4 else "ip6")
 
     # -- for tests ------------------------------------------------------------------------
 
@@ -477,3 +442,21 @@ def _element_text(key: tuple, value) -> str:
     if value is None:
         return text
     return f"{text} : {value if isinstance(value, str) else ' . '.join(value)}"
+
+
+class FakeReader:
+    """NetlinkReader's answers (reader.py) from a FakeNft's state."""
+
+    def __init__(self, fake: FakeNft, family: str) -> None:
+        self.fake, self.family = fake, family
+
+    def rule_count(self, chain: str) -> int | None:
+        table = self.fake.tables.get(self.family)
+        rules = table["chains"].get(chain) if table else None
+        return None if rules is None else len(rules)
+
+    def names(self) -> dict[str, set[str]] | None:
+        table = self.fake.tables.get(self.family)
+        if table is None:
+            return None
+        return {"chains": set(table["chains"]), "sets": set(table["sets"])}

@@ -3,8 +3,8 @@ Compile is compile.py (pure); the applier hands its transaction to nft.
 
 The applier keeps nothing: the core keeps the last plan, which holds the
 mirror of the table. Drift is read from the base chains: the table or one
-of them gone means someone deleted it behind our back, and the core's next
-sync is full.
+of them gone, or emptied (`nft flush table`), means someone changed it
+behind our back, and the core's next sync is full.
 """
 from dataclasses import dataclass
 
@@ -13,7 +13,8 @@ from netplane.proxy.nftables import names, render, static
 from netplane.proxy.nftables.compile import compile_family
 from netplane.proxy.nftables.context import Context
 from netplane.proxy.nftables.plan import Plan
-from netplane.proxy.nftables.runner import LIBNFTABLES, VIAS, Nft, NftError
+from netplane.proxy.nftables.reader import NetlinkReader
+from netplane.proxy.nftables.runner import LIBNFTABLES, VIAS, Nft
 from netplane.proxy.options import option
 from netplane.proxy.settings import EVERY_LOCAL_ADDRESS, Settings
 
@@ -50,49 +51,36 @@ def render_plan(plan: Plan) -> str:
 
 
 class NftablesApplier:
-    def __init__(self, family: int, options: NftablesOptions | None = None, runner=None) -> None:
+    """Runs the plan's transaction through nft; reads our table back over
+    netlink (reader.py says why not through nft)."""
+
+    def __init__(self, family: int, options: NftablesOptions | None = None, runner=None, reader=None) -> None:
         self.family = family
         self.at = f"{names.FAMILY[family]} {names.TABLE}"
         self.nft = runner or Nft((options or NftablesOptions()).via)
+        self.reader = reader or NetlinkReader(family)
 
     def read_back(self) -> dict[str, set[str]]:
         """The chains and sets the table holds (full syncs only)."""
-        objects = self._table()
-        if objects is None:
-            return {}
-        return {"chains": {o["chain"]["name"] for o in objects if "chain" in o},
-                "sets": {o["set"]["name"] for o in objects if "set" in o}}
+        return self.reader.names() or {}
 
     def apply(self, plan: Plan, previous: Plan | None) -> None:
         if not plan.transaction.empty():
             self.nft.run(render.script(plan.transaction))
 
     def drift(self) -> str | None:
-        objects = self._table()
-        if objects is None:
+        counts = {chain: self.reader.rule_count(chain) for chain in static.BASE_CHAINS}
+        gone = sorted(c for c, n in counts.items() if n is None)
+        if len(gone) == len(counts):
             return f"table {self.at} is gone"
-        missing = sorted(set(static.BASE_CHAINS) - {o["chain"]["name"] for o in objects if "chain" in o})
-        if missing:
-            return f"base chain(s) {', '.join(missing)} of table {self.at} are gone"
+        if gone:
+            return f"base chain(s) {', '.join(gone)} of table {self.at} are gone"
         # every base chain holds rules once a sync is in: `nft flush table` empties them all
-        emptied = sorted(set(static.BASE_CHAINS) - {o["rule"]["chain"] for o in objects if "rule" in o})
+        emptied = sorted(c for c, n in counts.items() if n == 0)
         return f"base chain(s) {', '.join(emptied)} of table {self.at} were flushed" if emptied else None
 
     def present(self) -> bool:
-        return self._table() is not None
-
-    def _table(self) -> list[dict] | None:
-        """Our table's chains, sets and rules, without set elements; None if
-        it is not there. Only our
-        table is asked for: `list tables` or `list chains` make nft read every
-        table of the family, rules and all (3 s beside 80k iptables-nft rules,
-        25 s beside an iptables mode's 10k Services)."""
-        try:
-            return self.nft.listing(f"table {self.at}")
-        except NftError as err:
-            if "No such file or directory" in str(err):
-                return None
-            raise
+        return self.reader.names() is not None
 
     def cleanup(self) -> list[str]:
         if not self.present():

@@ -12,7 +12,6 @@ the same either way, but libnftables' parse takes about 1.7 KB per element
 (230 MB at 10k Services of 10 endpoints), which stays in this process
 after (glibc keeps it); in a child it is gone when the child exits.
 """
-import json
 import subprocess
 
 LIBNFTABLES, NFT = "libnftables", "nft"
@@ -34,7 +33,6 @@ class Nft:
                 via = NFT
             else:
                 self._lib = nftables.Nftables()
-                self._lib.set_terse_output(True)       # listings without set elements
         self.via = via
 
     def run(self, script: str) -> str:
@@ -42,26 +40,11 @@ class Nft:
         if self._lib is not None and len(script) < LARGE:
             rc, out, err = self._lib.cmd(script)
         else:
-            done = _nft(["-t", "-f", "-"], script)
+            done = _nft(["-f", "-"], script)
             rc, out, err = done.returncode, done.stdout, done.stderr
         if rc:
             raise NftError(_first_error(err) or f"nft failed ({rc})")
         return out
-
-    def listing(self, what: str) -> list[dict]:
-        """`list <what>` as JSON objects (set elements left out)."""
-        if self._lib is not None:
-            self._lib.set_json_output(True)
-            try:
-                out = self.run(f"list {what}")
-            finally:
-                self._lib.set_json_output(False)
-        else:
-            done = _nft(["-t", "-j", "list", *what.split()])
-            if done.returncode:
-                raise NftError(_first_error(done.stderr))
-            out = done.stdout
-        return json.loads(out or '{"nftables": []}')["nftables"]
 
 
 def _nft(args: list[str], script: str | None = None) -> subprocess.CompletedProcess:
