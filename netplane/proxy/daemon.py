@@ -51,6 +51,7 @@ def run(cfg: ProxyConfig, checked: Checked, once: bool = False, wait_timeout: fl
                         full_interval=cfg.full_sync_period)
     proxier = Proxier(source(cfg), make_dataplane(cfg, checked), ProxyMetrics(),
                       HealthState(timeout=2 * cfg.sync_period), schedule)
+    proxier.hold_gc()
     proxier.source.start()
     try:
         if once:

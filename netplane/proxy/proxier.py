@@ -15,6 +15,7 @@ change. If the apply fails, the taken changes go back to the tracker and
 the policies are forgotten, so the retry is a full sync that decides every
 port anew from the tracker's map.
 """
+import gc
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ class Proxier:
         self._pending = {"Service": 0, "EndpointSlice": 0}   # changes not yet in the kernel
         self._lock = threading.Lock()                        # the source's thread and the sync's
         self._skipped: dict[str, str] = {}
+        self._gc_held = False                                # hold_gc()
         source.on_events = self.changed
 
     def changed(self, changes: list) -> None:
@@ -90,8 +92,28 @@ class Proxier:
         self.metrics.observe_programming(triggered)
         if caught_up:
             self.health.updated()
+        if self.dataplane.last_full:
+            self._freeze()
         what = "full sync" if self.dataplane.last_full else f"partial sync of {len(names)} service port(s)"
         log.info("%s done in %.1f ms: %d service port(s)", what, elapsed * 1000, len(self.tracker.ports))
+
+    def hold_gc(self) -> None:
+        """Keep the cyclic GC off until the first full sync is in: the first
+        read builds every object (at 30k Services a full collection costs
+        0.8 s, and the growing heap triggers several: 0.9 s of a 1.7 s scan)."""
+        if gc.isenabled():
+            gc.disable()
+            self._gc_held = True
+
+    def _freeze(self) -> None:
+        """What a full sync built (the tracked objects, policies, the plan's
+        mirror) lives until the next one: out of the cyclic GC's sight, a full
+        collection no longer rescans it (one took 1 s at 30k Services, in the
+        middle of a partial sync)."""
+        gc.freeze()
+        if self._gc_held:
+            self._gc_held = False
+            gc.enable()
 
     def _publish_pending(self) -> None:
         self.metrics.pending_services.set(self._pending.get("Service", 0))
