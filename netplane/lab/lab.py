@@ -28,7 +28,7 @@ from netplane import sandbox
 from netplane.cni import install, runtime
 from netplane.cni.server import answers
 from netplane.kube.fields import rfc3339_seconds
-from netplane.lab import topology
+from netplane.lab import cgroups, topology
 from netplane.netlink.netns import open_netns
 
 DEFAULT_ROOT = "/run/netplane/lab"
@@ -173,11 +173,11 @@ class Lab:
         rec.agent_pid = self._daemon(rec.netns, argv, f"{home}/agent.out", f"the agent on {node}")
         self._save()
 
-    def _daemon(self, netns: str, argv: list[str], output: str, what: str) -> int:
+    def _daemon(self, netns: str, argv: list[str], output: str, what: str, preexec=None) -> int:
         """Start a lab process (its argv must name a path in the lab directory) and return its pid."""
         with open(output, "ab") as out:
             proc = subprocess.Popen(sandbox.enter(netns, argv), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
         # until the child has exec'd, its command line is ours, not the daemon's (nsenter execs: same pid)
         sandbox.wait_for(lambda: _ours(proc.pid, self.dir) or _exited(proc.pid), timeout=10,
                          what=f"{what} to start")
@@ -282,18 +282,27 @@ class Lab:
     def run(self, where: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
-        return subprocess.run(sandbox.enter(self.netns(where), argv), **kwargs)
+        return subprocess.run(sandbox.enter(self.netns(where), argv), preexec_fn=self._joiner(where), **kwargs)
 
     def spawn(self, where: str, argv: list[str], **kwargs) -> subprocess.Popen:
         """A process in the lab; the caller stops it (by this Popen)."""
-        return subprocess.Popen(sandbox.enter(self.netns(where), argv), **kwargs)
+        return subprocess.Popen(sandbox.enter(self.netns(where), argv), preexec_fn=self._joiner(where), **kwargs)
+
+    def cgroup(self, where: str) -> str | None:
+        """The cgroup of a node, which its pods' processes share (None: the client, the underlay)."""
+        node = where if where in self.record.nodes else getattr(self.record.pods.get(where), "node", None)
+        return cgroups.node_cgroup(self.name, node) if node else None
+
+    def _joiner(self, where: str):
+        path = self.cgroup(where)
+        return cgroups.joiner(path) if path else None
 
     # -- services: echo servers, the proxy, an external client ----------------
 
     def start(self, key: str, where: str, argv: list[str], output: str) -> int:
         """A named lab process in a node or pod (stopped by stop(key) or down())."""
         self.stop(key)
-        pid = self._daemon(self.netns(where), argv, output, key)
+        pid = self._daemon(self.netns(where), argv, output, key, self._joiner(where))
         self.record.processes[key] = pid
         self._save()
         return pid
@@ -317,6 +326,18 @@ class Lab:
     def manifests_dir(self) -> str:
         return os.path.join(self.dir, "manifests")
 
+    @property
+    def bpffs_dir(self) -> str:
+        """The lab's own bpffs (mounted when a proxy needs it, unmounted by down())."""
+        return os.path.join(self.dir, "bpf")
+
+    def _mode_args(self, node: str, mode: str) -> tuple[str, ...]:
+        """What a mode needs from the lab: the eBPF mode, the node's cgroup and a pin directory."""
+        if mode != "ebpf":
+            return ()
+        cgroups.mount_bpffs(self.bpffs_dir)
+        return ("--ebpf-cgroup-path", self.cgroup(node), "--ebpf-pin-path", os.path.join(self.bpffs_dir, node))
+
     def start_proxy(self, node: str, *extra: str, source: tuple[str, ...] = (), mode: str = "iptables") -> None:
         """`netplane proxy --mode MODE` on a node, reading the lab's manifests
         directory (or `source`, e.g. ("--kubeconfig", path))."""
@@ -332,7 +353,7 @@ class Lab:
                 *(source or ("--manifests", self.manifests_dir)),
                 "--node-name", node, "--node-ip", ",".join(rec.internal_ips),
                 "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--service-cidr", ",".join(topology.SERVICE_CIDRS),
-                "--min-sync-period", "0.2s",
+                "--min-sync-period", "0.2s", *self._mode_args(node, mode),
                 "--log-file", f"{home}/proxy.log", *extra]
         self.start(f"proxy/{node}", node, argv, f"{home}/proxy.out")
 
@@ -411,6 +432,8 @@ class Lab:
         for name in reversed(self._leftover_namespaces()):
             sandbox.delete_netns(name)
             removed.append(f"netns {name}")
+        removed += cgroups.unmount_bpffs(self.bpffs_dir)
+        removed += cgroups.remove(self.name)
         if os.path.isdir(self.dir):
             shutil.rmtree(self.dir)
             removed.append(self.dir)

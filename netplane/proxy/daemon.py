@@ -105,7 +105,7 @@ def cleanup(cfg: ProxyConfig, checked: Checked) -> list[str]:
     """Remove what every mode installed, the configured one first (as
     kube-proxy's --cleanup does: a node may have run another mode before)."""
     plane = make_dataplane(cfg, checked, sweep=False)
-    return plane.cleanup() + plane.sweep_other_modes()
+    return plane.cleanup() + plane.sweep_other_modes(kept_too=True)
 
 
 def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None) -> str:

@@ -96,11 +96,12 @@ class Dataplane:
         except Exception as err:      # the rules are in: a failed cleanup must not undo the sync
             log.error("IPv%d: deleting stale UDP conntrack entries failed: %s", family, err)
 
-    def sweep_other_modes(self) -> list[str]:
-        """Remove what other modes left in the kernel (after a mode switch)."""
+    def sweep_other_modes(self, kept_too: bool = False) -> list[str]:
+        """Remove what other modes left in the kernel (after a mode switch;
+        with `kept_too`, also the modes this one relies on: --cleanup)."""
         removed = []
         for name in modes.names():
-            if name == self.mode.name or name in self.mode.keeps:
+            if name == self.mode.name or (name in self.mode.keeps and not kept_too):
                 continue
             other = modes.get(name)
             for family in self.settings.families:

@@ -1,0 +1,157 @@
+"""The socket programs in the kernel: compiled by bcc, attached to a
+cgroup, pinned in bpffs, and found again after a restart.
+
+Theory of operation.
+1. bcc compiles bpf/sock_lb.c (0.2-0.8 s) with the pin directory and the
+   map sizes as macros. Its maps are declared pinned: when the pins exist
+   (a restart), bcc opens those maps instead of making new ones, so what
+   the last proxy wrote (services, affinity, reverse translations) stays.
+2. Each program is attached to the cgroup with BPF_F_ALLOW_MULTI next to
+   the one a previous proxy left (found by its pin), and only then is the
+   old one detached and the new one pinned in its place: the cgroup is
+   never without a program, so new connections are translated throughout
+   a restart.
+3. bcc needs kernel headers: BCC_KERNEL_SOURCE names a private tree
+   (scripts/bootstrap builds one from Debian's headers), so nothing under
+   /lib/modules is touched.
+"""
+import ctypes
+import os
+from pathlib import Path
+
+BPF_F_ALLOW_MULTI = 2
+SOURCE = Path(__file__).parent / "bpf" / "sock_lb.c"
+# program -> its attach type's name in bcc's BPFAttachType
+PROGRAMS = {
+    "connect4": "CGROUP_INET4_CONNECT", "connect6": "CGROUP_INET6_CONNECT",
+    "sendmsg4": "CGROUP_UDP4_SENDMSG", "sendmsg6": "CGROUP_UDP6_SENDMSG",
+    "recvmsg4": "CGROUP_UDP4_RECVMSG", "recvmsg6": "CGROUP_UDP6_RECVMSG",
+    "getpeername4": "CGROUP_INET4_GETPEERNAME", "getpeername6": "CGROUP_INET6_GETPEERNAME",
+}
+MAPS = ("services", "backends", "nodeports", "affinity", "revnat")
+
+
+class LoadError(RuntimeError):
+    pass
+
+
+def bcc():
+    """bcc's module (Debian's python3-bpfcc; scripts/bootstrap links it into the venv)."""
+    try:
+        import bcc as module
+    except ImportError:
+        raise LoadError("the eBPF mode needs bcc: install python3-bpfcc (scripts/bootstrap does)") from None
+    return module
+
+
+class Loaded:
+    """The programs and maps of one proxy, attached to `cgroup`, pinned under `pin`."""
+
+    def __init__(self, cgroup: str, pin: str, sizes: dict[str, int], headers: str = "") -> None:
+        self.cgroup, self.pin = cgroup, pin
+        if headers:
+            os.environ.setdefault("BCC_KERNEL_SOURCE", headers)
+        module = bcc()
+        _check_bpffs(pin)
+        os.makedirs(pin, exist_ok=True)
+        cflags = [f'-DPIN="{pin}"'] + [f"-D{name.upper()}_MAX={n}" for name, n in sizes.items()]
+        try:
+            self.bpf = module.BPF(text=SOURCE.read_text(), cflags=cflags)
+        except Exception as err:
+            raise LoadError(f"compiling {SOURCE.name} failed: {err}") from None
+        self.module = module
+        self.maps = {name: self.bpf[name] for name in MAPS}
+
+    def attach(self) -> None:
+        """Attach every program, replacing what a previous proxy left."""
+        fd = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name, kind in PROGRAMS.items():
+                attach_type = getattr(self.module.BPFAttachType, kind)
+                fn = self.bpf.load_func(name, self.module.BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
+                self.bpf.attach_func(fn, fd, attach_type, BPF_F_ALLOW_MULTI)
+                old = self._pinned(name)
+                if old is not None:
+                    self._lib().bpf_prog_detach2(old, fd, attach_type)
+                    os.close(old)
+                    os.unlink(self._prog_pin(name))
+                if self._lib().bpf_obj_pin(fn.fd, self._prog_pin(name).encode()) != 0:
+                    raise LoadError(f"pinning {name} at {self._prog_pin(name)} failed: {os.strerror(ctypes.get_errno())}")
+        finally:
+            os.close(fd)
+
+    def _lib(self):
+        return self.module.libbcc.lib
+
+    def _prog_pin(self, name: str) -> str:
+        return os.path.join(self.pin, f"prog_{name}")
+
+    def _pinned(self, name: str) -> int | None:
+        path = self._prog_pin(name)
+        if not os.path.exists(path):
+            return None
+        fd = self._lib().bpf_obj_get(path.encode())
+        return fd if fd >= 0 else None
+
+
+def attached(cgroup: str, pin: str) -> list[str]:
+    """The pinned programs that are no longer attached to the cgroup (drift)."""
+    import json
+    import subprocess
+
+    done = subprocess.run(["bpftool", "-j", "cgroup", "show", cgroup], capture_output=True, text=True)
+    ids = {p.get("id") for p in json.loads(done.stdout or "[]")} if done.returncode == 0 else set()
+    missing = []
+    for name in PROGRAMS:
+        path = os.path.join(pin, f"prog_{name}")
+        info = subprocess.run(["bpftool", "-j", "prog", "show", "pinned", path], capture_output=True, text=True)
+        if info.returncode != 0 or json.loads(info.stdout).get("id") not in ids:
+            missing.append(name)
+    return missing
+
+
+def remove(cgroup: str, pin: str) -> list[str]:
+    """Detach and unpin everything a proxy left (--cleanup)."""
+    removed = []
+    if not os.path.isdir(pin):
+        return removed
+    module = bcc()
+    lib = module.libbcc.lib
+    fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY) if os.path.isdir(cgroup) else None
+    try:
+        for name, kind in PROGRAMS.items():
+            path = os.path.join(pin, f"prog_{name}")
+            if not os.path.exists(path):
+                continue
+            prog = lib.bpf_obj_get(path.encode())
+            if prog >= 0 and fd is not None:
+                lib.bpf_prog_detach2(prog, fd, getattr(module.BPFAttachType, kind))
+            if prog >= 0:
+                os.close(prog)
+            os.unlink(path)
+            removed.append(f"program {name} ({cgroup})")
+    finally:
+        if fd is not None:
+            os.close(fd)
+    for name in MAPS:
+        path = os.path.join(pin, name)
+        if os.path.exists(path):
+            os.unlink(path)
+            removed.append(f"map {name} ({path})")
+    try:
+        os.rmdir(pin)
+    except OSError:
+        pass
+    return removed
+
+
+def _check_bpffs(pin: str) -> None:
+    """Pins live on a bpffs: say so plainly, instead of bcc's failure later."""
+    where = os.path.realpath(pin)
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split() for line in f]
+    # the mount holding `where`: the longest mount point that is a prefix of it
+    best = max((m for m in mounts if where == m[4] or where.startswith(m[4].rstrip("/") + "/")),
+               key=lambda m: len(m[4]), default=None)
+    if best is None or best[best.index("-") + 1] != "bpf":
+        raise LoadError(f"{pin} is not on a bpffs (mount one there: mount -t bpf bpf DIR)")

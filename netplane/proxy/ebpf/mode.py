@@ -1,0 +1,161 @@
+"""The eBPF mode, part 1: sockets on this node (its pods and its own
+processes) are load-balanced in cgroup programs at connect() and sendmsg()
+(bpf/sock_lb.c), so their traffic is never NATed. Traffic from other
+machines (node ports, external and load-balancer IPs reached from
+outside, and SCTP) is served by the nftables mode's rules, compiled for
+that traffic only, in the same sync: the socket programs cannot see it.
+
+A plan is both: the maps' updates (compile.py) and the nftables
+transaction. The applier writes the maps first, then the rules.
+"""
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+
+from netplane.proxy import modes
+from netplane.proxy.ebpf import compile as sock
+from netplane.proxy.ebpf import loader
+from netplane.proxy.ebpf.context import Context as SockContext
+from netplane.proxy.ebpf.maps import Map
+from netplane.proxy.nftables import mode as nft_mode
+from netplane.proxy.nftables.compile import compile_family as nft_compile
+from netplane.proxy.options import OptionError, option
+from netplane.proxy.settings import Settings
+
+log = logging.getLogger("netplane.proxy")
+SOCKET_PROTOCOLS = ("tcp", "udp")
+LOOPBACK = {4: "127.0.0.1", 6: "::1"}
+
+
+@dataclass(frozen=True)
+class EbpfOptions:
+    cgroup_path: str = option("", key="cgroupPath", flag="--ebpf-cgroup-path",
+                              help="the cgroup v2 the socket programs attach to (on a node: the cgroup2 root)")
+    pin_path: str = option("/sys/fs/bpf/netplane", key="pinPath", flag="--ebpf-pin-path",
+                           help="the bpffs directory holding the programs and maps (found again on restart)")
+    kernel_headers: str = option("", key="kernelHeaders", flag="--ebpf-kernel-headers",
+                                 help="a kernel header tree for bcc (default: BCC_KERNEL_SOURCE, or the one "
+                                      "scripts/bootstrap builds)")
+    services_max: int = option(1 << 20, key="servicesMax",
+                               help="entries of the services map: a master and a slot per backend for each address "
+                                    "and port (65,536 ports of 10 endpoints need ~720k)")
+    backends_max: int = option(1 << 20, key="backendsMax", help="distinct endpoints")
+    affinity_max: int = option(1 << 16, key="affinityMax", help="remembered (client, port) pairs (LRU)")
+    revnat_max: int = option(1 << 18, key="revnatMax", help="translated sockets remembered for replies (LRU)")
+
+
+@dataclass(frozen=True)
+class Context:
+    sockets: SockContext
+    rules: object                   # the nftables mode's Context, for traffic from elsewhere
+
+
+@dataclass
+class Plan:
+    context: Context
+    sockets: sock.Plan
+    rules: object                   # the nftables mode's Plan
+
+
+def context(settings: Settings, options: EbpfOptions, family: int, nodeports) -> Context:
+    rules = nft_mode.context(settings, nft_mode.NftablesOptions(), family, nodeports)
+    rules = dataclasses.replace(rules, socket_protocols=SOCKET_PROTOCOLS)
+    # node ports from sockets on this node: on its node-port addresses, and on localhost
+    addresses = tuple(rules.nodeports or ()) + (LOOPBACK[family],)
+    return Context(SockContext(family, addresses), rules)
+
+
+def compile_plan(policies, ctx: Context, previous: Plan | None, changed, installed) -> Plan:
+    installed = installed or {}
+    return Plan(ctx, sock.compile_family(policies, ctx.sockets, previous and previous.sockets, changed,
+                                         installed.get("sockets")),
+                nft_compile(policies, ctx.rules, previous and previous.rules, changed, installed.get("rules")))
+
+
+def render(plan: Plan) -> str:
+    u = plan.sockets.updates
+    lines = [f"# eBPF maps (IPv{plan.context.sockets.family}): {len(u.masters)} master(s), {len(u.slots)} slot(s), "
+             f"{len(u.backends)} backend(s) written; {len(u.masters_deleted) + len(u.slots_deleted)} service "
+             f"entries and {len(u.backends_deleted)} backend(s) deleted"]
+    return "\n".join(lines) + "\n" + nft_mode.render_plan(plan.rules)
+
+
+class EbpfApplier:
+    def __init__(self, family: int, options: EbpfOptions | None = None) -> None:
+        self.family, self.options = family, options or EbpfOptions()
+        self.rules = nft_mode.NftablesApplier(family)
+        self._loaded = None
+
+    def loaded(self) -> loader.Loaded:
+        """The programs, loaded and attached once per process (both families share them)."""
+        if self._loaded is None:
+            if not self.options.cgroup_path:
+                raise OptionError("ebpf.cgroupPath (--ebpf-cgroup-path) is required: the cgroup whose "
+                                  "sockets are balanced (on a node, the cgroup2 root)")
+            self._loaded = _shared(self.options)
+        return self._loaded
+
+    def read_back(self) -> dict:
+        maps = self.loaded().maps
+        return {"sockets": {"services": Map(maps["services"]).items(), "backends": Map(maps["backends"]).items(),
+                            "nodeports": Map(maps["nodeports"]).items()},
+                "rules": self.rules.read_back()}
+
+    def apply(self, plan: Plan, previous: Plan | None) -> None:
+        maps = {name: Map(table) for name, table in self.loaded().maps.items()}
+        u = plan.sockets.updates
+        # the order compile.Updates promises: no lookup sees a dangling slot or backend
+        maps["backends"].update(u.backends)
+        maps["services"].update(u.slots)
+        maps["services"].update(u.masters)
+        maps["services"].delete(u.masters_deleted)
+        maps["services"].delete(u.slots_deleted)
+        maps["backends"].delete(u.backends_deleted)
+        maps["nodeports"].update(u.nodeports)
+        maps["nodeports"].delete(u.nodeports_deleted)
+        self.rules.apply(plan.rules, previous and previous.rules)
+
+    def drift(self) -> str | None:
+        missing = loader.attached(self.options.cgroup_path, self.options.pin_path)
+        if missing:
+            return f"socket program(s) {', '.join(missing)} are no longer attached to {self.options.cgroup_path}"
+        return self.rules.drift()
+
+    def present(self) -> bool:
+        """Only the programs and maps: the nftables table is the nftables
+        mode's to sweep (a switch to it keeps and rewrites the table)."""
+        return os.path.isdir(self.options.pin_path)
+
+    def cleanup(self) -> list[str]:
+        """The programs and maps (once: both families share them); `--cleanup`
+        removes the rules through the nftables mode's sweep."""
+        return loader.remove(self.options.cgroup_path, self.options.pin_path) if self.family == 4 else []
+
+
+_LOADED: dict[tuple, loader.Loaded] = {}
+
+
+def _shared(o: EbpfOptions) -> loader.Loaded:
+    key = (o.cgroup_path, o.pin_path)
+    if key not in _LOADED:
+        sizes = {"services": o.services_max, "backends": o.backends_max, "affinity": o.affinity_max,
+                 "revnat": o.revnat_max}
+        loaded = loader.Loaded(o.cgroup_path, o.pin_path, sizes, o.kernel_headers or _bootstrap_headers())
+        loaded.attach()
+        log.info("socket load balancing: programs attached to %s, pinned under %s; traffic from other "
+                 "machines is served by nftables rules until the eBPF mode's part 2", o.cgroup_path, o.pin_path)
+        _LOADED[key] = loaded
+    return _LOADED[key]
+
+
+def _bootstrap_headers() -> str:
+    """The private header tree scripts/bootstrap builds beside the venv."""
+    import sys
+    tree = os.path.join(sys.prefix, "share", "netplane", "kernel-headers")
+    return tree if os.path.isdir(tree) else ""
+
+
+MODE = modes.register(modes.Mode(
+    name="ebpf", options=EbpfOptions, section="ebpf", context=context, compile=compile_plan,
+    applier=EbpfApplier, render=render, keeps=("nftables",)))

@@ -1,0 +1,135 @@
+"""The eBPF compile (netplane/proxy/ebpf/compile.py), without a kernel:
+updates applied in their order never leave a lookup a dangling slot or
+backend, partial compiles end where a full one does (ids aside), a freed
+backend id waits a sync before it is reused, and a full compile over what
+the maps already hold rewrites only the difference, keeping port ids."""
+import random
+
+import pytest
+
+from netplane.proxy import build as b
+from netplane.proxy.ebpf import compile as ec
+from netplane.proxy.ebpf import view
+from netplane.proxy.ebpf.context import Context
+from netplane.proxy.policy import Node, family_policies
+from netplane.proxy.state import snapshot
+
+CTX = Context(4, nodeports=("192.168.200.11", "127.0.0.1"))
+EP_PORTS = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+
+
+class Maps:
+    """The kernel's maps, written phase by phase as the applier does, each
+    phase checked as a concurrent lookup would see it."""
+
+    def __init__(self):
+        self.services, self.backends = {}, {}
+
+    def apply(self, u: ec.Updates):
+        phases = [lambda: self.backends.update(u.backends), lambda: self.services.update(u.slots),
+                  lambda: self.services.update(u.masters),
+                  lambda: [self.services.pop(k) for k in u.masters_deleted],
+                  lambda: [self.services.pop(k) for k in u.slots_deleted],
+                  lambda: [self.backends.pop(k) for k in u.backends_deleted]]
+        for phase in phases:
+            phase()
+            assert view.consistent(self.services, self.backends) is None
+
+    def installed(self):
+        return {"services": dict(self.services), "backends": dict(self.backends)}
+
+
+def svc(i, **spec):
+    kind = spec.pop("type", "ClusterIP")
+    port = {"name": "http", "port": 80, "protocol": "TCP"}
+    if kind != "ClusterIP":
+        port["nodePort"] = 30000 + i
+    return b.service(f"s{i}", f"10.96.0.{i + 1}", [port], type=kind, **spec)
+
+
+def eps(i, count, base=0):
+    return b.endpoint_slice(f"s{i}", [b.endpoint(f"10.244.{1 + k % 2}.{10 + base + k}", f"n{1 + k % 2}")
+                                      for k in range(count)], EP_PORTS)
+
+
+def policies(services, slices):
+    return family_policies(snapshot(services, slices).ports, 4, Node("n1"))
+
+
+VARIANTS = [{}, {"sessionAffinity": "ClientIP"}, {"type": "NodePort", "externalTrafficPolicy": "Local"},
+            {"internalTrafficPolicy": "Local"}, {"externalIPs": ["192.0.2.20"]}]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_partial_compiles_end_where_a_full_one_does_and_lookups_never_dangle(seed):
+    rnd = random.Random(seed)
+    services = {i: svc(i, **rnd.choice(VARIANTS)) for i in range(5)}
+    slices = {i: eps(i, rnd.randint(0, 4)) for i in range(5)}
+    pol = policies(services.values(), slices.values())
+    maps = Maps()
+    plan = ec.compile_family(pol, CTX)
+    maps.apply(plan.updates)
+    for _ in range(30):
+        i = rnd.randrange(7)
+        if rnd.random() < 0.6:
+            slices[i] = eps(i, rnd.randint(0, 5), base=rnd.randrange(4))
+        elif rnd.random() < 0.7:
+            services[i] = svc(i, **rnd.choice(VARIANTS))
+        else:
+            services.pop(i, None)
+        new = policies(services.values(), slices.values())
+        plan = ec.compile_family(new, CTX, plan, {n for n in set(pol) | set(new) if pol.get(n) != new.get(n)})
+        maps.apply(plan.updates)
+        fresh = ec.compile_family(new, CTX)
+        assert view.resolved(maps.services, maps.backends) == view.resolved(fresh.services, fresh.backends)
+        assert maps.services == plan.services and maps.backends == plan.backends
+        pol = new
+
+
+def test_no_endpoints_refuses_and_a_local_policy_without_local_endpoints_drops():
+    pol = policies([svc(0), svc(1, internalTrafficPolicy="Local")], [eps(1, 1)])     # s1's endpoint is on n2? k=0 -> n1
+    plan = ec.compile_family(pol, CTX)
+    got = view.resolved(plan.services, plan.backends)
+    assert got[("10.96.0.1", 80, 6, 0)] == (0, 0, 0, ())                    # REJECT: ECONNREFUSED
+    remote = policies([svc(1, internalTrafficPolicy="Local")],
+                      [b.endpoint_slice("s1", [b.endpoint("10.244.2.5", "n2")], EP_PORTS)])
+    got = view.resolved(*_maps(ec.compile_family(remote, CTX)))
+    assert got[("10.96.0.2", 80, 6, 0)] == (0, 1, 0, ())                    # DROP: EPERM
+
+
+def _maps(plan):
+    return plan.services, plan.backends
+
+
+def test_node_ports_are_keyed_without_an_address_and_use_every_endpoint_from_inside():
+    pol = policies([svc(3, type="NodePort", externalTrafficPolicy="Local")],
+                   [b.endpoint_slice("s3", [b.endpoint("10.244.2.5", "n2")], EP_PORTS)])
+    got = view.resolved(*_maps(ec.compile_family(pol, CTX)))
+    assert got[("::", 30003, 6, 1)] == (1, 0, 0, ("10.244.2.5:8080",))   # pods and the node short-circuit
+
+
+def test_a_freed_backend_id_waits_one_sync_before_reuse():
+    a = policies([svc(0)], [eps(0, 1)])
+    plan = ec.compile_family(a, CTX)
+    (old_id,) = plan.backend_ids.values()
+    moved = policies([svc(0)], [eps(0, 1, base=5)])
+    plan = ec.compile_family(moved, CTX, plan, set(moved))
+    assert old_id not in plan.backend_ids.values() and old_id in plan.freed
+    again = policies([svc(0)], [eps(0, 1, base=9)])
+    plan = ec.compile_family(again, CTX, plan, set(again))
+    assert old_id in plan.backend_ids.values()                              # free again one sync later
+
+
+def test_a_full_compile_over_the_maps_rewrites_only_the_difference_and_keeps_port_ids():
+    pol = policies([svc(0, sessionAffinity="ClientIP"), svc(1)], [eps(0, 2), eps(1, 3)])
+    maps = Maps()
+    first = ec.compile_family(pol, CTX)
+    maps.apply(first.updates)
+    again = ec.compile_family(pol, CTX, installed=maps.installed())          # a restarted proxy
+    assert again.updates.masters == {} and again.updates.slots == {} and again.updates.backends == {}
+    assert again.port_ids == first.port_ids
+    changed = policies([svc(0, sessionAffinity="ClientIP")], [eps(0, 2)])
+    later = ec.compile_family(changed, CTX, installed=maps.installed())
+    maps.apply(later.updates)
+    assert set(view.resolved(maps.services, maps.backends)) == {("10.96.0.1", 80, 6, 0)}
+    assert maps.backends == later.backends
