@@ -39,6 +39,7 @@ def get(name: str):
 def _load() -> None:
     import netplane.testing.iptables  # noqa: F401  (registers the iptables harnesses)
     import netplane.testing.nftables  # noqa: F401  (registers the nftables harness)
+    import netplane.testing.ebpf  # noqa: F401  (registers the eBPF harness)
 
 
 __all__ = ["Verdict", "HARNESSES", "harness", "names", "get"]

@@ -1,14 +1,15 @@
 """The eBPF mode, part 1: sockets on this node (its pods and its own
 processes) are load-balanced in cgroup programs at connect() and sendmsg()
-(bpf/sock_lb.c), so their traffic is never NATed. Traffic from other
-machines (node ports, external and load-balancer IPs reached from
-outside, and SCTP) is served by the nftables mode's rules, compiled for
-that traffic only, in the same sync: the socket programs cannot see it.
+(bpf/sock_lb.c), so their traffic is never NATed. Packets from other
+machines (node ports, external and load-balancer IPs, cluster IPs routed
+to the node) and SCTP are served by the nftables mode's rules, compiled in
+the same sync: the socket programs cannot see them. A socket's traffic,
+translated at connect(), never matches those rules: its destination is
+already the backend.
 
 A plan is both: the maps' updates (compile.py) and the nftables
 transaction. The applier writes the maps first, then the rules.
 """
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from netplane.proxy.options import OptionError, option
 from netplane.proxy.settings import Settings
 
 log = logging.getLogger("netplane.proxy")
-SOCKET_PROTOCOLS = ("tcp", "udp")
 LOOPBACK = {4: "127.0.0.1", 6: "::1"}
 
 
@@ -60,7 +60,6 @@ class Plan:
 
 def context(settings: Settings, options: EbpfOptions, family: int, nodeports) -> Context:
     rules = nft_mode.context(settings, nft_mode.NftablesOptions(), family, nodeports)
-    rules = dataclasses.replace(rules, socket_protocols=SOCKET_PROTOCOLS)
     # node ports from sockets on this node: on its node-port addresses, and on localhost
     addresses = tuple(rules.nodeports or ()) + (LOOPBACK[family],)
     return Context(SockContext(family, addresses), rules)

@@ -12,9 +12,6 @@ class Context:
     masquerade_bit: int = 14
     nodeports: tuple[str, ...] | None = None    # the addresses node ports answer on; None = every local one
     service_cidrs: tuple[str, ...] = ()         # unallocated addresses in them are dropped
-    # protocols whose cluster IPs sockets translate themselves (the eBPF mode,
-    # which runs these rules for the rest): no rules for them here
-    socket_protocols: tuple[str, ...] = ()
 
     @property
     def ip(self) -> str:

@@ -85,8 +85,6 @@ class _Builder:
         self.elements.append((map_name, key, REFUSAL.get(self.pol.refusal, n.DROP_VERDICT)))
 
     def cluster_ips(self) -> None:
-        if self.proto in self.ctx.socket_protocols:
-            return                  # the eBPF mode's sockets translate these at connect()
         for ip in self.p.cluster_ips:
             key = (str(ip), self.proto, self.p.port)
             self.elements.append((n.CLUSTER_IPS, (str(ip),), None))
