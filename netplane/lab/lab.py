@@ -66,6 +66,7 @@ class LabRecord:
     pods: dict[str, PodRecord] = field(default_factory=dict)
     processes: dict[str, int] = field(default_factory=dict)   # "proxy/node1", "echo/node1-pod1" -> pid
     client: str = ""                                         # the external client's netns path, once added
+    proxy_mode: str = ""                                     # the mode the proxies were last started in
 
 
 class Lab:
@@ -332,9 +333,9 @@ class Lab:
         return os.path.join(self.dir, "bpf")
 
     def _mode_args(self, node: str, mode: str) -> tuple[str, ...]:
-        """What a mode needs from the lab: the eBPF mode, the node's cgroup and a pin directory."""
-        if mode != "ebpf":
-            return ()
+        """What the modes need from the lab: the eBPF mode, the node's cgroup and
+        a pin directory (given in every mode: a proxy switched to another mode
+        finds the eBPF mode's objects there, to remove them)."""
         cgroups.mount_bpffs(self.bpffs_dir)
         return ("--ebpf-cgroup-path", self.cgroup(node), "--ebpf-pin-path", os.path.join(self.bpffs_dir, node))
 
@@ -355,6 +356,7 @@ class Lab:
                 "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--service-cidr", ",".join(topology.SERVICE_CIDRS),
                 "--min-sync-period", "0.2s", *self._mode_args(node, mode),
                 "--log-file", f"{home}/proxy.log", *extra]
+        self.record.proxy_mode = mode
         self.start(f"proxy/{node}", node, argv, f"{home}/proxy.out")
 
     def proxies_synced_since(self, since: float) -> bool:

@@ -33,7 +33,8 @@ def settings(cfg: ProxyConfig, checked: Checked) -> Settings:
 
 
 def make_dataplane(cfg: ProxyConfig, checked: Checked, **kwargs) -> Dataplane:
-    return dataplane(cfg.mode, settings(cfg, checked), options_of(cfg, cfg.mode), **kwargs)
+    return dataplane(cfg.mode, settings(cfg, checked), options_of(cfg, cfg.mode), all_options=cfg.mode_options,
+                     **kwargs)
 
 
 def source(cfg: ProxyConfig):

@@ -62,9 +62,13 @@ class FamilySyncer:
 
 class Dataplane:
     def __init__(self, mode: modes.Mode, settings: Settings, options=None, *, applier=None,
-                 local_addresses=None, clean_conntrack=conntrack.clean, sweep: bool = True) -> None:
+                 local_addresses=None, clean_conntrack=conntrack.clean, sweep: bool = True,
+                 all_options: dict | None = None) -> None:
         self.mode, self.settings = mode, settings
         self.options = options if options is not None else mode.options()
+        # every mode's configured options: a sweep finds another mode's objects where it was told
+        # they are (the eBPF mode's pin path, say), not only at its defaults
+        self.all_options = all_options or {}
         make = applier or mode.applier
         self.local_addresses = local_addresses or _local_addresses
         self.syncers = {f: FamilySyncer(mode, f, settings, self.options, make(f, self.options), self.local_addresses)
@@ -106,7 +110,7 @@ class Dataplane:
             other = modes.get(name)
             for family in self.settings.families:
                 try:
-                    applier = other.applier(family, other.options())
+                    applier = other.applier(family, self.all_options.get(name) or other.options())
                     if applier.present():
                         gone = applier.cleanup()
                         log.info("IPv%d: removed what the %s mode left behind: %d object(s)", family, name, len(gone))

@@ -24,7 +24,7 @@ MODE = {}
 SYNC_1S = ("--sync-period", "1s")
 
 
-@pytest.fixture(scope="module", params=modes.names())
+@pytest.fixture(scope="module", params=modes.available())
 def lab(tmp_path_factory, request):
     """A 2-node lab with every node's proxy in one mode; every test below runs
     once per mode. They wait for the proxies' own report of a sync
@@ -151,6 +151,8 @@ def test_stale_udp_conntrack_entries_are_deleted_when_the_endpoint_changes(lab, 
 DAMAGE = {
     "iptables": {"deleted": "iptables -t nat -F && iptables -t nat -X", "flushed": "iptables -t nat -F",
                  "listing": "iptables-save -t nat", "present": "-A NP-SERVICES"},
+    "ebpf": {"deleted": "bpftool cgroup detach {cgroup} connect4 pinned {pin}/prog_connect4",
+             "listing": "bpftool cgroup show {cgroup}", "present": "connect4"},
     "nftables": {"deleted": "nft delete table ip netplane", "flushed": "nft flush table ip netplane",
                  "base chain": "nft flush chain ip netplane nat-prerouting && nft delete chain ip netplane nat-prerouting",
                  "listing": "nft list chain ip netplane nat-prerouting", "present": "jump services"},
@@ -170,10 +172,12 @@ def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
     log = os.path.join(lab.node_dir(node), "proxy.log")
     noticed = open(log).read().count("doing a full sync")
 
-    def rules_in():
-        return how["present"] in lab.run(node, ["sh", "-c", how["listing"] + " 2>/dev/null"]).stdout
+    where = {"cgroup": lab.cgroup(node), "pin": os.path.join(lab.bpffs_dir, node)}
 
-    lab.run(node, ["sh", "-c", how[damage]], check=True)
+    def rules_in():
+        return how["present"] in lab.run(node, ["sh", "-c", how["listing"].format(**where) + " 2>/dev/null"]).stdout
+
+    lab.run(node, ["sh", "-c", how[damage].format(**where)], check=True)
     assert not rules_in()
     eventually(rules_in, what="the service rules to come back")
     pod = next(p for p, r in lab.record.pods.items() if r.node == node)
@@ -181,7 +185,8 @@ def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
     assert open(log).read().count("doing a full sync") > noticed
 
 
-LEFTOVERS = {"iptables": ("iptables-save", ":NP-"), "nftables": ("nft list tables", "netplane")}
+LEFTOVERS = {"iptables": ("iptables-save", ":NP-"), "nftables": ("nft list tables", "netplane"),
+             "ebpf": ("ls {pin}", "prog_connect4")}
 
 
 def test_switching_modes_sweeps_the_old_modes_objects(lab):
@@ -191,7 +196,7 @@ def test_switching_modes_sweeps_the_old_modes_objects(lab):
 
     def holds(mode, node):
         command, marker = LEFTOVERS[mode]
-        return marker in lab.run(node, ["sh", "-c", command]).stdout
+        return marker in lab.run(node, ["sh", "-c", command.format(pin=os.path.join(lab.bpffs_dir, node))]).stdout
 
     assert all(holds(MODE["now"], n) for n in lab.record.nodes)
     try:

@@ -95,19 +95,46 @@ class Loaded:
 
 
 def attached(cgroup: str, pin: str) -> list[str]:
-    """The pinned programs that are no longer attached to the cgroup (drift)."""
-    import json
-    import subprocess
-
-    done = subprocess.run(["bpftool", "-j", "cgroup", "show", cgroup], capture_output=True, text=True)
-    ids = {p.get("id") for p in json.loads(done.stdout or "[]")} if done.returncode == 0 else set()
+    """The pinned programs that are not attached to the cgroup (drift): the
+    cgroup's attachments asked of the kernel (BPF_PROG_QUERY, a few syscalls
+    a program, no process started: this runs before every partial sync)."""
+    module = bcc()
+    lib = module.libbcc.lib
     missing = []
-    for name in PROGRAMS:
-        path = os.path.join(pin, f"prog_{name}")
-        info = subprocess.run(["bpftool", "-j", "prog", "show", "pinned", path], capture_output=True, text=True)
-        if info.returncode != 0 or json.loads(info.stdout).get("id") not in ids:
-            missing.append(name)
+    try:
+        cg = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return list(PROGRAMS)
+    try:
+        for name, kind in PROGRAMS.items():
+            prog = lib.bpf_obj_get(os.path.join(pin, f"prog_{name}").encode())
+            if prog < 0:
+                missing.append(name)
+                continue
+            try:
+                ids = _attached_ids(lib, cg, getattr(module.BPFAttachType, kind))
+                if _prog_id(lib, prog) not in ids:
+                    missing.append(name)
+            finally:
+                os.close(prog)
+    finally:
+        os.close(cg)
     return missing
+
+
+def _attached_ids(lib, cgroup_fd: int, attach_type: int) -> set[int]:
+    ids, count, flags = (ctypes.c_uint32 * 64)(), ctypes.c_uint32(64), ctypes.c_uint32(0)
+    if lib.bpf_prog_query(cgroup_fd, attach_type, 0, ctypes.byref(flags), ids, ctypes.byref(count)) != 0:
+        return set()
+    return set(ids[:count.value])
+
+
+def _prog_id(lib, prog_fd: int) -> int:
+    """struct bpf_prog_info begins (type, id), both __u32."""
+    info, size = (ctypes.c_uint32 * 64)(), ctypes.c_uint32(256)
+    if lib.bpf_obj_get_info_by_fd(prog_fd, info, ctypes.byref(size)) != 0:
+        return -1
+    return info[1]
 
 
 def remove(cgroup: str, pin: str) -> list[str]:

@@ -102,7 +102,10 @@ class EbpfApplier:
                 "rules": self.rules.read_back()}
 
     def apply(self, plan: Plan, previous: Plan | None) -> None:
-        maps = {name: Map(table) for name, table in self.loaded().maps.items()}
+        loaded = self.loaded()
+        if previous is None and loader.attached(self.options.cgroup_path, self.options.pin_path):
+            loaded.attach()              # a full sync after drift: the programs were detached
+        maps = {name: Map(table) for name, table in loaded.maps.items()}
         u = plan.sockets.updates
         # the order compile.Updates promises: no lookup sees a dangling slot or backend
         maps["backends"].update(u.backends)
@@ -155,6 +158,19 @@ def _bootstrap_headers() -> str:
     return tree if os.path.isdir(tree) else ""
 
 
+def unavailable() -> str | None:
+    """Why this machine cannot run the mode (None: it can)."""
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "bcc is not installed (Debian's python3-bpfcc; scripts/bootstrap installs it)"
+    if not (os.environ.get("BCC_KERNEL_SOURCE") or _bootstrap_headers()
+            or os.path.isdir(f"/lib/modules/{os.uname().release}/build")):
+        return "bcc finds no kernel headers (scripts/bootstrap builds a private tree)"
+    return None
+
+
 MODE = modes.register(modes.Mode(
     name="ebpf", options=EbpfOptions, section="ebpf", context=context, compile=compile_plan,
-    applier=EbpfApplier, render=render, keeps=("nftables",)))
+    applier=EbpfApplier, render=render, keeps=("nftables",), unavailable=unavailable,
+    translates_at_connect=True))

@@ -48,10 +48,11 @@ class Mode:
     cleans_conntrack: bool = True                   # the core deletes stale UDP flows after a sync
     keeps: tuple[str, ...] = field(default=())      # other modes whose objects it relies on: never swept
     unavailable: Callable[[], str | None] = lambda: None   # why this kernel cannot run it (None: it can)
+    translates_at_connect: bool = False             # sockets on the node are translated at connect(): no NAT
 
 
 MODES: dict[str, Mode] = {}
-BUILTIN = ("netplane.proxy.iptables.mode", "netplane.proxy.nftables.mode")
+BUILTIN = ("netplane.proxy.iptables.mode", "netplane.proxy.nftables.mode", "netplane.proxy.ebpf.mode")
 
 
 def register(mode: Mode) -> Mode:
