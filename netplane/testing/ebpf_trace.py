@@ -26,7 +26,7 @@ class SocketTracer:
         key = (addr, port, PROTO[proto], 0)
         master = self.services.get(e.service_key(*key))
         if master is None and e.nodeport_key(addr) in self.nodeports:
-            key = (e.ANY, port, PROTO[proto], e.SCOPE_NODEPORT)
+            key = (e.ANY[e.family(addr)], port, PROTO[proto], e.SCOPE_NODEPORT)
             master = self.services.get(e.service_key(*key))
         if master is None:
             return None

@@ -105,7 +105,7 @@ def test_node_ports_are_keyed_without_an_address_and_use_every_endpoint_from_ins
     pol = policies([svc(3, type="NodePort", externalTrafficPolicy="Local")],
                    [b.endpoint_slice("s3", [b.endpoint("10.244.2.5", "n2")], EP_PORTS)])
     got = view.resolved(*_maps(ec.compile_family(pol, CTX)))
-    assert got[("::", 30003, 6, 1)] == (1, 0, 0, ("10.244.2.5:8080",))   # pods and the node short-circuit
+    assert got[("0.0.0.0", 30003, 6, 1)] == (1, 0, 0, ("10.244.2.5:8080",))   # pods and the node short-circuit
 
 
 def test_a_freed_backend_id_waits_one_sync_before_reuse():
@@ -133,3 +133,23 @@ def test_a_full_compile_over_the_maps_rewrites_only_the_difference_and_keeps_por
     maps.apply(later.updates)
     assert set(view.resolved(maps.services, maps.backends)) == {("10.96.0.1", 80, 6, 0)}
     assert maps.backends == later.backends
+
+
+def test_both_families_share_the_maps_without_meeting():
+    """Each family's proxy keeps to its keys: a full compile of one leaves
+    the other's entries alone, and their ids never collide."""
+    dual = b.service("d", ["10.96.0.9", "fd00:96::9"], [{"name": "http", "port": 80, "protocol": "TCP",
+                                                           "nodePort": 30009}], type="NodePort")
+    slices = [b.endpoint_slice("d", ["10.244.1.5"], EP_PORTS),
+              b.endpoint_slice("d", ["fd00:10:244:1::5"], EP_PORTS, family=6)]
+    snap = snapshot([dual], slices)
+    maps = Maps()
+    four = ec.compile_family(family_policies(snap.ports, 4, Node("n1")), CTX)
+    maps.apply(four.updates)
+    six = ec.compile_family(family_policies(snap.ports, 6, Node("n1")), Context(6, ("::1",)),
+                            installed=maps.installed())
+    maps.apply(six.updates)
+    got = view.resolved(maps.services, maps.backends)
+    assert got[("0.0.0.0", 30009, 6, 1)][3] == ("10.244.1.5:8080",)
+    assert got[("::", 30009, 6, 1)][3] == ("fd00:10:244:1::5:8080",)
+    assert not set(four.backend_ids.values()) & set(six.backend_ids.values())

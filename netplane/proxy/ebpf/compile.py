@@ -25,6 +25,9 @@ from netplane.proxy.model import PortName
 from netplane.proxy.policy import DROP, PortPolicy
 
 PROTO = {"TCP": 6, "UDP": 17}          # the socket hooks see TCP and UDP; SCTP is left to the rules
+# Both families' proxies share the maps: their backend and port ids come from
+# apart ranges (bit 31 is the programs' own marker, see sock_lb.c's pick()).
+ID_BASE = {4: 1, 6: 1 << 30}
 
 
 class Group(NamedTuple):
@@ -65,7 +68,7 @@ def port_share(policy: PortPolicy, ctx: Context) -> tuple[Group, ...]:
     for ip in p.external_ips + p.load_balancer_ips:
         serve(e.address(ip), p.port, 0, outside)
     if p.node_port:
-        serve(e.ANY, p.node_port, e.SCOPE_NODEPORT, outside)
+        serve(e.ANY[ctx.family], p.node_port, e.SCOPE_NODEPORT, outside)
     return tuple(groups)
 
 
@@ -114,7 +117,8 @@ def compile_family(policies: dict[PortName, PortPolicy], ctx: Context, previous:
     hold (`installed`: {"services": {key: value}, "backends": ..., "nodeports":
     ...}, read back from the pinned maps). A partial compile consumes `previous`."""
     if previous is None or changed is None:
-        plan = _adopt(ctx, installed or {})
+        installed = _own_family(installed or {}, ctx.family)
+        plan = _adopt(ctx, installed)
         for name in sorted(policies):
             _port(plan, name, port_share(policies[name], ctx))
         _stale_entries(plan, installed or {})
@@ -131,6 +135,16 @@ def compile_family(policies: dict[PortName, PortPolicy], ctx: Context, previous:
     return plan
 
 
+def _own_family(installed: dict, family: int) -> dict:
+    """What the maps hold for this family's proxy (both families' share the
+    maps): service and node-port keys by their address, backends as well."""
+    def mine(key: bytes) -> bool:
+        return e.family(key[:16]) == family
+    return {"services": {k: v for k, v in installed.get("services", {}).items() if mine(k)},
+            "backends": {k: v for k, v in installed.get("backends", {}).items() if mine(v)},
+            "nodeports": {k: v for k, v in installed.get("nodeports", {}).items() if mine(k)}}
+
+
 def _adopt(ctx: Context, installed: dict) -> Plan:
     """A full compile starts from what the kernel holds (read back from the
     pinned maps), keeping its backend ids, so a restart rewrites only what
@@ -138,11 +152,12 @@ def _adopt(ctx: Context, installed: dict) -> Plan:
     backends = dict(installed.get("backends", {}))
     ids = {e.parse_backend(value): int.from_bytes(key, "little") for key, value in backends.items()}
     services = dict(installed.get("services", {}))
-    plan = Plan(ctx, {}, {}, {}, services, backends, {}, set(), ids, {i: 0 for i in ids.values()}, [], [], 1,
-                max(ids.values(), default=0) + 1, Updates())
+    base = ID_BASE[ctx.family]
+    plan = Plan(ctx, {}, {}, {}, services, backends, {}, set(), ids, {i: 0 for i in ids.values()}, [], [], base,
+                max(ids.values(), default=base - 1) + 1, Updates())
     # the port ids the kernel's masters hold (the affinity map is keyed by them)
     plan.next_port_id = max((e.parse_value(v)[3] for k, v in services.items() if e.parse_key(k)[4] == 0),
-                            default=0) + 1
+                            default=base - 1) + 1
     return plan
 
 

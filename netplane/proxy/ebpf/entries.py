@@ -11,13 +11,19 @@ import struct
 
 import netaddr
 
-SCOPE_NODEPORT = 1           # a key whose address is zero: any node-port address
+SCOPE_NODEPORT = 1           # a key whose address is the family's zero: any node-port address
 FLAG_DROP = 1                # refuse with EPERM: endpoints exist, none here (else ECONNREFUSED)
+V4_PREFIX = bytes(10) + b"\xff\xff"
 
 _KEY = struct.Struct("=16s2sBBI")
 _VALUE = struct.Struct("=IIII")
 _BACKEND = struct.Struct("=16s2sH")
-ANY = bytes(16)
+ANY = {4: V4_PREFIX + bytes(4), 6: bytes(16)}    # a node-port key's address, per family
+
+
+def family(addr: bytes) -> int:
+    """Both families' proxies share the maps: each keeps to its own keys."""
+    return 4 if addr[:12] == V4_PREFIX else 6
 
 
 def address(ip) -> bytes:

@@ -80,6 +80,18 @@ class Loaded:
         finally:
             os.close(fd)
 
+    def reattach(self, names: list[str]) -> None:
+        """Attach again what was detached behind our back (drift): this
+        proxy's own programs, already pinned."""
+        fd = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in names:
+                attach_type = getattr(self.module.BPFAttachType, PROGRAMS[name])
+                fn = self.bpf.load_func(name, self.module.BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
+                self.bpf.attach_func(fn, fd, attach_type, BPF_F_ALLOW_MULTI)
+        finally:
+            os.close(fd)
+
     def _lib(self):
         return self.module.libbcc.lib
 
@@ -94,7 +106,7 @@ class Loaded:
         return fd if fd >= 0 else None
 
 
-def attached(cgroup: str, pin: str) -> list[str]:
+def detached(cgroup: str, pin: str) -> list[str]:
     """The pinned programs that are not attached to the cgroup (drift): the
     cgroup's attachments asked of the kernel (BPF_PROG_QUERY, a few syscalls
     a program, no process started: this runs before every partial sync)."""

@@ -103,8 +103,10 @@ class EbpfApplier:
 
     def apply(self, plan: Plan, previous: Plan | None) -> None:
         loaded = self.loaded()
-        if previous is None and loader.attached(self.options.cgroup_path, self.options.pin_path):
-            loaded.attach()              # a full sync after drift: the programs were detached
+        if previous is None:             # a full sync, maybe after drift: programs detached behind our back
+            detached = loader.detached(self.options.cgroup_path, self.options.pin_path)
+            if detached:
+                loaded.reattach(detached)
         maps = {name: Map(table) for name, table in loaded.maps.items()}
         u = plan.sockets.updates
         # the order compile.Updates promises: no lookup sees a dangling slot or backend
@@ -119,7 +121,7 @@ class EbpfApplier:
         self.rules.apply(plan.rules, previous and previous.rules)
 
     def drift(self) -> str | None:
-        missing = loader.attached(self.options.cgroup_path, self.options.pin_path)
+        missing = loader.detached(self.options.cgroup_path, self.options.pin_path)
         if missing:
             return f"socket program(s) {', '.join(missing)} are no longer attached to {self.options.cgroup_path}"
         return self.rules.drift()

@@ -11,9 +11,10 @@
  *    by a value's size (up to 65,535 backends), and one backend change is
  *    one entry written.
  * 2. A destination that is one of the node-port addresses (`nodeports`,
- *    loopback included) is looked up again with the address zeroed and
- *    the node-port flag: node ports answer on every such address,
- *    localhost too (no route_localnet needed: nothing is routed).
+ *    loopback included) is looked up again with the address zeroed (but
+ *    for IPv4's ::ffff: prefix) and the node-port flag: node ports answer
+ *    on every such address, localhost too (no route_localnet needed:
+ *    nothing is routed).
  * 3. count == 0 means "no endpoint anywhere": the call fails at once with
  *    ECONNREFUSED (bpf_set_retval, kernel >= 5.18); the DROP flag (a Local
  *    policy with no endpoint here) fails it with EPERM.
@@ -110,7 +111,12 @@ static __always_inline struct svc_value *find(struct svc_key *key)
     __builtin_memcpy(where.addr, key->addr, sizeof(where.addr));
     if (!nodeports.lookup(&where))
         return 0;
-    __builtin_memset(key->addr, 0, sizeof(key->addr));
+    /* the node-port key of the address's family: ::ffff:0.0.0.0 for IPv4, :: for IPv6
+     * (the maps serve both families' proxies, whose entries must not meet) */
+    if (key->addr[0] == 0 && key->addr[1] == 0 && key->addr[2] == bpf_htonl(0xffff))
+        key->addr[3] = 0;
+    else
+        __builtin_memset(key->addr, 0, sizeof(key->addr));
     key->scope = FLAG_NODEPORT;
     return services.lookup(key);
 }
