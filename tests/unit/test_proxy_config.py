@@ -146,7 +146,7 @@ def test_flags_win_over_the_file_and_compile_prints_the_plan(tmp_path, capsys):
     (["proxy", "--manifests", ".", "--min-sync-period", "1m", "--sync-period", "30s"], "minimum sync period"),
     (["proxy", "--manifests", ".", "--node-ip", "10.0.0.1,10.0.0.2"], "at most one per family"),
     (["proxy", "--config", "/nonexistent.yaml", "--manifests", "."], "nonexistent.yaml"),
-    (["compile", "--manifests", ".", "--mode", "ebpf"], "available modes are iptables, nftables"),
+    (["compile", "--manifests", ".", "--mode", "ipvs"], "available modes are ebpf, iptables, nftables"),
     (["compile", "--manifests", ".", "--iptables-layout", "fancy"], "--iptables-layout 'fancy': choose compact"),
 ])
 def test_bad_flags_exit_2_with_a_message_and_no_traceback(argv, message, capsys):
