@@ -24,8 +24,9 @@ def _ip_json(*args: str):
 def host_snapshot() -> dict:
     # Link details without counters, addresses, routes and the sysctls the
     # plugin sets: enough to see any link, address, route or forwarding
-    # change. Namespace bind mounts and top-level cgroups (the podman test
-    # makes one) are listed too, so leaks show up.
+    # change. Namespace bind mounts, top-level cgroups (the podman test
+    # makes one, the labs one each), nftables tables and bpffs mounts are
+    # listed too, so leaks show up.
     links = [{k: v for k, v in link.items() if k not in ("stats64", "stats")}
              for link in _ip_json("-d", "link", "show")]
     return {
@@ -36,6 +37,9 @@ def host_snapshot() -> dict:
                                                 "/proc/sys/net/ipv6/conf/all/forwarding")],
         "netns": sorted(os.listdir(sandbox.RUN_NETNS)) if os.path.isdir(sandbox.RUN_NETNS) else [],
         "cgroups": sorted(f"{h}/{d}" for h in os.listdir(CGROUPS) for d in _subdirs(f"{CGROUPS}/{h}")),
+        # the proxy's own kernel objects, had a test reached the host's: nftables tables, bpffs mounts
+        "nft": subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout,
+        "mounts": sorted(line.split()[4] for line in open("/proc/self/mountinfo") if " - bpf " in line),
     }
 
 

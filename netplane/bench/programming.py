@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -384,14 +385,15 @@ class LogTail:
 class Prober:
     """`probe.py watch` inside the namespace; collects (monotonic time, state)."""
 
-    def __init__(self, sandbox, netns: str, params: Params) -> None:
+    def __init__(self, sandbox, netns: str, params: Params, preexec=None) -> None:
         self.events: list[tuple[float, str]] = []
         self._cond = threading.Condition()
         self.sandbox = sandbox
         self.proc = sandbox.spawn(netns, [params.python, str(PROBE), "watch", TARGET_IP, str(TARGET_PORT),
                                           "--interval", str(params.probe_interval),
                                           "--timeout", str(params.probe_timeout)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_clean_env())
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_clean_env(),
+                                  preexec_fn=preexec)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -466,7 +468,7 @@ def _clean_env() -> dict:
 class Node:
     """One node namespace with two local pods and their echo servers."""
 
-    def __init__(self, sandbox, params: Params) -> None:
+    def __init__(self, sandbox, params: Params, preexec=None) -> None:
         self.sandbox = sandbox
         self.netns = sandbox.netns("node")
         run = lambda *argv: sandbox.run(self.netns, list(argv))   # noqa: E731
@@ -482,9 +484,38 @@ class Node:
         for name, ip in PODS.items():
             proc = sandbox.spawn(self.netns, [params.python, str(PROBE), "echo", "--bind", ip, "--port",
                                               str(POD_PORT), "--name", name],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_clean_env())
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_clean_env(),
+                                 preexec_fn=preexec)
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"echo server {name} did not start")
+
+
+@contextmanager
+def node_environment(mode: Mode, work: Path):
+    """What a mode needs of the node beyond its namespace: the eBPF mode
+    balances the sockets of one cgroup, so the run's node processes (pods'
+    echo servers, the prober) join a cgroup of the run's own, and the
+    programs and maps are pinned in a bpffs of its own. Yields the mode with
+    its flags, and the processes' preexec_fn; removed afterwards."""
+    if mode.name != "ebpf":
+        yield mode, None
+        return
+    from netplane.lab import cgroups
+
+    group = os.path.join(cgroups.ROOT, f"netplane-bench-{os.getpid()}-{work.name}")
+    os.makedirs(group)
+    pin = cgroups.mount_bpffs(str(work / "bpf"))
+    try:
+        yield replace(mode, flags=mode.flags + ("--ebpf-cgroup-path", group, "--ebpf-pin-path",
+                                                os.path.join(pin, "node"))), cgroups.joiner(group)
+    finally:
+        cgroups.unmount_bpffs(pin)
+        for _ in range(100):                 # its processes leave it a moment after they die
+            try:
+                os.rmdir(group)
+                break
+            except OSError:
+                time.sleep(0.05)
 
 
 def _settle(seconds: float) -> None:
@@ -506,9 +537,9 @@ def programming_run(mode: Mode, n: int, params: Params, work: Path, say=print) -
     log_file = work / "daemon-a.log"
     hz = os.sysconf("SC_CLK_TCK")
     result: dict = {}
-    with Sandbox() as sb:
-        node = Node(sb, params)
-        prober = Prober(sb, node.netns, params)
+    with node_environment(mode, work) as (mode, preexec), Sandbox() as sb:
+        node = Node(sb, params, preexec)
+        prober = Prober(sb, node.netns, params, preexec)
         prober.wait(lambda s: True, 0, 10)                      # running before the daemon starts
         daemon = Daemon(sb, node.netns, daemon_argv(params.netplane, mode, manifests, log_file), log_file,
                         work / "daemon-a.stderr")
@@ -572,9 +603,9 @@ def soak_run(mode: Mode, n: int, soak: int, params: Params, work: Path, say=prin
     log_file = work / "daemon-b.log"
     hz = os.sysconf("SC_CLK_TCK")
     result: dict = {"flags": list(params.soak_flags), "target": soak}
-    with Sandbox() as sb:
-        node = Node(sb, params)
-        prober = Prober(sb, node.netns, params)
+    with node_environment(mode, work) as (mode, preexec), Sandbox() as sb:
+        node = Node(sb, params, preexec)
+        prober = Prober(sb, node.netns, params, preexec)
         prober.wait(lambda s: True, 0, 10)
         daemon = Daemon(sb, node.netns, daemon_argv(params.netplane, mode, manifests, log_file, params.soak_flags),
                         log_file, work / "daemon-b.stderr")
@@ -626,7 +657,7 @@ def soak_run(mode: Mode, n: int, soak: int, params: Params, work: Path, say=prin
                           growth_from_first_sync_pct=100 * (samples[-1][1] - result["rss_first_mb"])
                           / result["rss_first_mb"])
             # still programming after the soak? The data path answers from the last pod written.
-            prober = Prober(sb, node.netns, params)
+            prober = Prober(sb, node.netns, params, preexec)
             _settle(params.soak_change_interval + 1)
             t, _ = prober.wait(lambda s, want=pod: s == want, 0, params.change_timeout, daemon.alive)
             result["answers_after_soak"] = pod

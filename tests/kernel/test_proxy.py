@@ -119,6 +119,31 @@ def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
     assert "partial sync of 1 service port(s)" in log       # churn is applied by partial syncs
 
 
+def test_a_proxy_restart_fails_no_new_connection(lab):
+    """A client in a pod connects every 20 ms while its node's proxy is
+    stopped and started again: the rules (or the pinned programs and maps)
+    stay in place meanwhile, and the new proxy takes over without a gap."""
+    pod = sorted(lab.record.pods)[0]
+    node = lab.record.pods[pod].node
+    client = lab.spawn(pod, [sys.executable, "-m", "netplane.lab.probe", "tcp", "10.96.0.10", "80",
+                             "--count", "0", "--duration", "6", "--interval", "0.02", "--timeout", "2"],
+                       stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        since = time.time()
+        lab.stop(f"proxy/{node}")
+        time.sleep(0.5)
+        start_proxy(lab, node)
+        eventually(lambda: lab.proxy_synced_since(node, since), what="the restarted proxy's first sync")
+        out, _ = client.communicate(timeout=30)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    result = json.loads(out)
+    assert result["failed"] == 0 and result["ok"] > 150, result
+
+
 @pytest.mark.parametrize("family", [4, 6])
 def test_stale_udp_conntrack_entries_are_deleted_when_the_endpoint_changes(lab, family):
     """A UDP client keeps its source port; after the service moves from pod A
@@ -310,6 +335,29 @@ def test_nftables_once_then_cleanup_leave_other_tables_alone(tmp_path):
         assert cleanup.returncode == 0 and "removed IPv4 table ip netplane" in cleanup.stdout, cleanup
         after = sb.run(node, ["nft", "list", "ruleset"], text=True).stdout
         assert "netplane" not in after and "tcp dport 22 accept" in after
+
+
+def test_ebpf_cleanup_removes_every_program_pin_and_map(lab):
+    """(The eBPF mode's.) `--cleanup` on a node: its programs leave the
+    cgroup, and the pins (programs and maps) and the nftables table go."""
+    if MODE["now"] != "ebpf":
+        pytest.skip("about the eBPF mode's objects")
+    node = "node2"
+    pin, cgroup = os.path.join(lab.bpffs_dir, node), lab.cgroup(node)
+    assert "connect4" in subprocess.run(["bpftool", "cgroup", "show", cgroup], capture_output=True, text=True).stdout
+    lab.stop(f"proxy/{node}")
+    try:
+        done = lab.run(node, [sys.executable, "-m", "netplane", "proxy", "--cleanup", "--mode", "ebpf",
+                              "--ebpf-cgroup-path", cgroup, "--ebpf-pin-path", pin])
+        assert done.returncode == 0, done.stderr
+        assert "removed program connect4" in done.stdout and "removed map services" in done.stdout
+        assert "removed IPv4 table ip netplane" in done.stdout
+        assert subprocess.run(["bpftool", "cgroup", "show", cgroup], capture_output=True, text=True).stdout.strip() == ""
+        assert not os.path.exists(pin)
+    finally:
+        since = time.time()
+        start_proxy(lab, node)
+        eventually(lambda: lab.proxy_synced_since(node, since), what="the proxy back")
 
 
 def test_the_proxy_follows_services_on_the_kubernetes_api(lab, tmp_path):
