@@ -450,10 +450,9 @@ class FakeReader:
     def __init__(self, fake: FakeNft, family: str) -> None:
         self.fake, self.family = fake, family
 
-    def rule_count(self, chain: str) -> int | None:
+    def rule_count(self, chain: str) -> int:
         table = self.fake.tables.get(self.family)
-        rules = table["chains"].get(chain) if table else None
-        return None if rules is None else len(rules)
+        return len(table["chains"].get(chain, ())) if table else 0
 
     def names(self) -> dict[str, set[str]] | None:
         table = self.fake.tables.get(self.family)

@@ -69,15 +69,13 @@ class NftablesApplier:
             self.nft.run(render.script(plan.transaction))
 
     def drift(self) -> str | None:
-        counts = {chain: self.reader.rule_count(chain) for chain in static.BASE_CHAINS}
-        gone = sorted(c for c, n in counts.items() if n is None)
-        if len(gone) == len(counts):
-            return f"table {self.at} is gone"
-        if gone:
-            return f"base chain(s) {', '.join(gone)} of table {self.at} are gone"
-        # every base chain holds rules once a sync is in: `nft flush table` empties them all
-        emptied = sorted(c for c, n in counts.items() if n == 0)
-        return f"base chain(s) {', '.join(emptied)} of table {self.at} were flushed" if emptied else None
+        """Every base chain holds rules once a sync is in: none at all means the
+        table was deleted or flushed (`nft flush table`), none in some, that
+        those were deleted or flushed."""
+        empty = sorted(c for c in static.BASE_CHAINS if not self.reader.rule_count(c))
+        if len(empty) == len(static.BASE_CHAINS):
+            return f"table {self.at} is gone or flushed"
+        return f"base chain(s) {', '.join(empty)} of table {self.at} are gone or flushed" if empty else None
 
     def present(self) -> bool:
         return self.reader.names() is not None

@@ -5,8 +5,8 @@ listing that shows rules, and the cache holds every set's elements:
 `list table ip netplane` or `list chain ...` takes 1.2 s at 10k Services,
 and `list tables` reads every table of the family, rules and all (3 s
 beside 80k iptables-nft rules). The drift check runs before every partial
-sync, so it asks the kernel directly: one GETCHAIN per base chain, and a
-GETRULE dump filtered to that chain (about 0.2 ms each).
+sync, so it asks the kernel directly: a GETRULE dump filtered to each base
+chain (about 0.15 ms each).
 """
 from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
@@ -24,15 +24,8 @@ class NetlinkReader:
         self.nfproto = NFPROTO[family]
         self._sock = None
 
-    def rule_count(self, chain: str) -> int | None:
-        """Rules in one of our chains; None when the chain (or the table) is gone."""
-        try:
-            self._get(nft_chain_msg, NFT_MSG_GETCHAIN, [("NFTA_CHAIN_TABLE", TABLE), ("NFTA_CHAIN_NAME", chain)],
-                      NLM_F_REQUEST)
-        except NetlinkError as err:
-            if err.code == ENOENT:
-                return None
-            raise
+    def rule_count(self, chain: str) -> int:
+        """Rules in one of our chains: 0 when it is empty, or gone (with the table or not)."""
         return len(self._get(nft_rule_msg, NFT_MSG_GETRULE, [("NFTA_RULE_TABLE", TABLE), ("NFTA_RULE_CHAIN", chain)]))
 
     def names(self) -> dict[str, set[str]] | None:
