@@ -1,5 +1,6 @@
 """The service proxy on real traffic: a 2-node lab, `netplane proxy` (iptables)
 on each node, echo servers in the pods, and an external client namespace."""
+import contextlib
 import json
 import os
 import subprocess
@@ -60,6 +61,24 @@ def dnat_targets(lab, node: str, family: int = 4) -> str:
     return services.rules(lab, node, "nat", family)
 
 
+@contextlib.contextmanager
+def connecting(lab, pod, vip, duration: float, interval: float):
+    """A client in `pod` connecting to vip:80 every `interval` s for
+    `duration` s; the dict it yields holds the probe's result afterwards."""
+    result = {}
+    client = lab.spawn(pod, [sys.executable, "-m", "netplane.lab.probe", "tcp", vip, "80", "--count", "0",
+                             "--duration", str(duration), "--interval", str(interval), "--timeout", "2"],
+                       stdout=subprocess.PIPE, text=True)
+    try:
+        yield result
+        out, _ = client.communicate(timeout=30 + duration)
+        result.update(json.loads(out))
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+
+
 def answers(lab, pod, vip, count=1, timeout=2.0):
     return services.probe(lab, pod, "tcp", vip, 80, count=count, timeout=timeout)
 
@@ -93,10 +112,7 @@ def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
                                b.endpoint_slice("churn", eps, TARGET)], "churn.json")
 
     publish()
-    client = lab.spawn(pods[0], [sys.executable, "-m", "netplane.lab.probe", "tcp", "10.96.0.30", "80",
-                                 "--count", "0", "--duration", "12", "--interval", "0.01", "--timeout", "2"],
-                       stdout=subprocess.PIPE, text=True)
-    try:
+    with connecting(lab, pods[0], "10.96.0.30", duration=12, interval=0.01) as result:
         time.sleep(0.5)
         for pod in pods[1:]:
             state[pod] = False
@@ -107,12 +123,6 @@ def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
             lab.serve(pod)
             state[pod] = True
             publish()
-        out, _ = client.communicate(timeout=30)
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-    result = json.loads(out)
     assert result["failed"] == 0, result
     assert result["ok"] > 200 and len({a.split()[0] for a in result["answers"]}) == len(pods)
     log = open(os.path.join(lab.node_dir("node1"), "proxy.log")).read()
@@ -125,22 +135,13 @@ def test_a_proxy_restart_fails_no_new_connection(lab):
     stay in place meanwhile, and the new proxy takes over without a gap."""
     pod = sorted(lab.record.pods)[0]
     node = lab.record.pods[pod].node
-    client = lab.spawn(pod, [sys.executable, "-m", "netplane.lab.probe", "tcp", "10.96.0.10", "80",
-                             "--count", "0", "--duration", "6", "--interval", "0.02", "--timeout", "2"],
-                       stdout=subprocess.PIPE, text=True)
-    try:
+    with connecting(lab, pod, "10.96.0.10", duration=6, interval=0.02) as result:
         time.sleep(1)
         since = time.time()
         lab.stop(f"proxy/{node}")
         time.sleep(0.5)
         start_proxy(lab, node)
         eventually(lambda: lab.proxy_synced_since(node, since), what="the restarted proxy's first sync")
-        out, _ = client.communicate(timeout=30)
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-    result = json.loads(out)
     assert result["failed"] == 0 and result["ok"] > 150, result
 
 
