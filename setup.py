@@ -13,6 +13,7 @@ EXTENSIONS = [
     Extension("netplane._ext.iptables_rules", ["ext/iptables_rules.pyx"], libraries=["crypto"]),
     Extension("netplane._ext.iptables_text", ["ext/iptables_text.pyx"]),
     Extension("netplane._ext.nftables_text", ["ext/nftables_text.pyx"]),
+    Extension("netplane._ext.ebpf_entries", ["ext/ebpf_entries.pyx"]),
 ]
 
 setup(

@@ -14,6 +14,7 @@ PURE = {
     "iptables_rules": "netplane.proxy.iptables.rules",      # port_rules()
     "iptables_text": "netplane.proxy.iptables.text",        # top_level(), transaction()
     "nftables_text": "netplane.proxy.nftables.render",      # elements_text(), keys_text()
+    "ebpf_entries": "netplane.proxy.ebpf.entries",          # group_entries()
 }
 
 

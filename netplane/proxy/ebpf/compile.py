@@ -19,6 +19,7 @@ backend, nor a master counting a missing slot (see Updates).
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from netplane import fastpath
 from netplane.proxy.ebpf import entries as e
 from netplane.proxy.ebpf.context import Context
 from netplane.proxy.model import PortName
@@ -28,6 +29,7 @@ PROTO = {"TCP": 6, "UDP": 17}          # the socket hooks see TCP and UDP; SCTP 
 # Both families' proxies share the maps: their backend and port ids come from
 # apart ranges (bit 31 is the programs' own marker, see sock_lb.c's pick()).
 ID_BASE = {4: 1, 6: 1 << 30}
+_entries = fastpath.load("ebpf_entries")     # group_entries(): entries.py's, or ext/ebpf_entries.pyx's
 
 
 class Group(NamedTuple):
@@ -208,17 +210,11 @@ def _rewrite(plan: Plan, where: tuple) -> None:
 
 def _write(plan: Plan, where: tuple, group: Group, port_id: int) -> set[bytes]:
     """The group's entries, written where they differ from what the maps hold."""
-    addr, port, proto, scope = where
-    entries = {e.service_key(addr, port, proto, scope, i): e.slot(_take(plan, endpoint))
-               for i, endpoint in enumerate(group.endpoints, 1)}
-    for key, value in entries.items():
+    ids = [_take(plan, endpoint) for endpoint in group.endpoints]
+    entries = _entries.group_entries(*where, ids, group.flags, group.affinity, port_id)
+    for i, (key, value) in enumerate(entries.items()):      # the slots, then the master
         if plan.services.get(key) != value:
-            plan.updates.slots[key] = value
-    key = e.service_key(addr, port, proto, scope)
-    value = e.master(len(group.endpoints), group.flags, group.affinity, port_id)
-    if plan.services.get(key) != value:
-        plan.updates.masters[key] = value
-    entries[key] = value
+            (plan.updates.slots if i < len(ids) else plan.updates.masters)[key] = value
     plan.services.update(entries)
     return set(entries)
 

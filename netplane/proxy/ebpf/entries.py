@@ -6,6 +6,9 @@ addresses as ::ffff:a.b.c.d, so one map serves both families).
                                                       slot i: (backend id, 0, 0, 0)
     backends   id -> (address, port)
     nodeports  (address, 0, 0, 0, 0) -> 0: the addresses node ports answer on
+
+group_entries() packs one lookup key's master and slots at once;
+ext/ebpf_entries.pyx builds the same bytes, faster (netplane.fastpath).
 """
 import struct
 
@@ -18,6 +21,8 @@ V4_PREFIX = bytes(10) + b"\xff\xff"
 _KEY = struct.Struct("=16s2sBBI")
 _VALUE = struct.Struct("=IIII")
 _BACKEND = struct.Struct("=16s2sH")
+_HEAD = struct.Struct("!16sHBB")        # a key's first 20 bytes: _KEY's address, port, protocol, scope
+_SLOT_NO = struct.Struct("=I")          # and its last 4: the slot
 ANY = {4: V4_PREFIX + bytes(4), 6: bytes(16)}    # a node-port key's address, per family
 
 
@@ -42,6 +47,26 @@ def master(count: int, flags: int, affinity: int, port_id: int) -> bytes:
 
 def slot(backend_id: int) -> bytes:
     return _VALUE.pack(backend_id, 0, 0, 0)
+
+
+def group_entries(addr: bytes, port: int, proto: int, scope: int, backend_ids: list[int], flags: int,
+                  affinity: int, port_id: int) -> dict[bytes, bytes]:
+    """One lookup key's entries: {slot i's key: slot(backend_ids[i - 1]) for
+    i = 1..N, then the master's key (slot 0): master(N, flags, affinity,
+    port_id)}, the bytes service_key(), slot() and master() give.
+
+    Any invalid input raises struct.error, as in the compiled twin: an
+    address that is not bytes (or bytearray) of exactly 16 (where
+    service_key() would pad or cut it), a port outside 0..65535, a protocol
+    or scope outside 0..255, a backend id, flag, affinity or port id
+    outside 0..2**32-1, a number that is not an integer."""
+    if not isinstance(addr, (bytes, bytearray)) or len(addr) != 16:
+        raise struct.error("the address must be 16 bytes")
+    head = _HEAD.pack(addr, port, proto, scope)
+    entries = {head + _SLOT_NO.pack(i): _VALUE.pack(backend_id, 0, 0, 0)
+               for i, backend_id in enumerate(backend_ids, 1)}
+    entries[head + _SLOT_NO.pack(0)] = _VALUE.pack(len(backend_ids), flags, affinity, port_id)
+    return entries
 
 
 def backend(addr: bytes, port: int) -> bytes:
