@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from netplane import fastpath
+from netplane.gcpause import cyclic_gc_paused
 from netplane.proxy.ebpf import entries as e
 from netplane.proxy.ebpf.context import Context
 from netplane.proxy.model import PortName
@@ -118,17 +119,24 @@ def compile_family(policies: dict[PortName, PortPolicy], ctx: Context, previous:
     """Full when `previous` or `changed` is None: then against what the maps
     hold (`installed`: {"services": {key: value}, "backends": ..., "nodeports":
     ...}, read back from the pinned maps). A partial compile consumes `previous`."""
-    if previous is None or changed is None:
-        installed = _own_family(installed or {}, ctx.family)
-        plan = _adopt(ctx, installed)
-        for name in sorted(policies):
-            _port(plan, name, port_share(policies[name], ctx))
-        _stale_entries(plan, installed or {})
-        plan.updates.nodeports = {e.nodeport_key(e.address(a)): bytes(4) for a in ctx.nodeports}
-        old_nodeports = set((installed or {}).get("nodeports", ()))
-        plan.updates.nodeports_deleted = sorted(old_nodeports - set(plan.updates.nodeports))
-        return plan
-    plan = previous
+    with cyclic_gc_paused():         # a compile makes no cycles; a collection would only rescan
+        if previous is None or changed is None:
+            return _full(policies, ctx, _own_family(installed or {}, ctx.family))
+        return _partial(policies, ctx, previous, changed)
+
+
+def _full(policies, ctx: Context, installed: dict) -> Plan:
+    plan = _adopt(ctx, installed)
+    for name in sorted(policies):
+        _port(plan, name, port_share(policies[name], ctx))
+    if installed.get("services") or installed.get("backends"):
+        _stale_entries(plan, installed)
+    plan.updates.nodeports = {e.nodeport_key(e.address(a)): bytes(4) for a in ctx.nodeports}
+    plan.updates.nodeports_deleted = sorted(set(installed.get("nodeports", ())) - set(plan.updates.nodeports))
+    return plan
+
+
+def _partial(policies, ctx: Context, plan: Plan, changed: set[PortName]) -> Plan:
     plan.free += plan.freed
     plan.freed = []
     plan.updates = Updates()
