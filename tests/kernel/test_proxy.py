@@ -129,6 +129,29 @@ def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
     assert "partial sync of 1 service port(s)" in log       # churn is applied by partial syncs
 
 
+UDP_ASK = """
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(b"who\\n", (sys.argv[1], 53))
+data, peer = s.recvfrom(1000)
+print(peer[0], peer[1], data.decode().split()[0])
+"""
+
+
+def test_an_unconnected_udp_request_is_answered_from_the_service_address(lab):
+    """A DNS-style exchange: sendto() the Service, recvfrom() the reply. The
+    reply must come from the Service's address and port, or a resolver drops
+    it (conntrack undoes the DNAT; the eBPF mode's recvmsg program puts the
+    Service address back)."""
+    pod, vip = sorted(lab.record.pods)[0], "10.96.0.10"
+    done = lab.run(pod, [sys.executable, "-c", UDP_ASK, vip])
+    assert done.returncode == 0, done.stderr
+    addr, port, who = done.stdout.split()
+    assert (addr, port) == (vip, "53") and who in lab.record.pods
+
+
 def test_a_proxy_restart_fails_no_new_connection(lab):
     """A client in a pod connects every 20 ms while its node's proxy is
     stopped and started again: the rules (or the pinned programs and maps)
