@@ -152,6 +152,60 @@ def test_an_unconnected_udp_request_is_answered_from_the_service_address(lab):
     assert (addr, port) == (vip, "53") and who in lab.record.pods
 
 
+UDP_CONNECTED = """
+import socket, sys, time
+def fresh():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.3)
+    s.connect((sys.argv[1], 5301))
+    return s
+s, deadline, resets = fresh(), time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < deadline:
+    try:
+        s.send(b"who\\n")
+        print(s.recv(1000).decode().split()[0], flush=True)
+    except socket.timeout:
+        print("-", flush=True)
+    except OSError:                   # destroyed under us: an application reconnects
+        resets += 1
+        s = fresh()
+    time.sleep(0.1)
+print("resets", resets, flush=True)
+"""
+
+
+def test_a_connected_udp_socket_moves_when_its_backend_goes(lab):
+    """A client keeps one connected UDP socket (as a resolver does) while its
+    Service moves from pod A (still running) to pod B: its datagrams must
+    reach B. NAT modes delete the conntrack entry that pinned it; the eBPF
+    mode, whose socket talks to A directly, destroys the socket, and the
+    client reconnects."""
+    pods = sorted(lab.record.pods)
+    a, b_pod, client = pods[1], pods[2], pods[0]
+    udp = [{"name": "u", "port": 5301, "protocol": "UDP"}]
+    target = [{"name": "u", "port": services.TARGET_PORT, "protocol": "UDP"}]
+
+    def point_at(pod):
+        services.publish(lab, [b.service("udpc", "10.96.0.32", udp), b.endpoint_slice(
+            "udpc", [b.endpoint(lab.record.pods[pod].ips[0], lab.record.pods[pod].node)], target)], "udpc.json")
+
+    point_at(a)
+    time.sleep(1)
+    proc = lab.spawn(client, [sys.executable, "-c", UDP_CONNECTED, "10.96.0.32", "6"], stdout=subprocess.PIPE,
+                     text=True)
+    try:
+        time.sleep(2)
+        point_at(b_pod)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    answers = out.split()
+    assert a in answers[:5], out                           # first on A
+    assert answers[-3] == b_pod, out                       # in the end on B (before "resets N")
+
+
 def test_a_proxy_restart_fails_no_new_connection(lab):
     """A client in a pod connects every 20 ms while its node's proxy is
     stopped and started again: the rules (or the pinned programs and maps)
@@ -441,3 +495,13 @@ def test_kube_proxy_layout_serves_the_same_and_switching_layouts_leaves_nothing_
         restart()
     eventually(lambda: {n: sep_chains(n) for n in lab.record.nodes} == compact,
                what=lambda: f"the compact chains alone: {compact} != {({n: sep_chains(n) for n in lab.record.nodes})}")
+
+
+def test_no_sync_failed_along_the_way(lab):
+    """Last of the module: through every test above (restarts, damage,
+    churn, affinity and source-range Services), no proxy's sync failed.
+    (A full sync once took the anonymous sets of rules' `{ ... }` for
+    leftovers, and every later sync failed deleting them.)"""
+    for node in lab.record.nodes:
+        log = open(os.path.join(lab.node_dir(node), "proxy.log")).read()
+        assert "sync failed" not in log, [line[:300] for line in log.splitlines() if "sync failed" in line][:3]

@@ -9,6 +9,7 @@ import pytest
 
 from netplane.proxy import build as b
 from netplane.proxy.ebpf import compile as ec
+from netplane.proxy.ebpf import entries as e
 from netplane.proxy.ebpf import view
 from netplane.proxy.ebpf.context import Context
 from netplane.proxy.policy import Node, family_policies
@@ -153,3 +154,24 @@ def test_both_families_share_the_maps_without_meeting():
     assert got[("0.0.0.0", 30009, 6, 1)][3] == ("10.244.1.5:8080",)
     assert got[("::", 30009, 6, 1)][3] == ("fd00:10:244:1::5:8080",)
     assert not set(four.backend_ids.values()) & set(six.backend_ids.values())
+
+
+def test_sockets_left_on_a_backend_that_left_their_service_are_picked_by_cookie():
+    """UDP sockets whose backend left the Service they dialled; TCP ones only
+    when the backend is gone for good; a socket to the same backend through
+    another Service, or dialled directly, is not in the revnat map's match."""
+    from netplane.proxy.ebpf import sockets
+
+    def revnat(orig, port, backend, bport):
+        return e.address(orig) + port.to_bytes(2, "big") + bytes(2) + e.address(backend) + \
+            bport.to_bytes(2, "big") + bytes(2)
+
+    old = (e.address("10.244.1.5"), 8080)
+    where = (e.address("10.96.0.1"), 53, 17, 0)
+    held = {(1).to_bytes(8, "little"): revnat("10.96.0.1", 53, "10.244.1.5", 8080),      # left its Service
+            (2).to_bytes(8, "little"): revnat("10.96.0.2", 53, "10.244.1.5", 8080),      # another Service
+            (3).to_bytes(8, "little"): revnat("10.96.0.1", 53, "10.244.1.6", 8080)}      # another backend
+    udp, tcp = sockets.stale(held, [(where, old)], set())
+    assert udp == {1: ("10.244.1.5", 8080)} and tcp == {}
+    udp, tcp = sockets.stale(held, [], {old})
+    assert udp == {} and set(tcp) == {1, 2}

@@ -89,6 +89,10 @@ class Updates:
     backends_deleted: list[bytes] = field(default_factory=list)
     nodeports: dict[bytes, bytes] = field(default_factory=dict)
     nodeports_deleted: list[bytes] = field(default_factory=list)
+    # sockets to destroy: UDP ones whose backend left their Service (where, endpoint), and
+    # TCP ones whose backend no Service uses any more (endpoint); see sockets.py
+    left: list[tuple] = field(default_factory=list)
+    gone: list[tuple] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not any((self.backends, self.slots, self.masters, self.masters_deleted, self.slots_deleted,
@@ -209,6 +213,9 @@ def _rewrite(plan: Plan, where: tuple) -> None:
     for key in sorted(_group_keys(where, old_group) - new_keys):
         (plan.updates.masters_deleted if e.parse_key(key)[4] == 0 else plan.updates.slots_deleted).append(key)
         plan.services.pop(key, None)
+    if old_group and where[2] == PROTO["UDP"]:
+        kept = set(group.endpoints) if group else set()
+        plan.updates.left += [(where, ep) for ep in old_group.endpoints if ep not in kept]
     _release(plan, old_group)
     if group is None:
         plan.written.pop(where, None)
@@ -302,4 +309,5 @@ def _free_backend(plan: Plan, endpoint: tuple, backend_id: int) -> None:
     plan.backends.pop(key, None)
     plan.updates.backends.pop(key, None)
     plan.updates.backends_deleted.append(key)
+    plan.updates.gone.append(endpoint)
     plan.freed.append(backend_id)

@@ -95,6 +95,16 @@ def parse_backend(value: bytes) -> tuple[bytes, int]:
     return addr, int.from_bytes(port, "big")
 
 
+_REVNAT = struct.Struct("=16s2sH16s2sH")
+
+
+def revnat_value(value: bytes) -> tuple[bytes, int, tuple[bytes, int]]:
+    """What a translated socket dialled (address, port), and the backend it
+    was sent to (struct revnat_value)."""
+    orig, orig_port, _, addr, port, _ = _REVNAT.unpack(value)
+    return orig, int.from_bytes(orig_port, "big"), (addr, int.from_bytes(port, "big"))
+
+
 def text(addr: bytes) -> str:
     """The address as the kernel's peer would show it (IPv4 unmapped)."""
     ip = netaddr.IPAddress(int.from_bytes(addr, "big"), 6)

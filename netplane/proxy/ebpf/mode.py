@@ -12,11 +12,12 @@ transaction. The applier writes the maps first, then the rules.
 """
 import logging
 import os
+import threading
 from dataclasses import dataclass
 
 from netplane.proxy import modes
 from netplane.proxy.ebpf import compile as sock
-from netplane.proxy.ebpf import loader
+from netplane.proxy.ebpf import loader, sockets
 from netplane.proxy.ebpf.context import Context as SockContext
 from netplane.proxy.ebpf.maps import Map
 from netplane.proxy.nftables import mode as nft_mode
@@ -119,6 +120,25 @@ class EbpfApplier:
         maps["nodeports"].update(u.nodeports)
         maps["nodeports"].delete(u.nodeports_deleted)
         self.rules.apply(plan.rules, previous and previous.rules)
+        if u.left or u.gone:
+            self._destroy_sockets(maps["revnat"], u.left, u.gone)
+
+    def _destroy_sockets(self, revnat: Map, left: list[tuple], gone: list[tuple]) -> None:
+        """Sockets left on a backend that went are destroyed, off the sync's
+        thread (a child process per network namespace; see sockets.py): UDP
+        ones whose backend left their Service, TCP ones whose backend is gone
+        for good (an established TCP connection to a live pod may finish)."""
+        udp, tcp = sockets.stale(revnat.items(), left, set(gone))
+        if not (udp or tcp):
+            return
+
+        def run() -> None:
+            try:
+                n = sockets.destroy(self.options.cgroup_path, udp, tcp)
+                log.info("destroyed %d socket(s) left on backends that went", n)
+            except Exception as err:          # never fatal: the maps are in
+                log.error("destroying sockets left on backends that went failed: %s", err)
+        threading.Thread(target=run, daemon=True, name="socket-destroy").start()
 
     def drift(self) -> str | None:
         missing = loader.detached(self.options.cgroup_path, self.options.pin_path)

@@ -34,8 +34,11 @@ class NetlinkReader:
         chains = {m.get_attr("NFTA_CHAIN_NAME") for m in self._get(nft_chain_msg, NFT_MSG_GETCHAIN, [])
                   if m.get_attr("NFTA_CHAIN_TABLE") == TABLE}
         try:
+            # not the anonymous sets (__set0, __map1) the kernel keeps for rules' `{ ... }`:
+            # they go with their rules, and deleting one a rule uses fails (EBUSY)
             sets = {m.get_attr("NFTA_SET_NAME") for m in self._get(nft_set_msg, NFT_MSG_GETSET,
-                                                                    [("NFTA_SET_TABLE", TABLE)])}
+                                                                    [("NFTA_SET_TABLE", TABLE)])
+                    if not m.get_attr("NFTA_SET_NAME").startswith("__")}
         except NetlinkError as err:
             if err.code == ENOENT:
                 return None
