@@ -41,12 +41,13 @@ is the command line.
 """
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from netplane.bench.machine import describe
 
 NAME = "proxy_first_packet"
 TARGET_IP, TARGET_PORT, POD_PORT = "10.96.255.254", 80, 8080
@@ -321,19 +322,7 @@ def measure_mode(mode: str, sizes: tuple[int, int], fillers: dict[int, list[dict
 # -- the whole run -------------------------------------------------------------------------
 
 def machine() -> dict:
-    info = {"kernel": platform.release(), "cpus": os.cpu_count()}
-    for key, argv in (("iptables", ["iptables", "-V"]), ("nft", ["nft", "--version"])):
-        try:
-            info[key] = subprocess.run(argv, capture_output=True, text=True).stdout.strip()
-        except OSError:
-            pass
-    tree = Path(__file__).resolve().parent.parent.parent
-    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    if head.returncode == 0:
-        dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        info["tree"] = f"{tree} at {head.stdout.strip()}{' (modified)' if dirty else ''}"
-    return info
+    return describe(Path(__file__).resolve().parent.parent.parent, ("iptables", "nft"))
 
 
 def run(modes: list[str], sizes: tuple[int, int], rounds: int, connections: int, say=print) -> dict:

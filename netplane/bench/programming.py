@@ -39,7 +39,6 @@ Needs root. `benchmarks/proxy_programming.py` is the command line.
 """
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -52,6 +51,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
+
+from netplane.bench.machine import describe
 
 ENDPOINTS = 10
 # The fillers' endpoints spread over 10 nodes, one in ten on this one (node1), as in a
@@ -749,18 +750,8 @@ def _loadavg() -> list[float]:
 
 
 def machine(netplane: str) -> dict:
-    info = {"kernel": platform.release(), "cpus": os.cpu_count()}
-    try:
-        info["iptables"] = subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        pass
+    info = describe(Path(netplane).resolve().parent.parent.parent)          # <tree>/.venv/bin/netplane
     info["netplane"] = netplane
-    tree = Path(netplane).resolve().parent.parent.parent          # <tree>/.venv/bin/netplane
-    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    if head.returncode == 0:
-        dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        info["tree"] = f"{tree} at {head.stdout.strip()}{' (modified)' if dirty else ''}"
     return info
 
 

@@ -91,6 +91,18 @@ def test_demo_services_answer_as_kube_proxy_would(lab):
     assert all(c.ok for c in checks), "\n".join(services.table(checks))
 
 
+def test_the_node_itself_reaches_services_and_node_ports_on_its_addresses(lab):
+    """From the node's own processes: a cluster IP, and a node port on the
+    node's address; on localhost too where sockets are translated at
+    connect() (eBPF: nothing is routed, so no route_localnet is needed)."""
+    node = "node1"
+    node_ip = next(ip for ip in lab.record.nodes[node].internal_ips if ":" not in ip)
+    assert services.probe(lab, node, "tcp", "10.96.0.10", 80, count=5)["failed"] == 0
+    assert services.probe(lab, node, "tcp", node_ip, 30080, count=5)["failed"] == 0
+    if modes.get(MODE["now"]).translates_at_connect:
+        assert services.probe(lab, node, "tcp", "127.0.0.1", 30080, count=5)["failed"] == 0
+
+
 def test_affinity_holds_over_many_connections_and_other_clients_spread(lab):
     pods = sorted(lab.record.pods)
     for client in pods[:2]:

@@ -8,7 +8,7 @@
  *    master entry: how many backends it has, its flags and its affinity
  *    timeout; slots 1..count name one backend each (by id, in `backends`).
  *    One entry per slot, as Cilium does: a Service's size is not bounded
- *    by a value's size (up to 65,535 backends), and one backend change is
+ *    by a value's size (only by the map's: SERVICES_MAX entries in all), and one backend change is
  *    one entry written.
  * 2. A destination that is one of the node-port addresses (`nodeports`,
  *    loopback included) is looked up again with the address zeroed (but
