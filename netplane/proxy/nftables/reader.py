@@ -45,13 +45,14 @@ class NetlinkReader:
             raise
         return {"chains": chains, "sets": sets}
 
-    def _get(self, kind, message: int, attrs: list, flags: int = NLM_F_REQUEST | NLM_F_DUMP) -> list:
+    def _get(self, kind, message: int, attrs: list) -> list:
+        """A dump of `message` filtered by `attrs`, as messages."""
         if self._sock is None:
             self._sock = NFTSocket(nfgen_family=self.nfproto)
         msg = kind()
         msg["nfgen_family"] = self.nfproto
         msg["attrs"] = attrs
-        return list(self._sock.request_get(msg, message, flags))
+        return list(self._sock.request_get(msg, message, NLM_F_REQUEST | NLM_F_DUMP))
 
     def close(self) -> None:
         if self._sock is not None:
