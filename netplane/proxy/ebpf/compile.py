@@ -227,9 +227,14 @@ def _write(plan: Plan, where: tuple, group: Group, port_id: int) -> set[bytes]:
     """The group's entries, written where they differ from what the maps hold."""
     ids = _take(plan, group.endpoints)
     entries = _entries.group_entries(*where, ids, group.flags, group.affinity, port_id)
-    for i, (key, value) in enumerate(entries.items()):      # the slots, then the master
-        if plan.services.get(key) != value:
-            (plan.updates.slots if i < len(ids) else plan.updates.masters)[key] = value
+    items = list(entries.items())                            # the slots, then the master
+    held, slots = plan.services.get, plan.updates.slots
+    for key, value in items[:-1]:
+        if held(key) != value:
+            slots[key] = value
+    key, value = items[-1]
+    if held(key) != value:
+        plan.updates.masters[key] = value
     plan.services.update(entries)
     return set(entries)
 
@@ -280,17 +285,16 @@ def _take(plan: Plan, endpoints: tuple) -> list[int]:
 
 
 def _new_backend(plan: Plan, endpoint: tuple) -> int:
-    backend_id = plan.free.pop() if plan.free else _next_backend(plan)
+    if plan.free:
+        backend_id = plan.free.pop()
+    else:
+        backend_id = plan.next_backend_id
+        plan.next_backend_id += 1
     plan.backend_ids[endpoint] = backend_id
     key, value = backend_id.to_bytes(4, "little"), e.backend(*endpoint)
     plan.backends[key] = value
     plan.updates.backends[key] = value
     return backend_id
-
-
-def _next_backend(plan: Plan) -> int:
-    plan.next_backend_id += 1
-    return plan.next_backend_id - 1
 
 
 def _release(plan: Plan, group: Group | None) -> None:
