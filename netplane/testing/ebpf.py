@@ -19,32 +19,31 @@ from netplane.testing.nftables_fake import FakeNft
 from netplane.testing.nftables_trace import Tracer
 
 
+class DictMap(dict):
+    """A BPF map in memory, with maps.Map's interface (update, delete)."""
+
+    def delete(self, keys) -> None:
+        for key in keys:
+            del self[key]
+
+
 class FakeMaps:
-    """What EbpfApplier writes, kept in dicts (the order of writes is checked
-    in tests/unit/test_ebpf_compile.py)."""
+    """What EbpfApplier writes, kept in dicts, through the same ordered steps
+    (tests/unit/test_ebpf_compile.py checks the order between any two)."""
 
     def __init__(self, family: int) -> None:
         self.family = family
         self.fake = FakeNft()
         self.rules = NftablesApplier(family, runner=self.fake, reader=self.fake.reader(family))
-        self.services, self.backends, self.nodeports = {}, {}, {}
+        self.services, self.backends, self.nodeports = DictMap(), DictMap(), DictMap()
 
     def read_back(self):
         return {"sockets": {"services": dict(self.services), "backends": dict(self.backends),
                             "nodeports": dict(self.nodeports)}, "rules": self.rules.read_back()}
 
     def apply(self, plan, previous) -> None:
-        u = plan.sockets.updates
-        self.backends.update(u.backends)
-        self.services.update(u.slots)
-        self.services.update(u.masters)
-        for key in u.masters_deleted + u.slots_deleted:
-            del self.services[key]
-        for key in u.backends_deleted:
-            del self.backends[key]
-        self.nodeports.update(u.nodeports)
-        for key in u.nodeports_deleted:
-            del self.nodeports[key]
+        for name, op, entries in plan.sockets.updates.steps():
+            getattr(getattr(self, name), op)(entries)
         self.rules.apply(plan.rules, previous and previous.rules)
 
     def drift(self):

@@ -14,26 +14,22 @@ from netplane.proxy.ebpf import view
 from netplane.proxy.ebpf.context import Context
 from netplane.proxy.policy import Node, family_policies
 from netplane.proxy.state import snapshot
+from netplane.testing.ebpf import DictMap
 
 CTX = Context(4, nodeports=("192.168.200.11", "127.0.0.1"))
 EP_PORTS = [{"name": "http", "port": 8080, "protocol": "TCP"}]
 
 
 class Maps:
-    """The kernel's maps, written phase by phase as the applier does, each
-    phase checked as a concurrent lookup would see it."""
+    """The kernel's maps, written step by step in the appliers' order
+    (Updates.steps), each step checked as a concurrent lookup would see it."""
 
     def __init__(self):
-        self.services, self.backends = {}, {}
+        self.services, self.backends, self.nodeports = DictMap(), DictMap(), DictMap()
 
     def apply(self, u: ec.Updates):
-        phases = [lambda: self.backends.update(u.backends), lambda: self.services.update(u.slots),
-                  lambda: self.services.update(u.masters),
-                  lambda: [self.services.pop(k) for k in u.masters_deleted],
-                  lambda: [self.services.pop(k) for k in u.slots_deleted],
-                  lambda: [self.backends.pop(k) for k in u.backends_deleted]]
-        for phase in phases:
-            phase()
+        for name, op, entries in u.steps():
+            getattr(getattr(self, name), op)(entries)
             assert view.consistent(self.services, self.backends) is None
 
     def installed(self):

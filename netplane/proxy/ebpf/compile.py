@@ -98,6 +98,14 @@ class Updates:
         return not any((self.backends, self.slots, self.masters, self.masters_deleted, self.slots_deleted,
                         self.backends_deleted, self.nodeports, self.nodeports_deleted))
 
+    def steps(self) -> list[tuple[str, str, object]]:
+        """The writes in their order, as (map, "update" or "delete", entries):
+        what every applier runs, the kernel's and the fakes' alike."""
+        return [("backends", "update", self.backends), ("services", "update", self.slots),
+                ("services", "update", self.masters), ("services", "delete", self.masters_deleted),
+                ("services", "delete", self.slots_deleted), ("backends", "delete", self.backends_deleted),
+                ("nodeports", "update", self.nodeports), ("nodeports", "delete", self.nodeports_deleted)]
+
 
 @dataclass
 class Plan:

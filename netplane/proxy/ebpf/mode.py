@@ -117,15 +117,8 @@ class EbpfApplier:
         maps = {name: Map(table) for name, table in loaded.maps.items()}
         u = plan.sockets.updates
         started = time.perf_counter()
-        # the order compile.Updates promises: no lookup sees a dangling slot or backend
-        maps["backends"].update(u.backends)
-        maps["services"].update(u.slots)
-        maps["services"].update(u.masters)
-        maps["services"].delete(u.masters_deleted)
-        maps["services"].delete(u.slots_deleted)
-        maps["backends"].delete(u.backends_deleted)
-        maps["nodeports"].update(u.nodeports)
-        maps["nodeports"].delete(u.nodeports_deleted)
+        for name, op, entries in u.steps():    # in the order no lookup sees a dangling slot or backend
+            getattr(maps[name], op)(entries)
         if previous is None:              # the goal: a full sync into the maps (compile and writes)
             written = time.perf_counter() - started
             log.info("IPv%d eBPF maps: full sync in %.0f ms (compile %.0f ms, %d entries written in %.0f ms)",
