@@ -511,12 +511,7 @@ def node_environment(mode: Mode, work: Path):
                                                 os.path.join(pin, "node"))), cgroups.joiner(group)
     finally:
         cgroups.unmount_bpffs(pin)
-        for _ in range(100):                 # its processes leave it a moment after they die
-            try:
-                os.rmdir(group)
-                break
-            except OSError:
-                time.sleep(0.05)
+        cgroups.remove_cgroup(group, time.monotonic() + 5)
 
 
 def _settle(seconds: float) -> None:

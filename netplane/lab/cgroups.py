@@ -30,23 +30,26 @@ def joiner(path: str):
 
 
 def remove(lab_name: str, timeout: float = 5.0) -> list[str]:
-    """The lab's cgroups, once their processes are gone (an exiting process
-    leaves its cgroup a moment after its death)."""
+    """The lab's cgroups, once their processes are gone."""
     top = lab_cgroup(lab_name)
     if not os.path.isdir(top):
         return []
-    removed, deadline = [], time.monotonic() + timeout
-    for path in [os.path.join(top, d) for d in sorted(os.listdir(top)) if os.path.isdir(os.path.join(top, d))] + [top]:
-        while True:
-            try:
-                os.rmdir(path)
-                removed.append(f"cgroup {path}")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-    return removed
+    deadline = time.monotonic() + timeout
+    nodes = [os.path.join(top, d) for d in sorted(os.listdir(top)) if os.path.isdir(os.path.join(top, d))]
+    return [f"cgroup {path}" for path in nodes + [top] if remove_cgroup(path, deadline)]
+
+
+def remove_cgroup(path: str, deadline: float) -> bool:
+    """rmdir an emptied cgroup: an exiting process leaves it a moment after its
+    death, so it is tried until `deadline` (time.monotonic())."""
+    while True:
+        try:
+            os.rmdir(path)
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
 
 def mount_bpffs(path: str) -> str:
