@@ -47,6 +47,7 @@ import sys
 import time
 from pathlib import Path
 
+from netplane.bench import results
 from netplane.bench.machine import describe
 
 NAME = "proxy_first_packet"
@@ -442,12 +443,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def write(report: dict, out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {ext: out / f"{NAME}.{ext}" for ext in ("json", "md", "png")}
-    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
-    paths["md"].write_text(markdown(report))
-    plot(report, paths["png"])
-    return paths
+    return results.write(out, NAME, report, markdown, plot)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["worker"]:

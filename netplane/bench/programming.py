@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+from netplane.bench import results
 from netplane.bench.machine import describe
 
 ENDPOINTS = 10
@@ -346,12 +347,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def write_report(report: dict, out: Path, name: str) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {ext: out / f"{name}.{ext}" for ext in ("json", "md", "png")}
-    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
-    paths["md"].write_text(render_markdown(report))
-    plot(report, paths["png"])
-    return paths
+    return results.write(out, name, report, render_markdown, plot)
 
 
 # -- the live parts: node namespace, echo servers, prober, daemon -------------------------
