@@ -48,6 +48,3 @@ class Plan:
     own_sets: dict[str, int]                               # affinity ports' sets -> timeout
     stale: dict[str, tuple[str, float]]                    # chain or set flushed -> ("chain"|"set", when)
     transaction: Transaction
-
-    def element_count(self) -> int:
-        return sum(len(v) for v in self.elements.values())

@@ -53,8 +53,3 @@ class NetlinkReader:
         msg["nfgen_family"] = self.nfproto
         msg["attrs"] = attrs
         return list(self._sock.request_get(msg, message, NLM_F_REQUEST | NLM_F_DUMP))
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
