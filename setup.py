@@ -14,6 +14,7 @@ EXTENSIONS = [
     Extension("netplane._ext.iptables_text", ["ext/iptables_text.pyx"]),
     Extension("netplane._ext.nftables_text", ["ext/nftables_text.pyx"]),
     Extension("netplane._ext.ebpf_entries", ["ext/ebpf_entries.pyx"]),
+    Extension("netplane._ext.maglev", ["ext/maglev.pyx"]),
 ]
 
 setup(

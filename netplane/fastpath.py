@@ -15,6 +15,7 @@ PURE = {
     "iptables_text": "netplane.proxy.iptables.text",        # top_level(), transaction()
     "nftables_text": "netplane.proxy.nftables.render",      # elements_text(), keys_text()
     "ebpf_entries": "netplane.proxy.ebpf.entries",          # group_entries()
+    "maglev": "netplane.proxy.ebpf.maglev",                 # table()
 }
 
 

@@ -1,22 +1,20 @@
 """The eBPF mode's harness for the semantic suite. A connection from a
 socket on the node (the node's own addresses, or a pod: every node runs
 the same programs for its pods) is traced through the compiled map
-entries, as the socket programs look it up; anything else (another
-machine's packets, and SCTP, which the socket programs leave alone)
-through the mode's nftables rules, in FakeNft. The compile and the core
-are the real ones; no kernel, no bcc."""
+entries as the socket programs look it up (SocketTracer); anything else
+(another machine's packets) as the tc programs do (PacketTracer). The
+compile, the core and the writes (mode.write, in Updates.steps' order) are
+the real ones; the maps are dicts, the Maglev tables rendered bytes. No
+kernel, no bcc."""
 import netaddr
 
 from netplane.proxy import modes
 from netplane.proxy.dataplane import Dataplane
-from netplane.proxy.ebpf import mode as _registers  # noqa: F401  (the mode, until it is a builtin)
-from netplane.proxy.nftables.mode import NftablesApplier
-from netplane.proxy.nftables.names import FAMILY
+from netplane.proxy.ebpf import mode as ebpf_mode
 from netplane.testing import harness
-from netplane.testing.ebpf_trace import SocketTracer
-from netplane.testing.nftables import _affinity_set
-from netplane.testing.nftables_fake import FakeNft
-from netplane.testing.nftables_trace import Tracer
+from netplane.testing.ebpf_trace import PacketTracer, SocketTracer
+
+MAPS = ("services", "backends", "nodeports", "source_ranges", "maglev_digests")
 
 
 class DictMap(dict):
@@ -27,27 +25,43 @@ class DictMap(dict):
             del self[key]
 
 
+class FakeTables(dict):
+    """The Maglev maps of maps: (size, port id) -> the table's bytes."""
+
+    def write_table(self, size: int, port_id: int, table: bytes) -> None:
+        assert len(table) == 4 * size
+        self[size, port_id] = table
+
+    def delete_table(self, size: int, port_id: int) -> None:
+        self.pop((size, port_id), None)
+
+    def of(self, port_id: int) -> bytes | None:
+        return next((t for (_, i), t in self.items() if i == port_id), None)
+
+
 class FakeMaps:
-    """What EbpfApplier writes, kept in dicts, through the same ordered steps
-    (tests/unit/test_ebpf_compile.py checks the order between any two)."""
+    """What EbpfApplier writes, kept in dicts, through the same write()."""
 
     def __init__(self, family: int) -> None:
         self.family = family
-        self.fake = FakeNft()
-        self.rules = NftablesApplier(family, runner=self.fake, reader=self.fake.reader(family))
-        self.services, self.backends, self.nodeports = DictMap(), DictMap(), DictMap()
+        self.maps = {name: DictMap() for name in MAPS}
+        self.tables = FakeTables()
+
+    def __getattr__(self, name):
+        if name in MAPS:
+            return self.maps[name]
+        raise AttributeError(name)
 
     def read_back(self):
         return {"sockets": {"services": dict(self.services), "backends": dict(self.backends),
-                            "nodeports": dict(self.nodeports)}, "rules": self.rules.read_back()}
+                            "nodeports": dict(self.nodeports), "digests": dict(self.maglev_digests),
+                            "source_ranges": dict(self.source_ranges)}}
 
     def apply(self, plan, previous) -> None:
-        for name, op, entries in plan.sockets.updates.steps():
-            getattr(getattr(self, name), op)(entries)
-        self.rules.apply(plan.rules, previous and previous.rules)
+        ebpf_mode.write(plan, self.maps, self.tables)
 
     def drift(self):
-        return self.rules.drift()
+        return None
 
     def present(self) -> bool:
         return bool(self.services)
@@ -68,20 +82,19 @@ class Programmed:
         node_origin = src in self.local
         from_pod = any(ip in c for c in self.settings.cluster_cidrs if c.version == family)
         if node_origin or from_pod:
-            got = SocketTracer(maps.services, maps.backends, set(maps.nodeports)).connect(
+            return SocketTracer(maps.services, maps.backends, set(maps.nodeports)).connect(
                 proto, dst, port, node_origin, affinity_to)
-            if got is not None:
-                return got
-        table = maps.fake.tables[FAMILY[family]]
-        affinity = {_affinity_set(table, affinity_to): {src}} if affinity_to else {}
-        return Tracer(table, self.local, affinity).trace(src, proto, dst, port)
+        return PacketTracer(maps.services, maps.backends, set(maps.nodeports), maps.source_ranges,
+                            maps.tables).arrive(src, proto, dst, port, affinity_to)
 
 
 @harness("ebpf")
 class EbpfHarness:
-    nodeports_on_primary_ip = True      # its rules for other machines are the nftables mode's
+    nodeports_on_primary_ip = True      # as the nftables mode: kube-proxy's default there
     nodeports_on_localhost = True       # sockets on the node reach node ports on 127.0.0.1 too
     translates_at_connect = True        # nothing is NATed for sockets on the node: no hairpin masquerade
+    snat_local_endpoints = False        # external traffic to an endpoint on this node keeps its client
+    protocols = ("tcp", "udp")          # SCTP is not served
 
     def program(self, settings, policies: dict, local_addresses) -> Programmed:
         plane = Dataplane(modes.get("ebpf"), settings, applier=lambda family, options: FakeMaps(family),
@@ -89,4 +102,3 @@ class EbpfHarness:
                           clean_conntrack=lambda *a: None, sweep=False)
         plane.sync(policies, None)
         return Programmed(plane, settings, local_addresses)
-

@@ -10,11 +10,12 @@ import pytest
 from netplane.proxy import build as b
 from netplane.proxy.ebpf import compile as ec
 from netplane.proxy.ebpf import entries as e
+from netplane.proxy.ebpf import maglev
 from netplane.proxy.ebpf import view
 from netplane.proxy.ebpf.context import Context
 from netplane.proxy.policy import Node, family_policies
 from netplane.proxy.state import snapshot
-from netplane.testing.ebpf import DictMap
+from netplane.testing.ebpf import DictMap, FakeTables
 
 CTX = Context(4, nodeports=("192.168.200.11", "127.0.0.1"))
 EP_PORTS = [{"name": "http", "port": 8080, "protocol": "TCP"}]
@@ -22,18 +23,39 @@ EP_PORTS = [{"name": "http", "port": 8080, "protocol": "TCP"}]
 
 class Maps:
     """The kernel's maps, written step by step in the appliers' order
-    (Updates.steps), each step checked as a concurrent lookup would see it."""
+    (Updates.steps), each step checked as a concurrent lookup would see it:
+    no dangling slot or backend, no external master without its table."""
 
     def __init__(self):
         self.services, self.backends, self.nodeports = DictMap(), DictMap(), DictMap()
+        self.source_ranges, self.digests, self.tables = DictMap(), DictMap(), FakeTables()
 
     def apply(self, u: ec.Updates):
         for name, op, entries in u.steps():
-            getattr(getattr(self, name), op)(entries)
+            if name == "tables":
+                for port_id, table in entries.items():
+                    if op == "update":
+                        self.tables.write_table(table.size, port_id, bytes(4 * table.size))
+                    else:
+                        self.tables.delete_table(table, port_id)
+            else:
+                getattr(getattr(self, name), op)(entries)
             assert view.consistent(self.services, self.backends) is None
+            assert self.missing_table() is None
+
+    def missing_table(self):
+        for key, value in self.services.items():
+            _, _, _, scope, slot = e.parse_key(key)
+            count, flags, _, port_id = e.parse_value(value)
+            if scope & e.SCOPE_EXTERNAL and not slot and count:
+                size = maglev.SIZES[(flags >> e.LUT_SHIFT) & 0xFF]
+                if (size, port_id) not in self.tables:
+                    return f"port {port_id} has no table of {size} slots"
+        return None
 
     def installed(self):
-        return {"services": dict(self.services), "backends": dict(self.backends)}
+        return {"services": dict(self.services), "backends": dict(self.backends),
+                "source_ranges": dict(self.source_ranges)}
 
 
 def svc(i, **spec):

@@ -15,18 +15,28 @@ policy alone; ids are given here:
 
 Updates are ordered so that a lookup never sees a slot naming a missing
 backend, nor a master counting a missing slot (see Updates).
+
+Traffic from other machines (tc_lb.c) has keys of its own (SCOPE_EXTERNAL):
+under a Local policy it may use only this node's endpoints, where sockets
+on the node use every one. Its backend comes from the port's Maglev table:
+the plan holds each table's inputs (size, endpoints, ids), and the applier
+renders the table itself (maglev.table, in Cython) as it writes it, so a
+plan never holds 64 KB per Service. A digest per table, kept in the kernel,
+lets a full sync skip every table that is already right.
 """
+import hashlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from netplane import fastpath
 from netplane.gcpause import cyclic_gc_paused
 from netplane.proxy.ebpf import entries as e
+from netplane.proxy.ebpf import maglev
 from netplane.proxy.ebpf.context import Context
 from netplane.proxy.model import PortName
 from netplane.proxy.policy import DROP, PortPolicy
 
-PROTO = {"TCP": 6, "UDP": 17}          # the socket hooks see TCP and UDP; SCTP is left to the rules
+PROTO = {"TCP": 6, "UDP": 17}          # SCTP is not served: its checksum cannot be patched in flight
 # Both families' proxies share the maps: their backend and port ids come from
 # apart ranges (bit 31 is the programs' own marker, see sock_lb.c's pick()).
 ID_BASE = {4: 1, 6: 1 << 30}
@@ -41,24 +51,38 @@ class Group(NamedTuple):
     scope: int
     flags: int
     affinity: int
-    endpoints: tuple             # ((address bytes, port), ...): slot 1, 2, ...
+    endpoints: tuple             # ((address bytes, port, local), ...): slot 1, 2, ...
 
     @property
     def where(self) -> tuple:
         return self.addr, self.port, self.proto, self.scope
 
 
-def port_share(policy: PortPolicy, ctx: Context) -> tuple[Group, ...]:
-    """What a socket on this node (a pod, or the node itself) gets for this port."""
+class Table(NamedTuple):
+    """A port's Maglev table, as its inputs: the applier renders it."""
+    size: int
+    endpoints: tuple             # as in Group, in the external group's order
+    ids: tuple = ()              # their backend ids, once taken
+
+
+class Share(NamedTuple):
+    groups: tuple[Group, ...]
+    table: Table | None          # for traffic from other machines (None: no endpoint, or not exposed)
+    ranges: tuple                # loadBalancerSourceRanges (netaddr networks) for its LB IPs
+
+
+def port_share(policy: PortPolicy, ctx: Context) -> Share:
+    """What this port gets: sockets on this node (a pod, or the node
+    itself), and traffic from other machines (SCOPE_EXTERNAL)."""
     p = policy.port
     proto = PROTO.get(p.protocol)
     if proto is None:
-        return ()
+        return Share((), None, ())
     groups = []
 
-    def serve(addr: bytes, port: int, scope: int, endpoints) -> None:
-        eps = tuple((e.address(ep.address), ep.port) for ep in endpoints)
-        flags = e.FLAG_DROP if not eps and policy.refusal == DROP else 0
+    def serve(addr: bytes, port: int, scope: int, endpoints, flags: int = 0) -> None:
+        eps = tuple((e.address(ep.address), ep.port, ep.node == ctx.node) for ep in endpoints)
+        flags |= e.FLAG_DROP if not eps and policy.refusal == DROP else 0
         groups.append(Group(addr, port, proto, scope, flags, p.affinity_timeout, eps))
 
     for ip in p.cluster_ips:
@@ -72,20 +96,45 @@ def port_share(policy: PortPolicy, ctx: Context) -> tuple[Group, ...]:
         serve(e.address(ip), p.port, 0, outside)
     if p.node_port:
         serve(e.ANY[ctx.family], p.node_port, e.SCOPE_NODEPORT, outside)
-    return tuple(groups)
+    table = None
+    if p.external_ips or p.load_balancer_ips or p.node_port:
+        table = _external(policy, ctx, serve)
+    return Share(tuple(groups), table, policy.firewall if p.load_balancer_ips else ())
+
+
+def _external(policy: PortPolicy, ctx: Context, serve) -> Table | None:
+    """The keys traffic from other machines looks up, and their table."""
+    p = policy.port
+    size = maglev.table_size(len(policy.external), ctx.maglev_size, ctx.maglev_compact)
+    flags = (e.FLAG_LOCAL if p.external_local else 0) | maglev.size_class(size) << e.LUT_SHIFT
+    firewall = e.FLAG_FIREWALL if policy.firewall else 0
+    for ip in p.external_ips:
+        serve(e.address(ip), p.port, e.SCOPE_EXTERNAL, policy.external, flags)
+    for ip in p.load_balancer_ips:
+        serve(e.address(ip), p.port, e.SCOPE_EXTERNAL, policy.external, flags | firewall)
+    if p.node_port:
+        serve(e.ANY[ctx.family], p.node_port, e.SCOPE_EXTERNAL | e.SCOPE_NODEPORT, policy.external, flags)
+    if not policy.external:
+        return None
+    return Table(size, tuple((e.address(ep.address), ep.port, ep.node == ctx.node) for ep in policy.external))
 
 
 @dataclass
 class Updates:
     """One sync's writes, in the order they are applied:
-    1. new backends, 2. slots written, 3. masters written, 4. masters
-    deleted, 5. slots deleted, 6. backends deleted; and the node-port
-    addresses (a full sync's)."""
+    1. new backends, 2. slots, Maglev tables and source ranges written,
+    3. masters written, 4. masters deleted, 5. slots, source ranges and
+    tables deleted, 6. backends deleted; and the node-port addresses (a
+    full sync's)."""
     backends: dict[bytes, bytes] = field(default_factory=dict)
     slots: dict[bytes, bytes] = field(default_factory=dict)
+    tables: dict[int, Table] = field(default_factory=dict)          # port id -> its table
+    ranges: dict[bytes, bytes] = field(default_factory=dict)
     masters: dict[bytes, bytes] = field(default_factory=dict)
     masters_deleted: list[bytes] = field(default_factory=list)
     slots_deleted: list[bytes] = field(default_factory=list)
+    ranges_deleted: list[bytes] = field(default_factory=list)
+    tables_deleted: dict[int, int] = field(default_factory=dict)    # port id -> the size it had
     backends_deleted: list[bytes] = field(default_factory=list)
     nodeports: dict[bytes, bytes] = field(default_factory=dict)
     nodeports_deleted: list[bytes] = field(default_factory=list)
@@ -95,15 +144,18 @@ class Updates:
     gone: list[tuple] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not any((self.backends, self.slots, self.masters, self.masters_deleted, self.slots_deleted,
-                        self.backends_deleted, self.nodeports, self.nodeports_deleted))
+        return not any((self.backends, self.slots, self.tables, self.ranges, self.masters, self.masters_deleted,
+                        self.slots_deleted, self.ranges_deleted, self.tables_deleted, self.backends_deleted,
+                        self.nodeports, self.nodeports_deleted))
 
     def steps(self) -> list[tuple[str, str, object]]:
         """The writes in their order, as (map, "update" or "delete", entries):
         what every applier runs, the kernel's and the fakes' alike."""
         return [("backends", "update", self.backends), ("services", "update", self.slots),
+                ("tables", "update", self.tables), ("source_ranges", "update", self.ranges),
                 ("services", "update", self.masters), ("services", "delete", self.masters_deleted),
-                ("services", "delete", self.slots_deleted), ("backends", "delete", self.backends_deleted),
+                ("services", "delete", self.slots_deleted), ("source_ranges", "delete", self.ranges_deleted),
+                ("tables", "delete", self.tables_deleted), ("backends", "delete", self.backends_deleted),
                 ("nodeports", "update", self.nodeports), ("nodeports", "delete", self.nodeports_deleted)]
 
 
@@ -111,6 +163,9 @@ class Updates:
 class Plan:
     context: Context
     shares: dict[PortName, tuple]           # port -> its groups
+    tables: dict[PortName, Table]           # port -> the Maglev table the kernel holds for it
+    digests: dict[int, bytes]               # port id -> digest value, as maglev_digests holds
+    ranges: dict[PortName, frozenset]       # port -> its source_ranges keys
     claims: dict[tuple, set]                # group's where -> the ports claiming it
     written: dict[tuple, tuple]             # where -> (the owner port, its Group) the maps hold
     services: dict[bytes, bytes]            # what the services map holds
@@ -141,7 +196,7 @@ def _full(policies, ctx: Context, installed: dict) -> Plan:
     plan = _adopt(ctx, installed)
     for name in sorted(policies):
         _port(plan, name, port_share(policies[name], ctx))
-    if installed.get("services") or installed.get("backends"):
+    if any(installed.get(name) for name in ("services", "backends", "digests", "source_ranges")):
         _stale_entries(plan, installed)
     plan.updates.nodeports = {e.nodeport_key(e.address(a)): bytes(4) for a in ctx.nodeports}
     plan.updates.nodeports_deleted = sorted(set(installed.get("nodeports", ())) - set(plan.updates.nodeports))
@@ -162,9 +217,15 @@ def _own_family(installed: dict, family: int) -> dict:
     maps): service and node-port keys by their address, backends as well."""
     def mine(key: bytes) -> bool:
         return e.family(key[:16]) == family
+
+    def my_id(key: bytes) -> bool:
+        return (int.from_bytes(key, "little") >= ID_BASE[6]) == (family == 6)
     return {"services": {k: v for k, v in installed.get("services", {}).items() if mine(k)},
             "backends": {k: v for k, v in installed.get("backends", {}).items() if mine(v)},
-            "nodeports": {k: v for k, v in installed.get("nodeports", {}).items() if mine(k)}}
+            "nodeports": {k: v for k, v in installed.get("nodeports", {}).items() if mine(k)},
+            "digests": {k: v for k, v in installed.get("digests", {}).items() if my_id(k)},
+            "source_ranges": {k: v for k, v in installed.get("source_ranges", {}).items()
+                              if e.family(e.parse_range_key(k)[1]) == family}}
 
 
 def _adopt(ctx: Context, installed: dict) -> Plan:
@@ -175,7 +236,8 @@ def _adopt(ctx: Context, installed: dict) -> Plan:
     ids = {e.parse_backend(value): int.from_bytes(key, "little") for key, value in backends.items()}
     services = dict(installed.get("services", {}))
     base = ID_BASE[ctx.family]
-    plan = Plan(ctx, {}, {}, {}, services, backends, {}, set(), ids, {i: 0 for i in ids.values()}, [], [], base,
+    plan = Plan(ctx, {}, {}, dict(installed.get("digests", {})), {}, {}, {}, services, backends, {}, set(), ids,
+                {i: 0 for i in ids.values()}, [], [], base,
                 max(ids.values(), default=base - 1) + 1, Updates())
     # the port ids the kernel's masters hold (the affinity map is keyed by them)
     plan.next_port_id = max((e.parse_value(v)[3] for k, v in services.items() if e.parse_key(k)[4] == 0),
@@ -183,16 +245,18 @@ def _adopt(ctx: Context, installed: dict) -> Plan:
     return plan
 
 
-def _port(plan: Plan, name: PortName, share: tuple | None) -> None:
+def _port(plan: Plan, name: PortName, share: Share | None) -> None:
     """Move one port from its old groups to `share` (None: the port is gone),
-    and rewrite every group whose owner or content that changes."""
+    and rewrite every group whose owner or content that changes; then its
+    table and source ranges."""
+    groups = share.groups if share is not None else None
     old = plan.shares.pop(name, None) or ()
-    if share is not None:
-        plan.shares[name] = share
+    if groups is not None:
+        plan.shares[name] = groups
         if name not in plan.port_ids:
-            plan.port_ids[name] = _port_id(plan, share)
+            plan.port_ids[name] = _port_id(plan, groups)
             plan.taken.add(plan.port_ids[name])
-    new = {g.where: g for g in share or ()}
+    new = {g.where: g for g in groups or ()}
     for g in old:
         if g.where not in new:
             plan.claims[g.where].discard(name)
@@ -200,8 +264,64 @@ def _port(plan: Plan, name: PortName, share: tuple | None) -> None:
         plan.claims.setdefault(where, set()).add(name)
     for where in {g.where for g in old} | set(new):
         _rewrite(plan, where)
+    _table(plan, name, share.table if share is not None else None)
+    _ranges(plan, name, share.ranges if share is not None else ())
     if share is None:
         plan.taken.discard(plan.port_ids.pop(name, None))
+
+
+def _table(plan: Plan, name: PortName, wanted: Table | None) -> None:
+    """Write the port's Maglev table where its inputs changed (or the kernel's
+    digest differs): only this port's table is recomputed. The table holds
+    its backend ids (taken before the old ones are released)."""
+    held = plan.tables.pop(name, None)
+    port_id = plan.port_ids.get(name)
+    if wanted is not None:
+        wanted = wanted._replace(ids=tuple(_take(plan, wanted.endpoints)))
+        plan.tables[name] = wanted
+        value = e.digest_value(digest(wanted, plan.context.maglev_seed), maglev.size_class(wanted.size))
+        key = port_id.to_bytes(4, "little")
+        old = plan.digests.get(key)
+        if old != value:
+            if old is not None and e.parse_digest(old)[1] != maglev.size_class(wanted.size):
+                plan.updates.tables_deleted[port_id] = maglev.SIZES[e.parse_digest(old)[1]]   # another class's map
+            plan.updates.tables[port_id] = wanted
+            plan.digests[key] = value
+    if held is not None:
+        _release_endpoints(plan, held.endpoints)
+    if wanted is None and port_id is not None:
+        _drop_table(plan, port_id.to_bytes(4, "little"))
+
+
+def _drop_table(plan: Plan, key: bytes) -> None:
+    old = plan.digests.pop(key, None)
+    if old is not None:
+        port_id = int.from_bytes(key, "little")
+        plan.updates.tables.pop(port_id, None)
+        plan.updates.tables_deleted[port_id] = maglev.SIZES[e.parse_digest(old)[1]]
+
+
+def digest(table: Table, seed: int) -> int:
+    """What a table is made of, in 8 bytes: a table whose digest the kernel
+    holds is not written again (a restart, a periodic full sync)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{table.size} {seed} ".encode())
+    for (addr, port, _), backend_id in sorted(zip(table.endpoints, table.ids)):
+        h.update(maglev.name(addr, port) + backend_id.to_bytes(4, "little"))
+    return int.from_bytes(h.digest(), "little")
+
+
+def _ranges(plan: Plan, name: PortName, networks: tuple) -> None:
+    port_id = plan.port_ids.get(name)
+    keys = frozenset(e.range_key(port_id, n) for n in networks) if networks else frozenset()
+    held = plan.ranges.pop(name, frozenset())
+    if keys:
+        plan.ranges[name] = keys
+    for key in sorted(keys - held):
+        plan.updates.ranges[key] = b"\x01"
+    for key in sorted(held - keys):
+        plan.updates.ranges.pop(key, None)
+        plan.updates.ranges_deleted.append(key)
 
 
 def _rewrite(plan: Plan, where: tuple) -> None:
@@ -257,6 +377,12 @@ def _group_keys(where: tuple, group: Group | None) -> set[bytes]:
 def _stale_entries(plan: Plan, installed: dict) -> None:
     """After a full compile: what the kernel held that no port wants goes,
     and the backends no slot names."""
+    tables = {plan.port_ids[name].to_bytes(4, "little") for name in plan.tables}
+    for key in sorted(set(installed.get("digests", {})) - tables):
+        _drop_table(plan, key)
+    held_ranges = set().union(*plan.ranges.values()) if plan.ranges else set()
+    plan.updates.ranges_deleted += sorted(set(installed.get("source_ranges", {})) - held_ranges)
+    plan.updates.ranges = {k: v for k, v in plan.updates.ranges.items() if k not in installed.get("source_ranges", {})}
     wanted = set()
     for where, (_, group) in plan.written.items():
         wanted |= _group_keys(where, group)
@@ -306,7 +432,11 @@ def _new_backend(plan: Plan, endpoint: tuple) -> int:
 
 
 def _release(plan: Plan, group: Group | None) -> None:
-    for endpoint in group.endpoints if group else ():
+    _release_endpoints(plan, group.endpoints if group else ())
+
+
+def _release_endpoints(plan: Plan, endpoints: tuple) -> None:
+    for endpoint in endpoints:
         backend_id = plan.backend_ids[endpoint]
         left = plan.backend_users[backend_id] - 1
         plan.backend_users[backend_id] = left

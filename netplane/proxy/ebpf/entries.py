@@ -4,8 +4,14 @@ addresses as ::ffff:a.b.c.d, so one map serves both families).
 
     services   (address, port, protocol, scope, slot) -> slot 0: (count, flags, affinity, id)
                                                       slot i: (backend id, 0, 0, 0)
-    backends   id -> (address, port)
+    backends   id -> (address, port, local)
     nodeports  (address, 0, 0, 0, 0) -> 0: the addresses node ports answer on
+    source_ranges  (prefix length, port id, address) -> 1 (an LPM trie: loadBalancerSourceRanges)
+    maglev_digests port id -> (digest, size class): which Maglev table the kernel holds
+
+A key's scope says who looks it up: 0 and SCOPE_NODEPORT the socket
+programs (and tc_lb.c for a cluster IP routed to the node), SCOPE_EXTERNAL
+(| SCOPE_NODEPORT) the tc programs, for traffic from other machines.
 
 group_entries() packs one lookup key's master and slots at once;
 ext/ebpf_entries.pyx builds the same bytes, faster (netplane.fastpath).
@@ -16,7 +22,12 @@ import struct
 import netaddr
 
 SCOPE_NODEPORT = 1           # a key whose address is the family's zero: any node-port address
+SCOPE_EXTERNAL = 2           # what traffic from other machines reaches (tc_lb.c)
 FLAG_DROP = 1                # refuse with EPERM: endpoints exist, none here (else ECONNREFUSED)
+FLAG_LOCAL = 2               # externalTrafficPolicy Local: no SNAT, the client's address is kept
+FLAG_FIREWALL = 4            # sources are checked against source_ranges
+LUT_SHIFT = 8                # flags bits 8..15: the Maglev table's size class
+BACKEND_LOCAL = 1            # a backend on this node: reached without SNAT
 V4_PREFIX = bytes(10) + b"\xff\xff"
 
 _KEY = struct.Struct("=16s2sBBI")
@@ -73,8 +84,8 @@ def group_entries(addr: bytes, port: int, proto: int, scope: int, backend_ids: l
     return entries
 
 
-def backend(addr: bytes, port: int) -> bytes:
-    return _BACKEND.pack(addr, port.to_bytes(2, "big"), 0)
+def backend(addr: bytes, port: int, local: bool = False) -> bytes:
+    return _BACKEND.pack(addr, port.to_bytes(2, "big"), BACKEND_LOCAL if local else 0)
 
 
 def nodeport_key(addr: bytes) -> bytes:
@@ -90,9 +101,41 @@ def parse_value(value: bytes) -> tuple[int, int, int, int]:
     return _VALUE.unpack(value)
 
 
-def parse_backend(value: bytes) -> tuple[bytes, int]:
-    addr, port, _ = _BACKEND.unpack(value)
-    return addr, int.from_bytes(port, "big")
+def parse_backend(value: bytes) -> tuple[bytes, int, bool]:
+    """(address, port, local): the endpoint tuple the compile keys ids by."""
+    addr, port, flags = _BACKEND.unpack(value)
+    return addr, int.from_bytes(port, "big"), bool(flags & BACKEND_LOCAL)
+
+
+_RANGE = struct.Struct("=II16s")
+_DIGEST = struct.Struct("=QII")
+
+
+def range_key(port_id: int, network) -> bytes:
+    """An LPM trie key: the port id always matches whole, then the network's
+    prefix of the 16-byte address (an IPv4 one behind the 96 bits of ::ffff:)."""
+    plen = network.prefixlen + (96 if network.version == 4 else 0)
+    return _RANGE.pack(32 + plen, port_id, address(network.network))
+
+
+def parse_range_key(key: bytes) -> tuple[int, bytes, int]:
+    """(port id, address, prefix length in the 16-byte address)."""
+    plen, port_id, addr = _RANGE.unpack(key)
+    return port_id, addr, plen - 32
+
+
+def nat_key(ifindex: int, family: int) -> bytes:
+    """nat_addresses' key: the device and family whose SNAT address it holds."""
+    return struct.pack("=II", ifindex, family)
+
+
+def digest_value(digest: int, size_class: int) -> bytes:
+    return _DIGEST.pack(digest, size_class, 0)
+
+
+def parse_digest(value: bytes) -> tuple[int, int]:
+    digest, size_class, _ = _DIGEST.unpack(value)
+    return digest, size_class
 
 
 _REVNAT = struct.Struct("=16s2sH16s2sH")

@@ -1,9 +1,12 @@
-"""The socket programs in the kernel: compiled by bcc, attached to a
-cgroup, pinned in bpffs, and found again after a restart.
+"""The programs in the kernel: compiled by bcc, the socket programs
+attached to a cgroup, the tc programs to the node's devices (devices.py),
+maps pinned in bpffs, and all found again after a restart.
 
 Theory of operation.
-1. bcc compiles bpf/sock_lb.c (0.2-0.8 s) with the pin directory and the
-   map sizes as macros. Its maps are declared pinned: when the pins exist
+1. bcc compiles one text (0.5-1.5 s): bpf/sock_lb.c, bpf/icmp_reply.h,
+   the Maglev maps for maglev.SIZES (maglev_text(): bcc cannot expand a
+   map call inside a macro) and bpf/tc_lb.c, with the pin directory, map
+   sizes and the datapath's settings as macros. Its maps are declared pinned: when the pins exist
    (a restart), bcc opens those maps instead of making new ones, so what
    the last proxy wrote (services, affinity, reverse translations) stays.
 2. Each program is attached to the cgroup with BPF_F_ALLOW_MULTI next to
@@ -19,8 +22,12 @@ import ctypes
 import os
 from pathlib import Path
 
+from netplane.proxy.ebpf import maglev
+
 BPF_F_ALLOW_MULTI = 2
-SOURCE = Path(__file__).parent / "bpf" / "sock_lb.c"
+BPF_MAP_TYPE_ARRAY = 2
+BPF_DIR = Path(__file__).parent / "bpf"
+SOURCE = BPF_DIR / "sock_lb.c"
 # program -> its attach type's name in bcc's BPFAttachType
 PROGRAMS = {
     "connect4": "CGROUP_INET4_CONNECT", "connect6": "CGROUP_INET6_CONNECT",
@@ -28,7 +35,43 @@ PROGRAMS = {
     "recvmsg4": "CGROUP_UDP4_RECVMSG", "recvmsg6": "CGROUP_UDP6_RECVMSG",
     "getpeername4": "CGROUP_INET4_GETPEERNAME", "getpeername6": "CGROUP_INET6_GETPEERNAME",
 }
-MAPS = ("services", "backends", "nodeports", "affinity", "revnat")
+MAPS = ("services", "backends", "nodeports", "affinity", "revnat", "ct", "frags", "ext_affinity", "source_ranges",
+        "nat_addresses", "maglev_digests") + tuple(f"maglev_{m}" for m in maglev.SIZES)
+TC_PROGRAMS = {"ingress": "tc_ingress", "egress": "tc_egress"}
+
+
+def maglev_text(sizes=maglev.SIZES) -> str:
+    """Per table size: the table's struct, a template inner map, the pinned
+    outer map; and maglev_pick(), switching on the size class."""
+    decl, cases = [], []
+    for size_class, m in enumerate(sizes):
+        decl.append(f"struct lut_{m} {{ __u32 slot[{m}]; }};\n"
+                    f"BPF_ARRAY(lut_shape_{m}, struct lut_{m}, 1);\n"
+                    f'BPF_F_TABLE("hash_of_maps$lut_shape_{m}:" PIN "/maglev_{m}", __u32, int, maglev_{m}, '
+                    f"TABLES_MAX, 0);\n")
+        cases.append(f"""    case {size_class}: {{
+        void *inner = maglev_{m}.lookup(&id);
+        if (!inner)
+            return 0;
+        struct lut_{m} *lut = bpf_map_lookup_elem(inner, &zero);
+        if (!lut)
+            return 0;
+        __u32 i = hash % {m};
+        asm volatile("" : "+r"(i));      /* keep the bound check the verifier needs */
+        if (i >= {m})
+            return 0;
+        return lut->slot[i];
+    }}
+""")
+    return ("#ifndef TABLES_MAX\n#define TABLES_MAX 65536\n#endif\n" + "".join(decl)
+            + "/* The backend id at the flow's slot of the port's Maglev table (0: none). */\n"
+            "static __always_inline __u32 maglev_pick(__u32 id, __u32 size_class, __u32 hash)\n{\n"
+            "    __u32 zero = 0;\n    switch (size_class) {\n" + "".join(cases) + "    }\n    return 0;\n}\n")
+
+
+def program_text() -> str:
+    return "\n".join([SOURCE.read_text(), (BPF_DIR / "icmp_reply.h").read_text(), maglev_text(),
+                      (BPF_DIR / "tc_lb.c").read_text()])
 
 
 class LoadError(RuntimeError):
@@ -47,7 +90,8 @@ def bcc():
 class Loaded:
     """The programs and maps of one proxy, attached to `cgroup`, pinned under `pin`."""
 
-    def __init__(self, cgroup: str, pin: str, sizes: dict[str, int], headers: str = "") -> None:
+    def __init__(self, cgroup: str, pin: str, sizes: dict[str, int], headers: str = "",
+                 settings: dict[str, int] | None = None) -> None:
         self.cgroup, self.pin = cgroup, pin
         if headers:
             os.environ.setdefault("BCC_KERNEL_SOURCE", headers)
@@ -55,12 +99,44 @@ class Loaded:
         _check_bpffs(pin)
         os.makedirs(pin, exist_ok=True)
         cflags = [f'-DPIN="{pin}"'] + [f"-D{name.upper()}_MAX={n}" for name, n in sizes.items()]
+        cflags += [f"-D{name}={value}" for name, value in (settings or {}).items()]
         try:
-            self.bpf = module.BPF(text=SOURCE.read_text(), cflags=cflags)
+            self.bpf = module.BPF(text=program_text(), cflags=cflags)
         except Exception as err:
-            raise LoadError(f"compiling {SOURCE.name} failed: {err}") from None
+            raise LoadError(f"compiling {SOURCE.name} and tc_lb.c failed: {err}") from None
         self.module = module
         self.maps = {name: self.bpf[name] for name in MAPS}
+        self._tc = None
+
+    def tc_programs(self) -> dict[str, int]:
+        """hook -> the loaded tc program's fd (loaded once)."""
+        if self._tc is None:
+            self._tc = {hook: self.bpf.load_func(name, self.module.BPF.SCHED_CLS).fd
+                        for hook, name in TC_PROGRAMS.items()}
+        return self._tc
+
+    def write_table(self, size: int, port_id: int, table: bytes) -> None:
+        """A Maglev table into a new inner map, swapped in for the port's old
+        one in one update of the outer map (a lookup sees one or the other)."""
+        lib = self._lib()
+        fd = lib.bcc_create_map(BPF_MAP_TYPE_ARRAY, b"np_lut", 4, 4 * size, 1, 0)
+        if fd < 0:
+            raise LoadError(f"creating a Maglev table of {size} slots failed: {os.strerror(-fd)}")
+        try:
+            zero = ctypes.c_uint32(0)
+            if lib.bpf_update_elem(fd, ctypes.byref(zero), ctypes.c_char_p(table), 0) != 0:
+                raise LoadError(f"writing a Maglev table failed: {os.strerror(ctypes.get_errno())}")
+            outer = self.maps[f"maglev_{size}"]
+            outer[outer.Key(port_id)] = outer.Leaf(fd)
+        finally:
+            os.close(fd)
+
+    def delete_table(self, size: int, port_id: int) -> None:
+        outer = self.maps[f"maglev_{size}"]
+        try:
+            del outer[outer.Key(port_id)]
+        except KeyError:
+            pass
 
     def attach(self) -> None:
         """Attach every program, replacing what a previous proxy left."""
@@ -150,8 +226,10 @@ def _prog_id(lib, prog_fd: int) -> int:
 
 
 def remove(cgroup: str, pin: str) -> list[str]:
-    """Detach and unpin everything a proxy left (--cleanup)."""
-    removed = []
+    """Detach and unpin everything a proxy left (--cleanup): the tc programs
+    of this network namespace's devices too."""
+    from netplane.proxy.ebpf import devices
+    removed = [f"tc programs on {name}" for index, name in devices.ours() if devices.detach(index)]
     if not os.path.isdir(pin):
         return removed
     module = bcc()

@@ -1,14 +1,14 @@
-"""The eBPF mode, part 1: sockets on this node (its pods and its own
-processes) are load-balanced in cgroup programs at connect() and sendmsg()
-(bpf/sock_lb.c), so their traffic is never NATed. Packets from other
+"""The eBPF mode: sockets on this node (its pods and its own processes) are
+load-balanced in cgroup programs at connect() and sendmsg()
+(bpf/sock_lb.c), so their traffic is never NATed; packets from other
 machines (node ports, external and load-balancer IPs, cluster IPs routed
-to the node) and SCTP are served by the nftables mode's rules, compiled in
-the same sync: the socket programs cannot see them. A socket's traffic,
-translated at connect(), never matches those rules: its destination is
-already the backend.
+to the node) in tc programs on the node's devices (bpf/tc_lb.c), with
+their own connection tracking, NAT and Maglev. No iptables or nftables
+rule is needed. SCTP is not served: its CRC32c checksum covers the ports
+and cannot be patched in flight (the log says how many ports that leaves).
 
-A plan is both: the maps' updates (compile.py) and the nftables
-transaction. The applier writes the maps first, then the rules.
+A plan is the maps' updates (compile.py), written in their order
+(Updates.steps); the Maglev tables are rendered as they are written.
 """
 import logging
 import os
@@ -16,18 +16,20 @@ import threading
 import time
 from dataclasses import dataclass
 
+from netplane import fastpath
 from netplane.proxy import modes
 from netplane.proxy.ebpf import compile as sock
-from netplane.proxy.ebpf import loader, sockets
-from netplane.proxy.ebpf.context import Context as SockContext
+from netplane.proxy.ebpf import devices, loader, maglev, sockets
+from netplane.proxy.ebpf import entries as e
+from netplane.proxy.ebpf.context import Context
 from netplane.proxy.ebpf.maps import Map
-from netplane.proxy.nftables import mode as nft_mode
-from netplane.proxy.nftables.compile import compile_family as nft_compile
+from netplane.proxy.nftables.mode import nodeport_ips
 from netplane.proxy.options import OptionError, option
 from netplane.proxy.settings import Settings
 
 log = logging.getLogger("netplane.proxy")
 LOOPBACK = {4: "127.0.0.1", 6: "::1"}
+_tables = fastpath.load("maglev")          # table(): maglev.py's, or ext/maglev.pyx's
 
 
 @dataclass(frozen=True)
@@ -39,59 +41,70 @@ class EbpfOptions:
     kernel_headers: str = option("", key="kernelHeaders", flag="--ebpf-kernel-headers",
                                  help="a kernel header tree for bcc (default: BCC_KERNEL_SOURCE, or the one "
                                       "scripts/bootstrap builds)")
+    devices: str = option("", key="devices", flag="--ebpf-devices",
+                          help="comma-separated devices for the tc programs (default: those holding the node "
+                               "IPs, and those routing to other nodes' pods)")
     services_max: int = option(1 << 20, key="servicesMax",
                                help="entries of the services map: a master and a slot per backend for each address "
                                     "and port (65,536 ports of 10 endpoints need ~720k)")
     backends_max: int = option(1 << 20, key="backendsMax", help="distinct endpoints")
     affinity_max: int = option(1 << 16, key="affinityMax", help="remembered (client, port) pairs (LRU)")
     revnat_max: int = option(1 << 18, key="revnatMax", help="translated sockets remembered for replies (LRU)")
-
-
-@dataclass(frozen=True)
-class Context:
-    sockets: SockContext
-    rules: object                   # the nftables mode's Context, for traffic from elsewhere
+    ct_max: int = option(1 << 18, key="ctMax", help="connection-tracking entries for traffic from other machines "
+                                                     "(LRU; 2 or 4 per flow)")
+    maglev_table_size: int = option(maglev.DEFAULT_SIZE, key="maglevTableSize",
+                                    help=f"slots of each Maglev table, one of {', '.join(map(str, maglev.SIZES))}")
+    maglev_compact: bool = option(False, key="maglevCompact",
+                                  help="per Service the smallest size >= 100 x its backends (up to "
+                                       "maglevTableSize): far less kernel memory, a little more disruption")
+    maglev_seed: int = option(0, key="maglevSeed", help="the tables' hash seed: the same on every node")
+    nat_port_min: int = option(61000, key="natPortMin", help="SNAT ports, above the kernel's ephemeral range")
+    nat_port_max: int = option(65535, key="natPortMax", help="the last SNAT port")
+    ct_timeout_tcp: int = option(21600, key="ctTimeoutTCP", help="seconds an idle established TCP flow is kept")
+    ct_timeout_other: int = option(60, key="ctTimeoutOther", help="seconds an idle UDP flow is kept")
 
 
 @dataclass
 class Plan:
     context: Context
     sockets: sock.Plan
-    rules: object                   # the nftables mode's Plan
-    compile_s: float = 0.0          # the maps' share of the compile (logged with a full sync's writes)
+    compile_s: float = 0.0          # logged with a full sync's writes
+    unserved: int = 0               # SCTP ports: not served in this mode
 
 
 def context(settings: Settings, options: EbpfOptions, family: int, nodeports) -> Context:
-    rules = nft_mode.context(settings, nft_mode.NftablesOptions(), family, nodeports)
+    if options.maglev_table_size not in maglev.SIZES:
+        raise OptionError(f"ebpf.maglevTableSize {options.maglev_table_size}: choose one of "
+                          f"{', '.join(map(str, maglev.SIZES))}")
+    if not 1024 <= options.nat_port_min <= options.nat_port_max <= 65535:
+        raise OptionError(f"ebpf.natPortMin..natPortMax {options.nat_port_min}..{options.nat_port_max}: "
+                          "need 1024 <= min <= max <= 65535")
     # node ports from sockets on this node: on its node-port addresses, and on localhost
-    addresses = tuple(rules.nodeports or ()) + (LOOPBACK[family],)
-    return Context(SockContext(family, addresses), rules)
+    addresses = tuple(nodeport_ips(settings, family, nodeports) or ()) + (LOOPBACK[family],)
+    return Context(family, addresses, settings.node.name, options.maglev_table_size, options.maglev_compact,
+                   options.maglev_seed, tuple(settings.node_ips), tuple(settings.cluster_cidrs))
 
 
 def compile_plan(policies, ctx: Context, previous: Plan | None, changed, installed) -> Plan:
-    installed = installed or {}
     started = time.perf_counter()
-    sockets_plan = sock.compile_family(policies, ctx.sockets, previous and previous.sockets, changed,
-                                       installed.get("sockets"))
-    compiled = time.perf_counter() - started
-    return Plan(ctx, sockets_plan,
-                nft_compile(policies, ctx.rules, previous and previous.rules, changed, installed.get("rules")),
-                compiled)
+    plan = sock.compile_family(policies, ctx, previous and previous.sockets, changed, (installed or {}).get("sockets"))
+    unserved = sum(1 for p in policies.values() if p.port.protocol not in sock.PROTO)
+    return Plan(ctx, plan, time.perf_counter() - started, unserved)
 
 
 def render(plan: Plan) -> str:
     u = plan.sockets.updates
-    lines = [f"# eBPF maps (IPv{plan.context.sockets.family}): {len(u.masters)} master(s), {len(u.slots)} slot(s), "
-             f"{len(u.backends)} backend(s) written; {len(u.masters_deleted) + len(u.slots_deleted)} service "
-             f"entries and {len(u.backends_deleted)} backend(s) deleted"]
-    return "\n".join(lines) + "\n" + nft_mode.render_plan(plan.rules)
+    return (f"# eBPF maps (IPv{plan.context.family}): {len(u.masters)} master(s), {len(u.slots)} slot(s), "
+            f"{len(u.backends)} backend(s), {len(u.tables)} Maglev table(s), {len(u.ranges)} source range(s) "
+            f"written; {len(u.masters_deleted) + len(u.slots_deleted)} service entries, {len(u.backends_deleted)} "
+            f"backend(s), {len(u.tables_deleted)} table(s) and {len(u.ranges_deleted)} range(s) deleted\n")
 
 
 class EbpfApplier:
     def __init__(self, family: int, options: EbpfOptions | None = None) -> None:
         self.family, self.options = family, options or EbpfOptions()
-        self.rules = nft_mode.NftablesApplier(family)
         self._loaded = None
+        self._devices: list[devices.Device] = []
 
     def loaded(self) -> loader.Loaded:
         """The programs, loaded and attached once per process (both families share them)."""
@@ -104,9 +117,7 @@ class EbpfApplier:
 
     def read_back(self) -> dict:
         maps = self.loaded().maps
-        return {"sockets": {"services": Map(maps["services"]).items(), "backends": Map(maps["backends"]).items(),
-                            "nodeports": Map(maps["nodeports"]).items()},
-                "rules": self.rules.read_back()}
+        return {"sockets": {name: Map(maps[kernel]).items() for name, kernel in _READ_BACK.items()}}
 
     def apply(self, plan: Plan, previous: Plan | None) -> None:
         loaded = self.loaded()
@@ -114,19 +125,37 @@ class EbpfApplier:
             detached = loader.detached(self.options.cgroup_path, self.options.pin_path)
             if detached:
                 loaded.reattach(detached)
+            self._attach_devices(loaded, plan.context)
         maps = {name: Map(table) for name, table in loaded.maps.items()}
         u = plan.sockets.updates
         started = time.perf_counter()
-        for name, op, entries in u.steps():    # in the order no lookup sees a dangling slot or backend
-            getattr(maps[name], op)(entries)
+        rendered = write(plan, maps, loaded)
         if previous is None:              # the goal: a full sync into the maps (compile and writes)
             written = time.perf_counter() - started
-            log.info("IPv%d eBPF maps: full sync in %.0f ms (compile %.0f ms, %d entries written in %.0f ms)",
-                     self.family, 1000 * (plan.compile_s + written), 1000 * plan.compile_s,
-                     len(u.backends) + len(u.slots) + len(u.masters), 1000 * written)
-        self.rules.apply(plan.rules, previous and previous.rules)
+            log.info("IPv%d eBPF maps: full sync in %.0f ms (compile %.0f ms, %d entries and %d Maglev tables "
+                     "written in %.0f ms, of which %.0f ms computing tables)", self.family,
+                     1000 * (plan.compile_s + written), 1000 * plan.compile_s,
+                     len(u.backends) + len(u.slots) + len(u.masters), len(u.tables), 1000 * written, 1000 * rendered)
+            if plan.unserved:
+                log.warning("IPv%d: %d SCTP service port(s) are not served in ebpf mode", self.family, plan.unserved)
         if u.left or u.gone:
             self._destroy_sockets(maps["revnat"], u.left, u.gone)
+
+    def _attach_devices(self, loaded, ctx: Context) -> None:
+        names = tuple(n.strip() for n in self.options.devices.split(",") if n.strip())
+        try:
+            found = devices.find(names, ctx.node_ips, ctx.cluster_cidrs)
+        except ValueError as err:
+            raise OptionError(str(err)) from None
+        programs = loaded.tc_programs()
+        nat = Map(loaded.maps["nat_addresses"])
+        for device in found:
+            devices.attach(device, programs)
+            nat.update({e.nat_key(device.index, f): e.backend(e.address(ip), 0)
+                        for f, ip in device.addresses.items() if ip is not None})
+        if [d.name for d in found] != [d.name for d in self._devices]:
+            log.info("tc programs on %s", ", ".join(d.name for d in found) or "no device")
+        self._devices = found
 
     def _destroy_sockets(self, revnat: Map, left: list[tuple], gone: list[tuple]) -> None:
         """Sockets left on a backend that went are destroyed, off the sync's
@@ -149,19 +178,49 @@ class EbpfApplier:
         missing = loader.detached(self.options.cgroup_path, self.options.pin_path)
         if missing:
             return f"socket program(s) {', '.join(missing)} are no longer attached to {self.options.cgroup_path}"
-        return self.rules.drift()
+        for device in self._devices:
+            lost = set(devices.PARENTS) - devices.attached(device.index)
+            if lost:
+                return f"the tc program(s) of {device.name} ({', '.join(sorted(lost))}) are gone"
+        return None
 
     def present(self) -> bool:
-        """Only the programs and maps: the nftables table is the nftables
-        mode's to sweep (a switch to it keeps and rewrites the table)."""
         return os.path.isdir(self.options.pin_path)
 
     def cleanup(self) -> list[str]:
-        """The programs and maps (once: both families share them); `--cleanup`
-        removes the rules through the nftables mode's sweep."""
+        """The programs and maps (once: both families share them)."""
         return loader.remove(self.options.cgroup_path, self.options.pin_path) if self.family == 4 else []
 
 
+def write(plan: Plan, maps: dict, tables) -> float:
+    """The plan's updates, in their order (Updates.steps), into `maps` (name
+    -> update/delete of bytes) and `tables` (write_table/delete_table): the
+    kernel's through the applier, dicts through the tests' fake. A table is
+    rendered (maglev.table) just before it is written. Returns the seconds
+    spent rendering tables."""
+    u, seed, rendered = plan.sockets.updates, plan.context.maglev_seed, 0.0
+    for name, op, entries in u.steps():
+        if name != "tables":
+            getattr(maps[name], op)(entries)
+        elif op == "update":
+            for port_id, table in entries.items():
+                started = time.perf_counter()
+                lut = _tables.table([maglev.name(a, p) for a, p, _ in table.endpoints], list(table.ids), table.size,
+                                    seed)
+                rendered += time.perf_counter() - started
+                tables.write_table(table.size, port_id, lut)
+            maps["maglev_digests"].update({k: plan.sockets.digests[k] for k in (i.to_bytes(4, "little")
+                                                                                 for i in entries)})
+        else:
+            for port_id, size in entries.items():
+                tables.delete_table(size, port_id)
+            maps["maglev_digests"].delete([i.to_bytes(4, "little") for i in entries if i not in u.tables])
+    return rendered
+
+
+# what a full compile reads back: the compile's name -> the kernel map's
+_READ_BACK = {"services": "services", "backends": "backends", "nodeports": "nodeports",
+              "digests": "maglev_digests", "source_ranges": "source_ranges"}
 _LOADED: dict[tuple, loader.Loaded] = {}
 
 
@@ -169,11 +228,12 @@ def _shared(o: EbpfOptions) -> loader.Loaded:
     key = (o.cgroup_path, o.pin_path)
     if key not in _LOADED:
         sizes = {"services": o.services_max, "backends": o.backends_max, "affinity": o.affinity_max,
-                 "revnat": o.revnat_max}
-        loaded = loader.Loaded(o.cgroup_path, o.pin_path, sizes, o.kernel_headers or _bootstrap_headers())
+                 "revnat": o.revnat_max, "ct": o.ct_max}
+        settings = {"NAT_PORT_MIN": o.nat_port_min, "NAT_PORT_MAX": o.nat_port_max, "MAGLEV_SEED": o.maglev_seed,
+                    "CT_TCP": o.ct_timeout_tcp, "CT_OTHER": o.ct_timeout_other}
+        loaded = loader.Loaded(o.cgroup_path, o.pin_path, sizes, o.kernel_headers or _bootstrap_headers(), settings)
         loaded.attach()
-        log.info("socket load balancing: programs attached to %s, pinned under %s; traffic from other "
-                 "machines is served by nftables rules until the eBPF mode's part 2", o.cgroup_path, o.pin_path)
+        log.info("socket load balancing: programs attached to %s, pinned under %s", o.cgroup_path, o.pin_path)
         _LOADED[key] = loaded
     return _LOADED[key]
 
@@ -199,5 +259,4 @@ def unavailable() -> str | None:
 
 MODE = modes.register(modes.Mode(
     name="ebpf", options=EbpfOptions, section="ebpf", context=context, compile=compile_plan,
-    applier=EbpfApplier, render=render, keeps=("nftables",), unavailable=unavailable,
-    translates_at_connect=True))
+    applier=EbpfApplier, render=render, unavailable=unavailable, translates_at_connect=True))

@@ -57,7 +57,9 @@ def stale(revnat: dict[bytes, bytes], left: list[tuple], gone: set[tuple]) -> tu
     TCP ones whose backend is `gone`. Each as cookie -> backend (text, port)."""
     left_by = {}
     for (addr, port, _proto, scope), endpoint in left:
-        left_by.setdefault((None if scope else addr, port), set()).add(endpoint)
+        if not scope & e.SCOPE_EXTERNAL:         # the tc programs' keys: no socket dialled those
+            left_by.setdefault((None if scope else addr, port), set()).add(endpoint[:2])
+    gone = {endpoint[:2] for endpoint in gone}
     udp, tcp = {}, {}
     for key, value in revnat.items():
         orig, orig_port, backend = e.revnat_value(value)

@@ -15,7 +15,7 @@ def resolved(services: dict[bytes, bytes], backends: dict[bytes, bytes]) -> dict
         eps = []
         for i in range(1, count + 1):
             held = services[e.service_key(addr, port, proto, scope, i)]
-            ep_addr, ep_port = e.parse_backend(backends[e.parse_value(held)[0].to_bytes(4, "little")])
+            ep_addr, ep_port, _ = e.parse_backend(backends[e.parse_value(held)[0].to_bytes(4, "little")])
             eps.append(f"{e.text(ep_addr)}:{ep_port}")
         out[(e.text(addr), port, proto, scope)] = (count, flags, affinity, tuple(eps))
     return out

@@ -28,11 +28,11 @@ class NftablesOptions:
 def context(settings: Settings, options: NftablesOptions, family: int, nodeports) -> Context:
     cidr = settings.cluster_cidr(family)
     return Context(family=family, cluster_cidr=str(cidr) if cidr else "", masquerade_all=settings.masquerade_all,
-                   masquerade_bit=settings.masquerade_bit, nodeports=_nodeports(settings, family, nodeports),
+                   masquerade_bit=settings.masquerade_bit, nodeports=nodeport_ips(settings, family, nodeports),
                    service_cidrs=tuple(str(c) for c in settings.service_cidrs if c.version == family))
 
 
-def _nodeports(settings: Settings, family: int, nodeports) -> tuple[str, ...] | None:
+def nodeport_ips(settings: Settings, family: int, nodeports) -> tuple[str, ...] | None:
     """As kube-proxy's nftables mode: node ports answer on the node's primary
     IP unless --nodeport-addresses says otherwise (then on the node's
     addresses inside those CIDRs); every local address only without a node IP."""
