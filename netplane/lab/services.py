@@ -109,7 +109,7 @@ def run_checks(lab) -> list[Check]:
         ("echo", pod, "tcp", "10.96.0.10", 80, {}, "several pods answer", _spread),
         ("echo", pod, "tcp", "fd00:96::10", 80, {}, "several pods answer (IPv6)", _spread),
         ("echo", pod, "udp", "10.96.0.10", 53, {}, "several pods answer (UDP)", _spread),
-        ("echo-nodeport", "client", "tcp", node_ip[second], 30080, {}, "answers, client masqueraded", _masqueraded),
+        _nodeport_check(lab, node_ip[second], second),
         ("echo-local", "client", "tcp", node_ip[first], 30081, {}, "a local pod sees the client", _client_kept),
         ("echo-local", "client", "tcp", node_ip[second], 30081, {"timeout": 1}, "dropped: no local endpoint",
          _dropped),
@@ -158,6 +158,32 @@ def _answered(result, _lab):
 
 def _masqueraded(result, _lab):
     return _describe(result, seen=True), not result["failed"] and not _seen(result) & {CLIENT_ALLOWED, CLIENT_DENIED}
+
+
+def _nodeport_check(lab, node_ip: str, node: str):
+    """A node port under the Cluster policy, from outside: masqueraded; where
+    the mode keeps the client's address for the node's own pods (their
+    replies come back through it anyway), only the other nodes' pods see
+    the node."""
+    from netplane.proxy import modes
+
+    mode = lab.record.proxy_mode
+    if not mode or modes.get(mode).snat_local_endpoints:
+        return ("echo-nodeport", "client", "tcp", node_ip, 30080, {}, "answers, client masqueraded", _masqueraded)
+    return ("echo-nodeport", "client", "tcp", node_ip, 30080, {}, "answers; masqueraded to other nodes' pods",
+            _masqueraded_off_node(node))
+
+
+def _masqueraded_off_node(node: str):
+    def judge(result, lab):
+        clients = {CLIENT_ALLOWED, CLIENT_DENIED}
+        ok = not result["failed"]
+        for answer in result["answers"]:
+            pod, seen = answer.split()[:2]
+            local = lab.record.pods[pod].node == node
+            ok = ok and ((seen in clients) == local)
+        return _describe(result, seen=True), ok
+    return judge
 
 
 def _client_kept(result, _lab):

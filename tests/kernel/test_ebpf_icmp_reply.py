@@ -79,15 +79,18 @@ def v6(l4):
     return eth() / IPv6(src="2001:db8::7", dst="fd00:96::10", hlim=61) / l4
 
 
+QUOTED_L4 = 20                  # bytes after the IP header (icmp_reply.h's ICMP_REPLY_QUOTED_L4)
+
+
 def quoted(packet: Ether) -> bytes:
     """What the answer must quote: the IP header (with options) and the first
-    8 bytes after it, within the IP length."""
+    20 bytes after it (a TCP header's checksum field included), within the IP length."""
     ip = bytes(packet.payload)
     if packet.type == 0x0800:
         hlen, total = (ip[0] & 0xF) * 4, int.from_bytes(ip[2:4], "big")
     else:
         hlen, total = 40, 40 + int.from_bytes(ip[4:6], "big")
-    return ip[:min(hlen + 8, total)]
+    return ip[:min(hlen + QUOTED_L4, total)]
 
 
 def answer(prog, packet) -> Ether:
@@ -160,9 +163,9 @@ def test_tcp_syn_over_ipv4_with_options(prog, options, ihl):
     assert ports_and_seq(bytes(out[ICMP].payload), ihl * 4)[:2] == (40001, 443)
 
 
-def test_udp_over_ipv4_quotes_8_bytes_of_the_payload(prog):
+def test_udp_over_ipv4_quotes_20_bytes_of_the_payload(prog):
     out = check_v4(prog, v4(UDP(sport=5353, dport=53) / (b"x" * 300)))
-    assert len(bytes(out[ICMP].payload)) == 20 + 8
+    assert len(bytes(out[ICMP].payload)) == 20 + QUOTED_L4
 
 
 def test_tcp_syn_over_ipv6(prog):
@@ -172,7 +175,7 @@ def test_tcp_syn_over_ipv6(prog):
 
 def test_udp_over_ipv6(prog):
     out = check_v6(prog, v6(UDP(sport=5353, dport=53) / (b"y" * 1000)))
-    assert len(bytes(out[ICMPv6DestUnreach].payload)) == 40 + 8
+    assert len(bytes(out[ICMPv6DestUnreach].payload)) == 40 + QUOTED_L4
 
 
 def test_fewer_than_8_bytes_after_the_header_are_quoted_whole(prog):

@@ -267,7 +267,8 @@ DAMAGE = {
     "iptables": {"deleted": "iptables -t nat -F && iptables -t nat -X", "flushed": "iptables -t nat -F",
                  "listing": "iptables-save -t nat", "present": "-A NP-SERVICES"},
     "ebpf": {"deleted": "bpftool cgroup detach {cgroup} connect4 pinned {pin}/prog_connect4",
-             "listing": "bpftool cgroup show {cgroup}", "present": "connect4"},
+             "listing": "bpftool cgroup show {cgroup}; tc filter show dev eth0 ingress", "present": "connect4",
+             "flushed": "tc filter del dev eth0 ingress pref 20048", "present_too": "netplane_ingress"},
     "nftables": {"deleted": "nft delete table ip netplane", "flushed": "nft flush table ip netplane",
                  "base chain": "nft flush chain ip netplane nat-prerouting && nft delete chain ip netplane nat-prerouting",
                  "listing": "nft list chain ip netplane nat-prerouting", "present": "jump services"},
@@ -290,7 +291,8 @@ def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
     where = {"cgroup": lab.cgroup(node), "pin": os.path.join(lab.bpffs_dir, node)}
 
     def rules_in():
-        return how["present"] in lab.run(node, ["sh", "-c", how["listing"].format(**where) + " 2>/dev/null"]).stdout
+        shown = lab.run(node, ["sh", "-c", how["listing"].format(**where) + " 2>/dev/null"]).stdout
+        return how["present"] in shown and how.get("present_too", "") in shown
 
     lab.run(node, ["sh", "-c", how[damage].format(**where)], check=True)
     assert not rules_in()
@@ -301,7 +303,7 @@ def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
 
 
 LEFTOVERS = {"iptables": ("iptables-save", ":NP-"), "nftables": ("nft list tables", "netplane"),
-             "ebpf": ("ls {pin}", "prog_connect4")}
+             "ebpf": ("ls {pin}; tc filter show dev eth0 ingress", "prog_connect4")}
 
 
 def test_switching_modes_sweeps_the_old_modes_objects(lab):
@@ -429,7 +431,8 @@ def test_nftables_once_then_cleanup_leave_other_tables_alone(tmp_path):
 
 def test_ebpf_cleanup_removes_every_program_pin_and_map(lab):
     """(The eBPF mode's.) `--cleanup` on a node: its programs leave the
-    cgroup, and the pins (programs and maps) and the nftables table go."""
+    cgroup, its tc programs leave the devices, and the pins (programs and
+    maps) go."""
     if MODE["now"] != "ebpf":
         pytest.skip("about the eBPF mode's objects")
     node = "node2"
@@ -441,7 +444,8 @@ def test_ebpf_cleanup_removes_every_program_pin_and_map(lab):
                               "--ebpf-cgroup-path", cgroup, "--ebpf-pin-path", pin])
         assert done.returncode == 0, done.stderr
         assert "removed program connect4" in done.stdout and "removed map services" in done.stdout
-        assert "removed IPv4 table ip netplane" in done.stdout
+        assert "removed tc programs on eth0" in done.stdout
+        assert "netplane" not in lab.run(node, ["tc", "filter", "show", "dev", "eth0", "ingress"]).stdout
         assert subprocess.run(["bpftool", "cgroup", "show", cgroup], capture_output=True, text=True).stdout.strip() == ""
         assert not os.path.exists(pin)
     finally:
@@ -517,3 +521,166 @@ def test_no_sync_failed_along_the_way(lab):
     for node in lab.record.nodes:
         log = open(os.path.join(lab.node_dir(node), "proxy.log")).read()
         assert "sync failed" not in log, [line[:300] for line in log.splitlines() if "sync failed" in line][:3]
+
+
+# -- traffic from outside the cluster (the external client), in every mode ---------
+
+def node_ip(lab, node: str) -> str:
+    return next(ip for ip in lab.record.nodes[node].internal_ips if ":" not in ip)
+
+
+def test_no_endpoints_is_refused_at_once_from_outside(lab):
+    """A node port whose Service has no endpoint: the client's connect fails
+    at once (an ICMP port unreachable, or a reset), not by timeout."""
+    services.publish(lab, [b.service("empty", "10.96.0.40", [dict(PORT[0], nodePort=30099)], type="NodePort")],
+                     "empty.json")
+    started = time.monotonic()
+    got = services.probe(lab, "client", "tcp", node_ip(lab, "node1"), 30099, timeout=3)
+    assert got["errors"].get("refused") == 1, got
+    assert time.monotonic() - started < 2.5
+
+
+def test_the_same_flow_gets_the_same_backend_through_either_node(lab):
+    """(Maglev.) A client's connection from one source port answers from
+    the same pod whichever node it enters through: both build the same
+    table from the endpoints' addresses, and the hash leaves the node
+    port's address out."""
+    if MODE["now"] != "ebpf":
+        pytest.skip("only the eBPF mode hashes flows consistently across nodes")
+    for sport in range(40100, 40120):
+        seen = set()
+        for node in ("node1", "node2"):
+            got = services.probe(lab, "client", "tcp", node_ip(lab, node), 30080, sport=sport)
+            assert got["ok"] == 1, got
+            seen |= {a.split()[0] for a in got["answers"]}
+        assert len(seen) == 1, (sport, seen)
+
+
+def test_endpoint_churn_under_an_external_client_loses_no_connection(lab):
+    """As the pods' churn test, through a node port from outside: endpoints
+    leave (terminating first) and come back while the client connects every
+    10 ms to a node whose pods come and go too."""
+    pods = sorted(lab.record.pods)
+    state = {p: True for p in pods}
+
+    def publish():
+        eps = [b.endpoint(lab.record.pods[p].ips[0], lab.record.pods[p].node, ready=up, serving=up,
+                          terminating=not up) for p, up in state.items()]
+        services.publish(lab, [b.service("xchurn", "10.96.0.41", [dict(PORT[0], nodePort=30041)], type="NodePort"),
+                               b.endpoint_slice("xchurn", eps, TARGET)], "xchurn.json")
+
+    publish()
+    client = lab.spawn("client", [sys.executable, "-m", "netplane.lab.probe", "tcp", node_ip(lab, "node1"), "30041",
+                                  "--count", "0", "--duration", "10", "--interval", "0.01", "--timeout", "2"],
+                       stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        for pod in pods[1:]:
+            state[pod] = False
+            publish()
+            time.sleep(0.3)
+            lab.stop(f"echo/{pod}")
+            time.sleep(0.5)
+            lab.serve(pod)
+            state[pod] = True
+            publish()
+        out, _ = client.communicate(timeout=40)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    result = json.loads(out)
+    assert result["failed"] == 0, result
+    assert result["ok"] > 150 and len({a.split()[0] for a in result["answers"]}) == len(pods)
+
+
+SINK = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    n = 0
+    while True:
+        data = c.recv(65536)
+        if not data:
+            break
+        n += len(data)
+    c.sendall(str(n).encode())
+    c.close()
+"""
+
+UPLOAD = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"x" * int(sys.argv[3]))
+s.shutdown(socket.SHUT_WR)
+print(s.recv(100).decode())
+"""
+
+
+def test_a_large_upload_crosses_a_small_mtu_path(lab):
+    """Path-MTU discovery through the Service: node1 reaches the backend
+    (on node2) over a 1280-byte path, so it answers the client's full-size
+    segments with "fragmentation needed" about the translated packet; the
+    proxy must translate that error back (the Service's address in it) or
+    the client's kernel ignores it and the upload stalls."""
+    pod = next(p for p, r in sorted(lab.record.pods.items()) if r.node == "node2")
+    pod_ip = lab.record.pods[pod].ips[0]
+    sink = lab.spawn(pod, [sys.executable, "-c", SINK, "9000"], stdout=subprocess.PIPE, text=True)
+    route = f"{pod_ip}/32 via 10.244.2.0 dev np-vxlan onlink mtu lock 1280"
+    try:
+        assert sink.stdout.readline().strip() == "listening"
+        target = [{"name": "http", "port": 9000, "protocol": "TCP"}]
+        services.publish(lab, [b.service("sink", "10.96.0.42", [dict(PORT[0], nodePort=30042)], type="NodePort"),
+                               b.endpoint_slice("sink", services.endpoints(lab, [pod]), target)], "sink.json")
+        lab.run("node1", ["sh", "-c", f"ip route add {route}"], check=True)
+        size = 2_000_000
+        done = lab.run("client", [sys.executable, "-c", UPLOAD, node_ip(lab, "node1"), "30042", str(size)],
+                       timeout=30)
+        assert done.returncode == 0 and done.stdout.strip() == str(size), done
+    finally:
+        lab.run("node1", ["sh", "-c", f"ip route del {route}"])
+        sink.kill()
+        sink.wait()
+
+
+BIG_UDP = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+got = set()
+for i in range(int(sys.argv[3])):
+    s.sendto(b"who " + b"x" * 3000, (sys.argv[1], int(sys.argv[2])))
+    got.add(s.recvfrom(5000)[0].decode().split()[0])
+print(" ".join(sorted(got)))
+"""
+
+
+def test_fragmented_datagrams_reach_the_service_from_outside(lab):
+    """A 3 KB datagram leaves the client in three fragments: the first has
+    the ports, the others only the IP header. Each must follow the first to
+    the same backend, local (DNAT only) or remote (SNAT too)."""
+    dns = {"name": "dns", "port": services.TARGET_PORT, "protocol": "UDP"}
+    pods = sorted(lab.record.pods)
+    services.publish(lab, [b.service("frag", "10.96.0.43", [{"name": "dns", "port": 53, "protocol": "UDP",
+                                                             "nodePort": 30043}], type="NodePort"),
+                           b.endpoint_slice("frag", services.endpoints(lab, pods), [dns])], "frag.json")
+    done = lab.run("client", [sys.executable, "-c", BIG_UDP, node_ip(lab, "node1"), "30043", "20"], timeout=60)
+    assert done.returncode == 0, done.stderr
+    answered = set(done.stdout.split())
+    assert answered and answered <= set(pods), done.stdout
+
+
+def test_no_rule_of_ours_in_ebpf_mode(lab):
+    """(The eBPF mode's.) Traffic from other machines is in the tc programs:
+    no iptables chain nor nftables table of ours is left on any node."""
+    if MODE["now"] != "ebpf":
+        pytest.skip("about the eBPF mode")
+    for node in lab.record.nodes:
+        assert "netplane" not in lab.run(node, ["nft", "list", "tables"]).stdout
+        assert ":NP-" not in lab.run(node, ["iptables-save"]).stdout
+        assert "netplane_ingress" in lab.run(node, ["tc", "filter", "show", "dev", "eth0", "ingress"]).stdout

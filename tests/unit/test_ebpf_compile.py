@@ -193,3 +193,62 @@ def test_sockets_left_on_a_backend_that_left_their_service_are_picked_by_cookie(
     assert udp == {1: ("10.244.1.5", 8080)} and tcp == {}
     udp, tcp = sockets.stale(held, [], {old})
     assert udp == {} and set(tcp) == {1, 2}
+
+
+# -- traffic from other machines: external keys, Maglev tables, source ranges ----------
+
+def _external(plan, port):
+    """The node port's external master: (count, flags, affinity, port id)."""
+    key = e.service_key(e.ANY[4], port, 6, e.SCOPE_EXTERNAL | e.SCOPE_NODEPORT)
+    return e.parse_value(plan.services[key])
+
+
+def test_a_changed_service_recomputes_only_its_own_table():
+    pol = policies([svc(1, type="NodePort"), svc(2, type="NodePort")], [eps(1, 3), eps(2, 3)])
+    plan = ec.compile_family(pol, CTX)
+    assert set(plan.updates.tables) == {plan.port_ids[n] for n in pol}
+    changed = policies([svc(1, type="NodePort"), svc(2, type="NodePort")], [eps(1, 3), eps(2, 4)])
+    name = next(n for n in changed if n.name == "s2")
+    plan = ec.compile_family(changed, CTX, plan, {name})
+    assert list(plan.updates.tables) == [plan.port_ids[name]]
+    assert len(plan.updates.tables[plan.port_ids[name]].endpoints) == 4
+
+
+def test_a_restart_rewrites_no_table_whose_digest_the_kernel_holds():
+    pol = policies([svc(1, type="NodePort"), svc(2, type="LoadBalancer", ingress=["192.0.2.10"],
+                                                 loadBalancerSourceRanges=["198.51.100.0/24"])],
+                   [eps(1, 3), eps(2, 2)])
+    first = ec.compile_family(pol, CTX)
+    installed = {"services": dict(first.services), "backends": dict(first.backends), "digests": dict(first.digests),
+                 "source_ranges": dict(first.updates.ranges)}
+    again = ec.compile_family(pol, CTX, installed=installed)
+    assert again.updates.tables == {} and again.updates.tables_deleted == {}
+    assert again.updates.ranges == {} and again.updates.ranges_deleted == []
+    gone = policies([svc(1, type="NodePort")], [eps(1, 3)])
+    later = ec.compile_family(gone, CTX, installed=installed)
+    s2 = first.port_ids[next(n for n in pol if n.name == "s2")]
+    assert later.updates.tables_deleted == {s2: maglev.DEFAULT_SIZE}
+    assert sorted(later.updates.ranges_deleted) == sorted(installed["source_ranges"])
+
+
+def test_external_keys_use_the_external_endpoints_and_say_local_and_firewall():
+    local = policies([svc(3, type="NodePort", externalTrafficPolicy="Local")], [eps(3, 4)])
+    plan = ec.compile_family(local, Context(4, ("192.168.200.11",), node="n1"))
+    count, flags, _, port_id = _external(plan, 30003)
+    assert count == 2 and flags & e.FLAG_LOCAL                  # n1's two of the four
+    assert {ep[2] for ep in plan.tables[next(iter(local))].endpoints} == {True}
+    lb = policies([svc(4, type="LoadBalancer", ingress=["192.0.2.10"], loadBalancerSourceRanges=["198.51.100.0/24"])],
+                  [eps(4, 2)])
+    plan = ec.compile_family(lb, CTX)
+    master = e.parse_value(plan.services[e.service_key(e.address("192.0.2.10"), 80, 6, e.SCOPE_EXTERNAL)])
+    assert master[1] & e.FLAG_FIREWALL and not _external(plan, 30004)[1] & e.FLAG_FIREWALL   # the LB IP only
+    (key,) = plan.updates.ranges
+    assert e.parse_range_key(key) == (master[3], e.address("198.51.100.0"), 96 + 24)
+
+
+def test_compact_tables_are_sized_per_service():
+    pol = policies([svc(1, type="NodePort"), svc(2, type="NodePort")], [eps(1, 2), eps(2, 30)])
+    plan = ec.compile_family(pol, Context(4, ("192.168.200.11",), maglev_compact=True))
+    sizes = {n.name: t.size for n, t in plan.tables.items()}
+    assert sizes == {"s1": 251, "s2": 4093}
+    assert (_external(plan, 30002)[1] >> e.LUT_SHIFT) & 0xFF == maglev.SIZES.index(4093)

@@ -104,7 +104,6 @@ class EbpfApplier:
     def __init__(self, family: int, options: EbpfOptions | None = None) -> None:
         self.family, self.options = family, options or EbpfOptions()
         self._loaded = None
-        self._devices: list[devices.Device] = []
 
     def loaded(self) -> loader.Loaded:
         """The programs, loaded and attached once per process (both families share them)."""
@@ -153,9 +152,9 @@ class EbpfApplier:
             devices.attach(device, programs)
             nat.update({e.nat_key(device.index, f): e.backend(e.address(ip), 0)
                         for f, ip in device.addresses.items() if ip is not None})
-        if [d.name for d in found] != [d.name for d in self._devices]:
+        if [d.name for d in found] != [d.name for d in loaded.devices]:     # both families share them
             log.info("tc programs on %s", ", ".join(d.name for d in found) or "no device")
-        self._devices = found
+        loaded.devices = found
 
     def _destroy_sockets(self, revnat: Map, left: list[tuple], gone: list[tuple]) -> None:
         """Sockets left on a backend that went are destroyed, off the sync's
@@ -178,7 +177,7 @@ class EbpfApplier:
         missing = loader.detached(self.options.cgroup_path, self.options.pin_path)
         if missing:
             return f"socket program(s) {', '.join(missing)} are no longer attached to {self.options.cgroup_path}"
-        for device in self._devices:
+        for device in self.loaded().devices:
             lost = set(devices.PARENTS) - devices.attached(device.index)
             if lost:
                 return f"the tc program(s) of {device.name} ({', '.join(sorted(lost))}) are gone"
@@ -231,7 +230,10 @@ def _shared(o: EbpfOptions) -> loader.Loaded:
                  "revnat": o.revnat_max, "ct": o.ct_max}
         settings = {"NAT_PORT_MIN": o.nat_port_min, "NAT_PORT_MAX": o.nat_port_max, "MAGLEV_SEED": o.maglev_seed,
                     "CT_TCP": o.ct_timeout_tcp, "CT_OTHER": o.ct_timeout_other}
-        loaded = loader.Loaded(o.cgroup_path, o.pin_path, sizes, o.kernel_headers or _bootstrap_headers(), settings)
+        tables = tuple(m for m in maglev.SIZES if m <= o.maglev_table_size) if o.maglev_compact else \
+            (o.maglev_table_size,)
+        loaded = loader.Loaded(o.cgroup_path, o.pin_path, sizes, o.kernel_headers or _bootstrap_headers(), settings,
+                               tables)
         loaded.attach()
         log.info("socket load balancing: programs attached to %s, pinned under %s", o.cgroup_path, o.pin_path)
         _LOADED[key] = loaded
@@ -259,4 +261,5 @@ def unavailable() -> str | None:
 
 MODE = modes.register(modes.Mode(
     name="ebpf", options=EbpfOptions, section="ebpf", context=context, compile=compile_plan,
-    applier=EbpfApplier, render=render, unavailable=unavailable, translates_at_connect=True))
+    applier=EbpfApplier, render=render, unavailable=unavailable, translates_at_connect=True,
+    snat_local_endpoints=False))

@@ -49,6 +49,7 @@ class Mode:
     keeps: tuple[str, ...] = field(default=())      # other modes whose objects it relies on: never swept
     unavailable: Callable[[], str | None] = lambda: None   # why this kernel cannot run it (None: it can)
     translates_at_connect: bool = False             # sockets on the node are translated at connect(): no NAT
+    snat_local_endpoints: bool = True               # external Cluster traffic to this node's pods is SNATed too
 
 
 MODES: dict[str, Mode] = {}

@@ -8,9 +8,12 @@
  * 1. The original headers are read with bpf_skb_load_bytes (the skb may
  *    be non-linear) and checked: a full Ethernet and IP header (IPv4 with
  *    its options, ihl*4 bytes) or the packet is dropped.
- * 2. The quote is the original IP header plus the first 8 bytes after it
- *    (RFC 792; RFC 4443 allows more, 8 are enough for the ports). A packet
- *    with fewer than 8 bytes after its header is quoted whole. Bytes past
+ * 2. The quote is the original IP header plus the first 20 bytes after it
+ *    (RFC 792 asks for 8, enough for the ports; RFC 1812 and 4443 allow
+ *    more). 20 keep a TCP header's checksum field: a packet from a veth
+ *    may still be CHECKSUM_PARTIAL, and the kernel refuses to trim it
+ *    before the field its checksum goes into. A packet
+ *    with fewer than that after its header is quoted whole. Bytes past
  *    the IP length (Ethernet padding) are never quoted.
  * 3. The quote is copied to the stack, zero-padded to a multiple of 4
  *    (bpf_csum_diff's unit; zeros add nothing to a one's complement sum),
@@ -42,7 +45,7 @@
 #include <uapi/linux/ipv6.h>
 
 #define ICMP_REPLY_TTL 64
-#define ICMP_REPLY_QUOTED_L4 8          /* bytes of the original datagram after its IP header */
+#define ICMP_REPLY_QUOTED_L4 20         /* bytes of the original datagram after its IP header */
 #define ICMP4_QUOTE_MAX (60 + ICMP_REPLY_QUOTED_L4)
 #define ICMP6_QUOTE_MAX (40 + ICMP_REPLY_QUOTED_L4)
 
@@ -130,7 +133,7 @@ static __always_inline int icmp_unreachable4(struct __sk_buff *skb)
     __u32 hlen = ip.ihl * 4, total = bpf_ntohs(ip.tot_len), len = skb->len;
     if (ip.version != 4 || hlen < sizeof(ip) || total < hlen || len < ETH_HLEN + hlen)
         return TC_ACT_SHOT;
-    /* the L4 bytes there are: up to the IP length (not Ethernet padding), at most 8 */
+    /* the L4 bytes there are: up to the IP length (not Ethernet padding), at most ICMP_REPLY_QUOTED_L4 */
     __u32 after = len - ETH_HLEN - hlen;
     if (after > total - hlen)
         after = total - hlen;
@@ -170,7 +173,7 @@ static __always_inline int icmp_unreachable6(struct __sk_buff *skb)
     __u32 payload = bpf_ntohs(ip.payload_len), len = skb->len;
     if (ip.version != 6 || len < ETH_HLEN + sizeof(ip))
         return TC_ACT_SHOT;
-    /* whatever follows the fixed header (L4 or an extension header), up to 8 bytes */
+    /* whatever follows the fixed header (L4 or an extension header), up to ICMP_REPLY_QUOTED_L4 bytes */
     __u32 after = len - ETH_HLEN - sizeof(ip);
     if (after > payload)
         after = payload;
