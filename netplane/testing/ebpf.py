@@ -28,12 +28,14 @@ class DictMap(dict):
 class FakeTables(dict):
     """The Maglev maps of maps: (size, port id) -> the table's bytes."""
 
-    def write_table(self, size: int, port_id: int, table: bytes) -> None:
-        assert len(table) == 4 * size
-        self[size, port_id] = table
+    def write_tables(self, size: int, tables: list[tuple[int, bytes]]) -> None:
+        for port_id, table in tables:
+            assert len(table) == 4 * size
+            self[size, port_id] = table
 
-    def delete_table(self, size: int, port_id: int) -> None:
-        self.pop((size, port_id), None)
+    def delete_tables(self, size: int, port_ids: list[int]) -> None:
+        for port_id in port_ids:
+            self.pop((size, port_id), None)
 
     def of(self, port_id: int) -> bytes | None:
         return next((t for (_, i), t in self.items() if i == port_id), None)

@@ -98,7 +98,7 @@ class Datapath:
         table[table.Key.from_buffer_copy(key)] = table.Leaf.from_buffer_copy(value)
 
     def write_table(self, size: int, port_id: int, backend_id: int) -> None:
-        """A Maglev table of one backend, as loader.Loaded.write_table writes one."""
+        """A Maglev table of one backend, as loader.Loaded.write_tables writes them."""
         addr, _ = BACKENDS[backend_id]
         lut = maglev.table([maglev.name(entries.address(addr), BACKEND_PORT)], [backend_id], size, 0)
         lib = self.bcc.libbcc.lib

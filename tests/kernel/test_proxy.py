@@ -684,3 +684,17 @@ def test_no_rule_of_ours_in_ebpf_mode(lab):
         assert "netplane" not in lab.run(node, ["nft", "list", "tables"]).stdout
         assert ":NP-" not in lab.run(node, ["iptables-save"]).stdout
         assert "netplane_ingress" in lab.run(node, ["tc", "filter", "show", "dev", "eth0", "ingress"]).stdout
+
+
+def test_a_port_no_service_uses_reaches_the_node_from_outside(lab):
+    """What a healthCheckNodePort listener needs: a port in the node-port
+    range that no Service uses, on the node's own address, is the node's:
+    no program or rule of the proxy hides it."""
+    server = lab.spawn("node1", [sys.executable, "-c", SINK, "30555"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "listening"
+        done = lab.run("client", [sys.executable, "-c", UPLOAD, node_ip(lab, "node1"), "30555", "1000"], timeout=10)
+        assert done.returncode == 0 and done.stdout.strip() == "1000", done
+    finally:
+        server.kill()
+        server.wait()

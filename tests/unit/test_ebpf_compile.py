@@ -35,9 +35,9 @@ class Maps:
             if name == "tables":
                 for port_id, table in entries.items():
                     if op == "update":
-                        self.tables.write_table(table.size, port_id, bytes(4 * table.size))
+                        self.tables.write_tables(table.size, [(port_id, bytes(4 * table.size))])
                     else:
-                        self.tables.delete_table(table, port_id)
+                        self.tables.delete_tables(table, [port_id])
             else:
                 getattr(getattr(self, name), op)(entries)
             assert view.consistent(self.services, self.backends) is None

@@ -120,60 +120,35 @@ class Loaded:
                         for hook, name in TC_PROGRAMS.items()}
         return self._tc
 
-    def write_table(self, size: int, port_id: int, table: bytes) -> None:
-        """A Maglev table into a new inner map, swapped in for the port's old
-        one in one update of the outer map (a lookup sees one or the other)."""
-        lib = self._lib()
-        fd = lib.bcc_create_map(BPF_MAP_TYPE_ARRAY, b"np_lut", 4, 4 * size, 1, 0)
-        if fd < 0:
-            raise LoadError(f"creating a Maglev table of {size} slots failed: {os.strerror(-fd)}")
+    def write_tables(self, size: int, tables: list[tuple[int, bytes]]) -> None:
+        """Maglev tables of one size, each into a new inner map, swapped in
+        for the ports' old ones (a lookup sees one or the other) by one
+        batch update of the outer map: the kernel waits for an RCU grace
+        period after every map-of-maps update from user space (~20 ms
+        here), so one by one, 10k tables would take 200 s."""
+        lib, outer, fds = self._lib(), self.maps[f"maglev_{size}"], []
         try:
             zero = ctypes.c_uint32(0)
-            if lib.bpf_update_elem(fd, ctypes.byref(zero), ctypes.c_char_p(table), 0) != 0:
-                raise LoadError(f"writing a Maglev table failed: {os.strerror(ctypes.get_errno())}")
-            outer = self.maps[f"maglev_{size}"]
-            outer[outer.Key(port_id)] = outer.Leaf(fd)
+            for _, table in tables:
+                fd = lib.bcc_create_map(BPF_MAP_TYPE_ARRAY, b"np_lut", 4, 4 * size, 1, 0)
+                if fd < 0:
+                    raise LoadError(f"creating a Maglev table of {size} slots failed: {os.strerror(-fd)}")
+                fds.append(fd)
+                if lib.bpf_update_elem(fd, ctypes.byref(zero), ctypes.c_char_p(table), 0) != 0:
+                    raise LoadError(f"writing a Maglev table failed: {os.strerror(ctypes.get_errno())}")
+            n = len(fds)
+            outer.items_update_batch((outer.Key * n)(*(i for i, _ in tables)), (outer.Leaf * n)(*fds))
         finally:
-            os.close(fd)
+            for fd in fds:             # the outer map holds the tables now
+                os.close(fd)
 
-    def delete_table(self, size: int, port_id: int) -> None:
+    def delete_tables(self, size: int, port_ids: list[int]) -> None:
         outer = self.maps.get(f"maglev_{size}")
-        if outer is None:              # a size no longer in use: its map goes with --cleanup
+        if outer is None or not port_ids:      # a size no longer in use: its map goes with --cleanup
             return
-        try:
-            del outer[outer.Key(port_id)]
-        except KeyError:
-            pass
-
-    def attach(self) -> None:
-        """Attach every program, replacing what a previous proxy left."""
-        fd = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for name, kind in PROGRAMS.items():
-                attach_type = getattr(self.module.BPFAttachType, kind)
-                fn = self.bpf.load_func(name, self.module.BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
-                self.bpf.attach_func(fn, fd, attach_type, BPF_F_ALLOW_MULTI)
-                old = self._pinned(name)
-                if old is not None:
-                    self._lib().bpf_prog_detach2(old, fd, attach_type)
-                    os.close(old)
-                    os.unlink(self._prog_pin(name))
-                if self._lib().bpf_obj_pin(fn.fd, self._prog_pin(name).encode()) != 0:
-                    raise LoadError(f"pinning {name} at {self._prog_pin(name)} failed: {os.strerror(ctypes.get_errno())}")
-        finally:
-            os.close(fd)
-
-    def reattach(self, names: list[str]) -> None:
-        """Attach again what was detached behind our back (drift): this
-        proxy's own programs, already pinned."""
-        fd = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for name in names:
-                attach_type = getattr(self.module.BPFAttachType, PROGRAMS[name])
-                fn = self.bpf.load_func(name, self.module.BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
-                self.bpf.attach_func(fn, fd, attach_type, BPF_F_ALLOW_MULTI)
-        finally:
-            os.close(fd)
+        held = [i for i in port_ids if outer.Key(i) in outer]      # a batch stops at the first missing key
+        if held:
+            outer.items_delete_batch((outer.Key * len(held))(*held))
 
     def _lib(self):
         return self.module.libbcc.lib

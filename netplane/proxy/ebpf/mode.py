@@ -137,6 +137,9 @@ class EbpfApplier:
                      len(u.backends) + len(u.slots) + len(u.masters), len(u.tables), 1000 * written, 1000 * rendered)
             if plan.unserved:
                 log.warning("IPv%d: %d SCTP service port(s) are not served in ebpf mode", self.family, plan.unserved)
+        elif u.tables or u.tables_deleted:      # a change recomputes only the tables of the ports it changed
+            log.info("IPv%d eBPF maps: %d Maglev table(s) computed in %.1f ms and rewritten, %d deleted",
+                     self.family, len(u.tables), 1000 * rendered, len(u.tables_deleted))
         if u.left or u.gone:
             self._destroy_sockets(maps["revnat"], u.left, u.gone)
 
@@ -193,7 +196,7 @@ class EbpfApplier:
 
 def write(plan: Plan, maps: dict, tables) -> float:
     """The plan's updates, in their order (Updates.steps), into `maps` (name
-    -> update/delete of bytes) and `tables` (write_table/delete_table): the
+    -> update/delete of bytes) and `tables` (write_tables/delete_tables): the
     kernel's through the applier, dicts through the tests' fake. A table is
     rendered (maglev.table) just before it is written. Returns the seconds
     spent rendering tables."""
@@ -202,18 +205,34 @@ def write(plan: Plan, maps: dict, tables) -> float:
         if name != "tables":
             getattr(maps[name], op)(entries)
         elif op == "update":
-            for port_id, table in entries.items():
-                started = time.perf_counter()
-                lut = _tables.table([maglev.name(a, p) for a, p, _ in table.endpoints], list(table.ids), table.size,
-                                    seed)
-                rendered += time.perf_counter() - started
-                tables.write_table(table.size, port_id, lut)
+            rendered += _write_tables(entries, seed, tables)
             maps["maglev_digests"].update({k: plan.sockets.digests[k] for k in (i.to_bytes(4, "little")
                                                                                  for i in entries)})
         else:
+            by_size = {}
             for port_id, size in entries.items():
-                tables.delete_table(size, port_id)
+                by_size.setdefault(size, []).append(port_id)
+            for size, port_ids in by_size.items():
+                tables.delete_tables(size, port_ids)
             maps["maglev_digests"].delete([i.to_bytes(4, "little") for i in entries if i not in u.tables])
+    return rendered
+
+
+TABLES_AT_ONCE = 256          # rendered, then written in one batch: bounded memory and open map fds
+
+
+def _write_tables(entries: dict, seed: int, tables) -> float:
+    """Render and write tables TABLES_AT_ONCE at a time, per size; returns the seconds spent rendering."""
+    rendered, items = 0.0, list(entries.items())
+    for start in range(0, len(items), TABLES_AT_ONCE):
+        by_size: dict[int, list] = {}
+        began = time.perf_counter()
+        for port_id, table in items[start:start + TABLES_AT_ONCE]:
+            lut = _tables.table([maglev.name(a, p) for a, p, _ in table.endpoints], list(table.ids), table.size, seed)
+            by_size.setdefault(table.size, []).append((port_id, lut))
+        rendered += time.perf_counter() - began
+        for size, written in by_size.items():
+            tables.write_tables(size, written)
     return rendered
 
 
