@@ -112,6 +112,7 @@ class Loaded:
         self.maps = {name: self.bpf[name] for name in MAPS + tuple(f"maglev_{m}" for m in table_sizes)}
         self._tc = None
         self.devices = []              # where the tc programs are (devices.Device), as the last full sync found
+        self.attached = False
 
     def tc_programs(self) -> dict[str, int]:
         """hook -> the loaded tc program's fd (loaded once)."""
@@ -149,6 +150,37 @@ class Loaded:
         held = [i for i in port_ids if outer.Key(i) in outer]      # a batch stops at the first missing key
         if held:
             outer.items_delete_batch((outer.Key * len(held))(*held))
+
+    def attach(self) -> None:
+        """Attach every program, replacing what a previous proxy left."""
+        fd = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name, kind in PROGRAMS.items():
+                attach_type = getattr(self.module.BPFAttachType, kind)
+                fn = self.bpf.load_func(name, self.module.BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
+                self.bpf.attach_func(fn, fd, attach_type, BPF_F_ALLOW_MULTI)
+                old = self._pinned(name)
+                if old is not None:
+                    self._lib().bpf_prog_detach2(old, fd, attach_type)
+                    os.close(old)
+                    os.unlink(self._prog_pin(name))
+                if self._lib().bpf_obj_pin(fn.fd, self._prog_pin(name).encode()) != 0:
+                    raise LoadError(f"pinning {name} at {self._prog_pin(name)} failed: {os.strerror(ctypes.get_errno())}")
+            self.attached = True
+        finally:
+            os.close(fd)
+
+    def reattach(self, names: list[str]) -> None:
+        """Attach again what was detached behind our back (drift): this
+        proxy's own programs, already pinned."""
+        fd = os.open(self.cgroup, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in names:
+                attach_type = getattr(self.module.BPFAttachType, PROGRAMS[name])
+                fn = self.bpf.load_func(name, self.module.BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
+                self.bpf.attach_func(fn, fd, attach_type, BPF_F_ALLOW_MULTI)
+        finally:
+            os.close(fd)
 
     def _lib(self):
         return self.module.libbcc.lib

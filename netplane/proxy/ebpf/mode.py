@@ -251,12 +251,15 @@ def _shared(o: EbpfOptions) -> loader.Loaded:
                     "CT_TCP": o.ct_timeout_tcp, "CT_OTHER": o.ct_timeout_other}
         tables = tuple(m for m in maglev.SIZES if m <= o.maglev_table_size) if o.maglev_compact else \
             (o.maglev_table_size,)
-        loaded = loader.Loaded(o.cgroup_path, o.pin_path, sizes, o.kernel_headers or _bootstrap_headers(), settings,
-                               tables)
+        # kept before attaching: a failed attach is retried by the next sync with the same programs,
+        # not compiled again (bcc's objects are never freed: a retry loop would grow without bound)
+        _LOADED[key] = loader.Loaded(o.cgroup_path, o.pin_path, sizes, o.kernel_headers or _bootstrap_headers(),
+                                     settings, tables)
+    loaded = _LOADED[key]
+    if not loaded.attached:
         loaded.attach()
         log.info("socket load balancing: programs attached to %s, pinned under %s", o.cgroup_path, o.pin_path)
-        _LOADED[key] = loaded
-    return _LOADED[key]
+    return loaded
 
 
 def _bootstrap_headers() -> str:
