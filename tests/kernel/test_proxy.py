@@ -698,3 +698,36 @@ def test_a_port_no_service_uses_reaches_the_node_from_outside(lab):
     finally:
         server.kill()
         server.wait()
+
+
+REUSE = """
+import socket, struct, sys
+fails = 0
+for i in range(int(sys.argv[3])):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # the close is a reset
+    s.settimeout(2)
+    s.bind(("", int(sys.argv[4])))
+    try:
+        s.connect((sys.argv[1], int(sys.argv[2])))
+        s.recv(100)
+    except OSError:
+        fails += 1
+    s.close()
+print(fails)
+"""
+
+
+def test_one_source_port_reopened_at_once_many_times_through_a_node_port(lab):
+    """A client that reconnects from the same port at once, again and again
+    (a reset each time), through a node port whose only endpoint is on the
+    other node: each new connection gets a translation (under eBPF, the
+    same SNAT port as its predecessor, not one more per reuse until the
+    range's probes run out)."""
+    pod = next(p for p, r in sorted(lab.record.pods.items()) if r.node == "node2")
+    services.publish(lab, [b.service("reuse", "10.96.0.44", [dict(PORT[0], nodePort=30044)], type="NodePort"),
+                           b.endpoint_slice("reuse", services.endpoints(lab, [pod]), TARGET)], "reuse.json")
+    done = lab.run("client", [sys.executable, "-c", REUSE, node_ip(lab, "node1"), "30044", "150", "40700"],
+                   timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "0", done

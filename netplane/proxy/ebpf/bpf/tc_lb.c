@@ -638,8 +638,18 @@ static __always_inline __u32 nat_start(struct ct_entry *e)
     return mix(h, e->cport);
 }
 
+/* The entry is this client's earlier flow through the same frontend (the
+ * same tuple, opened again after a close): its port is the flow's again,
+ * as conntrack would keep it, instead of one more port per reuse. */
+static __always_inline int predecessor(struct ct_entry *held, struct ct_entry *e)
+{
+    return same(held->client, e->client) && held->cport == e->cport && same(held->frontend, e->frontend) &&
+           held->fport == e->fport;
+}
+
 /* Take a free port on `nat` for the flow: the reply key inserted only if
- * absent (or expired), so two flows to one backend never share a port. */
+ * absent (or expired, or the flow's own predecessor's), so two live flows
+ * to one backend never share a port. */
 static __always_inline int take_port(struct ct_entry *e, __u32 *nat)
 {
     struct flow r;
@@ -652,7 +662,7 @@ static __always_inline int take_port(struct ct_entry *e, __u32 *nat)
         if (ct.insert(&r, e) == 0)
             return 0;
         struct ct_entry *held = ct.lookup(&r);
-        if (held && !alive(held)) {
+        if (held && (!alive(held) || predecessor(held, e))) {
             ct.update(&r, e);
             return 0;
         }
