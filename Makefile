@@ -35,6 +35,8 @@ bench: setup
 	$(VENV)/bin/python benchmarks/proxy_compile.py
 	$(VENV)/bin/python benchmarks/proxy_programming.py --mode iptables,nftables
 	$(VENV)/bin/python benchmarks/proxy_first_packet.py
+	$(VENV)/bin/python benchmarks/proxy_nodeport.py
+	$(VENV)/bin/python -m netplane.bench.throughput
 	$(VENV)/bin/python -m netplane.bench.maglev
 
 # remake requirements.lock from pyproject.toml's ranges (README, "Dependencies")

@@ -30,8 +30,6 @@ namespaces, and each lab is torn down, also on failure, Ctrl-C or SIGTERM.
 Usage: python benchmarks/proxy_first_packet.py [--modes iptables,nftables] [--sizes 100,10000]
            [--rounds 7] [--connections 400] [--out DIR]
 """
-import argparse
-import signal
 import sys
 from pathlib import Path
 
@@ -40,46 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # the harnes
 from netplane.bench import first_packet as bench   # noqa: E402
 
 
-def parse_args(argv=None):
-    from netplane.proxy import modes
-
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--modes", default=",".join(modes.available()),
-                   help="proxy modes, comma-separated (default: every mode this kernel runs: %(default)s)")
-    p.add_argument("--sizes", default="100,10000",
-                   help="SMALL,LARGE: Services on node1's and node3's proxy, the measured one included")
-    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (at least 5 for the issue's numbers)")
-    p.add_argument("--connections", type=int, default=400, help="connections per target per round")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = p.parse_args(argv)
-    args.modes = [m for m in args.modes.split(",") if m]
-    for m in args.modes:
-        if m not in modes.names():
-            p.error(f"--modes: unknown mode {m!r}; known: {', '.join(modes.names())}")
-    try:
-        args.sizes = tuple(int(x) for x in args.sizes.split(","))
-    except ValueError:
-        p.error("--sizes: two integers, SMALL,LARGE")
-    if len(args.sizes) != 2 or min(args.sizes) < 1:
-        p.error("--sizes: two positive integers, SMALL,LARGE")
-    if args.rounds < 1 or args.connections < 1:
-        p.error("--rounds and --connections must be positive")
-    return args
-
-
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so every lab's `finally: lab.down()` runs
-    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(SystemExit(128 + s)))
-    report = bench.run(args.modes, args.sizes, args.rounds, args.connections,
-                       say=lambda text: print(text, flush=True))
-    paths = bench.write(report, args.out)
-    print()
-    print("\n".join(bench.table(report)))
-    print()
-    print("\n".join(bench.ratio_table(report)))
-    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
-    return 0
+    return bench.main(argv, bench.TARGETS, __doc__)
 
 
 if __name__ == "__main__":

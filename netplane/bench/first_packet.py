@@ -24,6 +24,29 @@ come from node2-pod1. Four targets:
     direct-node1  node2-pod1's IP, from node1-pod1 (the floor on node1)
     direct-node3  node2-pod1's IP, from node3-pod1 (the floor on node3)
 
+With the client targets (`benchmarks/proxy_nodeport.py`: NODEPORT_TARGETS,
+written as proxy_nodeport.*), the lab also gets its external client
+namespace (lab.add_client(): 192.168.200.2 on the underlay segment, beside
+the nodes), a third worker runs there, and three more targets join the
+rounds:
+
+    nodeport-small  node1's IP : the nodePort   (crosses node1: small cluster)
+    nodeport-large  node3's IP : the nodePort   (crosses node3: large cluster)
+    direct-client   node2-pod1's IP             (the floor from outside: a
+                    route to node2's pod CIDR via node2, in the client only)
+
+The measured Service is then type NodePort (externalTrafficPolicy
+Cluster), its one endpoint on node2, so node1 and node3 translate the
+client's connection both ways (DNAT to the pod, SNAT to the node's own
+address): every answer must show node2-pod1 and, as the address it saw,
+the node's (through a node port) or the client's (direct). Every
+NODEPORT_EVERY-th filler is a NodePort too (at most 2,500 of them, ports
+30000 up), so the node-port lookup has a cluster's worth of ports around
+it. Ratios added: nodeport-large / nodeport-small, and each against
+direct-client; across modes, the eBPF mode against nftables per target
+(of the per-mode medians: the modes run one after the other, in labs of
+their own, while the targets within a mode are interleaved).
+
 For each of R rounds, one block of C connections per target, the order
 rotating by one target per round, so drift and warm-up hit every target
 alike. Per target: the median over rounds of the per-round median, and the
@@ -37,10 +60,12 @@ rules installed is itself a measurement.
 
 Nothing here touches the host namespace; the lab is torn down, also on
 failure, Ctrl-C or SIGTERM. Needs root. `benchmarks/proxy_first_packet.py`
-is the command line.
+and `benchmarks/proxy_nodeport.py` are the command lines (main() below).
 """
+import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -48,18 +73,28 @@ import time
 from pathlib import Path
 
 from netplane.bench import results
-from netplane.bench.machine import describe
+from netplane.bench.machine import describe, loadavg
+from netplane.lab import topology
 
-NAME = "proxy_first_packet"
+NAME, NODEPORT_NAME = "proxy_first_packet", "proxy_nodeport"
 TARGET_IP, TARGET_PORT, POD_PORT = "10.96.255.254", 80, 8080
-SERVER = "node2-pod1"
+NODE_PORT = 32600                        # the target's nodePort (above every filler's)
+NODEPORT_EVERY, NODEPORT_FIRST, NODEPORT_MAX = 4, 30000, 2500   # fillers that are NodePorts too
+SERVER, SERVER_NODE = "node2-pod1", "node2"
 SMALL_NODE, LARGE_NODE = "node1", "node3"
 CLIENT = {SMALL_NODE: "node1-pod1", LARGE_NODE: "node3-pod1"}
+EXTERNAL = "client"                      # the lab's client namespace, outside the cluster
+EXTERNAL_IP = topology.CLIENT_ADDRESSES[0].split("/")[0]        # its (first) source address
 TARGETS = ("vip-small", "vip-large", "direct-node1", "direct-node3")
+CLIENT_TARGETS = ("nodeport-small", "nodeport-large", "direct-client")
+NODEPORT_TARGETS = TARGETS + CLIENT_TARGETS
 FLOOR_TARGETS = ("direct-node1", "direct-node3")
-LIMITS = {"size": 1.05, "vip": 1.10}     # the nftables-mode issue's acceptance limits
+# the nftables-mode issue's limits (size, vip), the eBPF issue's (nodeport: 10k / 100 through a
+# node port from outside; modes: the eBPF mode / nftables through that node port at the large size)
+LIMITS = {"size": 1.05, "vip": 1.10, "nodeport": 1.05, "modes": 1.05}
 WARMUP = 50                              # connections per target before round 1, discarded
 SYNC_TIMEOUT = 900.0                     # s for a proxy's first sync
+SYNC_FAILURES = 3                        # failed syncs before it that end the wait (the daemon would retry forever)
 
 
 # -- the worker, inside a client pod ---------------------------------------------------
@@ -115,7 +150,7 @@ def _wait_connectable(address, timeout: float) -> None:
 
 
 class Worker:
-    """A worker process in a client pod, driven over its stdin and stdout."""
+    """A worker process in a client pod (or the client namespace), driven over its stdin and stdout."""
 
     def __init__(self, lab, pod: str) -> None:
         self.pod, self.err_path = pod, os.path.join(lab.dir, f"worker-{pod}.err")
@@ -123,8 +158,8 @@ class Worker:
             self.proc = lab.spawn(pod, [sys.executable, "-m", "netplane.bench.first_packet", "worker"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
 
-    def block(self, host: str, port: int, n: int, wait: float = 0.0) -> dict:
-        self.proc.stdin.write(json.dumps({"host": host, "port": port, "n": n, "expect": SERVER,
+    def block(self, host: str, port: int, n: int, wait: float = 0.0, expect: str = SERVER) -> dict:
+        self.proc.stdin.write(json.dumps({"host": host, "port": port, "n": n, "expect": expect,
                                           "wait": wait}) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -162,48 +197,133 @@ def summarise(rounds: list[dict]) -> dict:
             "errors": sum(sum(r["errors"].values()) for r in rounds), "rounds": rounds}
 
 
-def ratio(targets: dict, a: str, b: str, limit: float) -> dict:
-    """targets[a] / targets[b]: of the medians over rounds, and the spread of the same-round ratios."""
+def ratio(targets: dict, a: str, b: str, limit: float | None = None) -> dict:
+    """targets[a] / targets[b]: of the medians over rounds, and the spread of the same-round ratios
+    (ok: None without a limit)."""
     paired = [x["median_us"] / y["median_us"] for x, y in zip(targets[a]["rounds"], targets[b]["rounds"])]
     value = targets[a]["median_us"] / targets[b]["median_us"]
     return {"of": [a, b], "value": value, "spread": [min(paired), max(paired)], "per_round": paired,
-            "limit": limit, "ok": value <= limit}
+            "limit": limit, "ok": None if limit is None else value <= limit}
+
+
+# key, numerator, denominator, the LIMITS key (None: no limit), column heading ({small}, {large}: sizes)
+RATIOS = (
+    ("large_over_small", "vip-large", "vip-small", "size", "VIP {large} / VIP {small}"),
+    ("vip_over_direct_node1", "vip-small", "direct-node1", "vip", "VIP / direct on node1, {small} Services"),
+    ("vip_over_direct_node3", "vip-large", "direct-node3", "vip", "VIP / direct on node3, {large} Services"),
+    ("nodeport_large_over_small", "nodeport-large", "nodeport-small", "nodeport",
+     "NodePort {large} / NodePort {small}, from outside"),
+    ("nodeport_small_over_direct", "nodeport-small", "direct-client", None,
+     "NodePort on node1 ({small}) / direct, from outside"),
+    ("nodeport_large_over_direct", "nodeport-large", "direct-client", None,
+     "NodePort on node3 ({large}) / direct, from outside"),
+)
 
 
 def ratios(targets: dict) -> dict:
-    return {"large_over_small": ratio(targets, "vip-large", "vip-small", LIMITS["size"]),
-            "vip_over_direct_node1": ratio(targets, "vip-small", "direct-node1", LIMITS["vip"]),
-            "vip_over_direct_node3": ratio(targets, "vip-large", "direct-node3", LIMITS["vip"])}
+    """Every ratio of RATIOS whose two targets were measured."""
+    return {key: ratio(targets, a, b, LIMITS[limit] if limit else None)
+            for key, a, b, limit, _ in RATIOS if a in targets and b in targets}
+
+
+ACROSS = ("nodeport-small", "nodeport-large", "vip-small", "vip-large", "direct-client")
+
+
+def across_modes(results: list[dict], a: str = "ebpf", b: str = "nftables") -> list[dict]:
+    """Mode a against mode b, target by target: the ratio of the two modes' medians over rounds. The
+    modes ran one after the other (each in its own lab), so no round pairs with another: the spread
+    is the widest the two spreads allow (a's lowest over b's highest .. a's highest over b's lowest).
+    The limit applies to the node port on the large cluster; direct-client crosses no proxy at all,
+    so its ratio is what the two labs differ by with no mode in the path, and `over_floor` is the
+    ratio with each mode's target first divided by its own lab's direct-client (the labs' difference
+    taken out; None without that target)."""
+    by = {r["mode"]: r for r in results}
+    if a not in by or b not in by:
+        return []
+    out = []
+    for t in ACROSS:
+        x, y = by[a]["targets"].get(t), by[b]["targets"].get(t)
+        if not x or not y:
+            continue
+        value = x["median_us"] / y["median_us"]
+        fx, fy = by[a]["targets"].get("direct-client"), by[b]["targets"].get("direct-client")
+        limit = LIMITS["modes"] if t == "nodeport-large" else None
+        out.append({"target": t, "of": [a, b], "services": cluster_size(by[a], t), "value": value,
+                    "spread": [x["spread_us"][0] / y["spread_us"][1], x["spread_us"][1] / y["spread_us"][0]],
+                    "over_floor": value * fy["median_us"] / fx["median_us"] if fx and fy else None,
+                    "limit": limit, "ok": None if limit is None else value <= limit})
+    return out
 
 
 # -- manifests ------------------------------------------------------------------------------
 
-def target_objects(server_ip: str) -> list[dict]:
+def target_objects(server_ip: str, node_port: int | None = None, name: str = "zz-target",
+                   cluster_ip: str = TARGET_IP, port: int = TARGET_PORT, pod_port: int = POD_PORT) -> list[dict]:
+    """The measured Service and its slice, one endpoint (server_ip, on SERVER's node); with a
+    node_port, type NodePort under externalTrafficPolicy Cluster."""
     from netplane.proxy import build as b
 
-    return [b.service("zz-target", TARGET_IP, [{"name": "http", "port": TARGET_PORT}]),
-            b.endpoint_slice("zz-target", [b.endpoint(server_ip, SERVER.split("-")[0])],
-                             [{"name": "http", "port": POD_PORT}])]
+    ports = [{"name": "tcp", "port": port, "protocol": "TCP"}]
+    spec = {}
+    if node_port:
+        ports[0]["nodePort"] = node_port
+        spec = {"type": "NodePort", "externalTrafficPolicy": "Cluster"}
+    return [b.service(name, cluster_ip, ports, **spec),
+            b.endpoint_slice(name, [b.endpoint(server_ip, SERVER_NODE)],
+                             [{"name": "tcp", "port": pod_port, "protocol": "TCP"}])]
 
 
-def write_cluster(directory: Path, fillers: list[dict], server_ip: str) -> None:
-    """The fillers in one List file, the measured Service in its own (as the programming bench)."""
+def with_node_ports(fillers: list[dict], every: int = NODEPORT_EVERY) -> list[dict]:
+    """The fillers, every `every`-th Service (from the first) made a NodePort (Cluster policy) on
+    ports NODEPORT_FIRST up, at most NODEPORT_MAX of them; the objects given are not changed."""
+    out, i = [], 0
+    for obj in fillers:
+        if obj["kind"] == "Service":
+            if i % every == 0 and i // every < NODEPORT_MAX:
+                ports = [dict(obj["spec"]["ports"][0], nodePort=NODEPORT_FIRST + i // every),
+                         *obj["spec"]["ports"][1:]]
+                obj = {**obj, "spec": {**obj["spec"], "type": "NodePort", "externalTrafficPolicy": "Cluster",
+                                       "ports": ports}}
+            i += 1
+        out.append(obj)
+    return out
+
+
+def write_cluster(directory: Path, fillers: list[dict], target: list[dict]) -> None:
+    """The fillers in one List file, the measured Service (`target`: its objects) in its own, named
+    after it (as the programming bench)."""
     from netplane.bench.programming import as_list, atomic_write_json
 
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_json(directory / "services.json", as_list(fillers))
-    atomic_write_json(directory / "zz-target.json", as_list(target_objects(server_ip)))
+    atomic_write_json(directory / f"{target[0]['metadata']['name']}.json", as_list(target))
 
 
 # -- one mode, one lab ----------------------------------------------------------------------
 
-def _address(target: str, server_ip: str) -> tuple[str, str, int]:
-    """(client pod, host, port) of a target."""
-    if target == "vip-small":
-        return CLIENT[SMALL_NODE], TARGET_IP, TARGET_PORT
-    if target == "vip-large":
-        return CLIENT[LARGE_NODE], TARGET_IP, TARGET_PORT
-    return CLIENT[target.removeprefix("direct-")], server_ip, POD_PORT
+def node_ip(node: str) -> str:
+    """A lab node's IPv4 address on the underlay (node1: 192.168.200.11)."""
+    return next(ip for ip in topology.node_addressing(topology.node_number(node)).internal_ips if ":" not in ip)
+
+
+def address(target: str, server_ip: str) -> tuple[str, str, int, str]:
+    """(where the client runs, host, port, how the answer must start) of a target. Through a node
+    port the server sees the node (SNAT: its endpoint is on another node); direct from outside, the
+    client; from a pod, only the server's name is checked."""
+    if target in ("vip-small", "vip-large"):
+        return CLIENT[SMALL_NODE if target == "vip-small" else LARGE_NODE], TARGET_IP, TARGET_PORT, SERVER
+    if target in ("nodeport-small", "nodeport-large"):
+        ip = node_ip(SMALL_NODE if target == "nodeport-small" else LARGE_NODE)
+        return EXTERNAL, ip, NODE_PORT, f"{SERVER} {ip}\n"
+    if target == "direct-client":
+        return EXTERNAL, server_ip, POD_PORT, f"{SERVER} {EXTERNAL_IP}\n"
+    return CLIENT[target.removeprefix("direct-")], server_ip, POD_PORT, SERVER
+
+
+def client_route(lab, node: str) -> None:
+    """In the client namespace only: a route to the node's IPv4 pod CIDR via its underlay address."""
+    cidr = next(c for c in lab.record.nodes[node].pod_cidrs if ":" not in c)
+    lab.run(EXTERNAL, ["ip", "route", "replace", cidr, "via", node_ip(node)], check=True)
 
 
 def interleaved(workers: dict, targets: tuple[str, ...], server_ip: str, rounds: int, connections: int,
@@ -213,11 +333,25 @@ def interleaved(workers: dict, targets: tuple[str, ...], server_ip: str, rounds:
     for r in range(rounds):
         order = targets[r % len(targets):] + targets[:r % len(targets)]
         for t in order:
-            pod, host, port = _address(t, server_ip)
-            stats = block_stats(workers[pod].block(host, port, connections))
+            where, host, port, expect = address(t, server_ip)
+            stats = block_stats(workers[where].block(host, port, connections, expect=expect))
             out[t].append({"round": r + 1, "position": order.index(t) + 1, **stats})
         say("    round %d: %s" % (r + 1, ", ".join(f"{t} {out[t][-1]['median_us']:.0f}" for t in targets)))
     return {t: summarise(v) for t, v in out.items()}
+
+
+def failed_syncs(log_path: str) -> list[str]:
+    """The daemon's failed syncs in its log (logfmt), each as its error text, tracebacks unescaped."""
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        if "level=error" in line and "sync failed" in line:
+            error = line.split(' error="', 1)[-1].rstrip('"')
+            out.append(error.replace("\\n", "\n").replace('\\"', '"'))
+    return out
 
 
 def _pid_alive(pid: int) -> bool:
@@ -246,11 +380,16 @@ def start_proxies(lab, mode: str, dirs: dict[str, Path], say=print) -> dict:
     for node in dirs:
         pid = lab.record.processes[f"proxy/{node}"]
         home = lab.node_dir(node)
-        sandbox.wait_for(lambda node=node, pid=pid: lab.proxy_synced_since(node, since) or not _pid_alive(pid),
+        sandbox.wait_for(lambda node=node, pid=pid, home=home: lab.proxy_synced_since(node, since) or not _pid_alive(pid)
+                         or len(failed_syncs(home + "/proxy.log")) >= SYNC_FAILURES,
                          timeout=SYNC_TIMEOUT, interval=0.1, what=f"the proxy on {node} to sync")
         if not _pid_alive(pid):
             raise RuntimeError(f"the {mode} proxy on {node} exited:\n{_tail(home + '/proxy.out')}\n"
                                f"{_tail(home + '/proxy.log')}")
+        failed = failed_syncs(home + "/proxy.log")
+        if len(failed) >= SYNC_FAILURES and not lab.proxy_synced_since(node, since):
+            raise RuntimeError(f"the {mode} proxy on {node} failed {len(failed)} syncs before a first one went through; the last:\n"
+                               f"{failed[-1][-3000:]}")
         took[node] = time.time() - since
         say(f"  proxy on {node} synced {took[node]:.1f} s after the start")
     return took
@@ -283,35 +422,48 @@ def _log_errors(lab, node: str) -> list[str]:
     return [line for line in text.splitlines() if "level=error" in line][:10]
 
 
+def warm_up(workers: dict, targets: tuple[str, ...], server_ip: str, what: str) -> None:
+    """WARMUP connections per target, discarded; each must answer as it should (or the error says why)."""
+    for t in targets:
+        where, host, port, expect = address(t, server_ip)
+        warm = workers[where].block(host, port, WARMUP, wait=10, expect=expect)
+        if len(warm["us"]) < WARMUP:
+            raise RuntimeError(f"{what}: warm-up to {t} ({host}:{port} from {where}) failed: {warm['errors']}")
+
+
 def measure_mode(mode: str, sizes: tuple[int, int], fillers: dict[int, list[dict]], rounds: int,
-                 connections: int, say=print) -> dict:
+                 connections: int, say=print, targets: tuple[str, ...] = TARGETS) -> dict:
     from netplane.lab import Lab
 
-    lab = Lab(f"fp{mode}"[:20]).up(3, "routed", pods_per_node=2)   # a failed up removes what it made
+    outside = any(t in CLIENT_TARGETS for t in targets)
+    load = [loadavg()]
+    lab = Lab(f"{'np' if outside else 'fp'}{mode}"[:20]).up(3, "routed", pods_per_node=2)   # a failed up cleans
     workers: dict = {}
     try:
         server_ip = next(ip for ip in lab.record.pods[SERVER].ips if ":" not in ip)
         lab.serve(SERVER)
-        workers = {pod: Worker(lab, pod) for pod in CLIENT.values()}
-        for pod in CLIENT.values():
-            workers[pod].block(server_ip, POD_PORT, WARMUP, wait=10)
+        if outside:
+            lab.add_client()
+            client_route(lab, SERVER_NODE)
+        for where in dict.fromkeys(address(t, server_ip)[0] for t in targets):
+            workers[where] = Worker(lab, where)
+        floor_targets = tuple(t for t in targets if t.startswith("direct-"))
+        warm_up(workers, floor_targets, server_ip, "before any proxy")
         say(f"  before any proxy: {rounds} rounds x {connections} connections, direct")
-        floor = interleaved(workers, FLOOR_TARGETS, server_ip, rounds, connections, say)
+        floor = interleaved(workers, floor_targets, server_ip, rounds, connections, say)
 
         dirs = {SMALL_NODE: Path(lab.dir, "manifests-small"), LARGE_NODE: Path(lab.dir, "manifests-large")}
+        target = target_objects(server_ip, NODE_PORT if outside else None)
         for directory, n in zip(dirs.values(), sizes):
-            write_cluster(directory, fillers[n], server_ip)
+            write_cluster(directory, fillers[n], target)
         first_sync = start_proxies(lab, mode, dirs, say)
         time.sleep(1.0)                                   # let the syncs' aftermath settle
-        for t in TARGETS:                                 # the VIP answers (or the error says why not)
-            pod, host, port = _address(t, server_ip)
-            warm = workers[pod].block(host, port, WARMUP, wait=10)
-            if len(warm["us"]) < WARMUP:
-                raise RuntimeError(f"{mode}: warm-up to {t} ({host}:{port} from {pod}) failed: {warm['errors']}")
-        say(f"  {rounds} rounds x {connections} connections x {len(TARGETS)} targets")
-        targets = interleaved(workers, TARGETS, server_ip, rounds, connections, say)
+        warm_up(workers, targets, server_ip, mode)        # the Service answers (or the error says why not)
+        say(f"  {rounds} rounds x {connections} connections x {len(targets)} targets")
+        measured = interleaved(workers, targets, server_ip, rounds, connections, say)
         return {"mode": mode, "sizes": {SMALL_NODE: sizes[0], LARGE_NODE: sizes[1]}, "server_ip": server_ip,
-                "first_sync_s": first_sync, "targets": targets, "before_proxy": floor, "ratios": ratios(targets),
+                "first_sync_s": first_sync, "targets": measured, "before_proxy": floor,
+                "ratios": ratios(measured), "loadavg": load + [loadavg()],
                 "kernel": {node: kernel_objects(lab, node, mode) for node in dirs},
                 "log_errors": {node: _log_errors(lab, node) for node in dirs}}
     finally:
@@ -326,90 +478,164 @@ def machine() -> dict:
     return describe(Path(__file__).resolve().parent.parent.parent, ("iptables", "nft"))
 
 
-def run(modes: list[str], sizes: tuple[int, int], rounds: int, connections: int, say=print) -> dict:
+def run(modes: list[str], sizes: tuple[int, int], rounds: int, connections: int, say=print,
+        targets: tuple[str, ...] = TARGETS) -> dict:
     from netplane.bench.programming import filler_objects
 
+    outside = any(t in CLIENT_TARGETS for t in targets)
     fillers = {n: filler_objects(n) for n in sorted(set(sizes))}
-    report = {"benchmark": NAME, "when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
-              "params": {"modes": modes, "sizes": {SMALL_NODE: sizes[0], LARGE_NODE: sizes[1]}, "rounds": rounds,
-                         "connections": connections, "warmup": WARMUP, "endpoints_per_service": 10,
-                         "lab": "3 nodes, routed, 2 pods per node", "target": f"{TARGET_IP}:{TARGET_PORT}",
-                         "limits": LIMITS},
-              "results": []}
+    if outside:
+        fillers = {n: with_node_ports(f) for n, f in fillers.items()}
+    params = {"modes": modes, "sizes": {SMALL_NODE: sizes[0], LARGE_NODE: sizes[1]}, "rounds": rounds,
+              "connections": connections, "warmup": WARMUP, "endpoints_per_service": 10,
+              "lab": "3 nodes, routed, 2 pods per node", "target": f"{TARGET_IP}:{TARGET_PORT}",
+              "targets": list(targets), "limits": LIMITS}
+    if outside:
+        params.update(node_port=NODE_PORT, client=EXTERNAL_IP, nodeport_fillers={
+            n: sum(1 for o in f if o["kind"] == "Service" and "nodePort" in o["spec"]["ports"][0])
+            for n, f in fillers.items()})
+    report = {"benchmark": NODEPORT_NAME if outside else NAME, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "machine": machine(), "params": params, "results": []}
     for mode in modes:
         say(f"{mode}: lab up; {sizes[0]:,} Services on {SMALL_NODE}, {sizes[1]:,} on {LARGE_NODE}")
-        report["results"].append(measure_mode(mode, sizes, fillers, rounds, connections, say))
+        report["results"].append(measure_mode(mode, sizes, fillers, rounds, connections, say, targets))
+    report["across_modes"] = across_modes(report["results"])
     return report
 
 
 # -- report ---------------------------------------------------------------------------------
 
 LABEL = {"vip-small": "cluster IP from node1-pod1", "vip-large": "cluster IP from node3-pod1",
-         "direct-node1": "pod IP from node1-pod1", "direct-node3": "pod IP from node3-pod1"}
+         "direct-node1": "pod IP from node1-pod1", "direct-node3": "pod IP from node3-pod1",
+         "nodeport-small": "node1's IP : nodePort, from outside", "nodeport-large": "node3's IP : nodePort, from outside",
+         "direct-client": "pod IP from outside (via node2)"}
+SMALL_SIDE = ("vip-small", "direct-node1", "nodeport-small")     # the targets whose path crosses node1
 
 
-def _cluster(r: dict, target: str) -> int:
-    return r["sizes"][SMALL_NODE if target in ("vip-small", "direct-node1") else LARGE_NODE]
+def cluster_size(r: dict, target: str) -> int | None:
+    """The Services the proxy on the target's path holds (None: direct-client crosses none)."""
+    if target == "direct-client":
+        return None
+    return r["sizes"][SMALL_NODE if target in SMALL_SIDE else LARGE_NODE]
+
+
+def _targets(report: dict) -> tuple[str, ...]:
+    return tuple(report["params"].get("targets", TARGETS))
+
+
+def _range(lo: float, hi: float, fmt: str = ".0f") -> str:
+    return f"{lo:{fmt}}..{hi:{fmt}}"
+
+
+def _verdict(x: dict) -> str:
+    return "" if x.get("ok") is None else (" ok" if x["ok"] else " OVER")
 
 
 def table(report: dict) -> list[str]:
     lines = ["| mode | target | node's Services | median µs | spread µs (per-round medians) | p90 µs | "
              "before any proxy µs | errors |", "|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
-        for t in TARGETS:
-            s = r["targets"][t]
+        for t in _targets(report):
+            s, size = r["targets"][t], cluster_size(r, t)
             before = r["before_proxy"].get(t)
-            lines.append(f"| {r['mode']} | {t}: {LABEL[t]} | {_cluster(r, t):,} | {s['median_us']:.0f} | "
-                         f"{s['spread_us'][0]:.0f}..{s['spread_us'][1]:.0f} | {s['p90_us']:.0f} | "
-                         + (f"{before['median_us']:.0f} ({before['spread_us'][0]:.0f}..{before['spread_us'][1]:.0f})"
-                            if before else "-") + f" | {s['errors']} |")
+            lines.append(f"| {r['mode']} | {t}: {LABEL[t]} | {f'{size:,}' if size else 'none'} | "
+                         f"{s['median_us']:.0f} | {_range(*s['spread_us'])} | {s['p90_us']:.0f} | "
+                         + (f"{before['median_us']:.0f} ({_range(*before['spread_us'])})" if before else "-")
+                         + f" | {s['errors']} |")
     return lines
 
 
 def ratio_table(report: dict) -> list[str]:
-    small, large = report["params"]["sizes"][SMALL_NODE], report["params"]["sizes"][LARGE_NODE]
-    lines = [f"| mode | VIP {large:,} / VIP {small:,} (limit {LIMITS['size']}) | "
-             f"VIP / direct on node1, {small:,} Services (limit {LIMITS['vip']}) | "
-             f"VIP / direct on node3, {large:,} Services (limit {LIMITS['vip']}) |", "|---|---|---|---|"]
+    small, large = (f"{report['params']['sizes'][n]:,}" for n in (SMALL_NODE, LARGE_NODE))
+    keys = [row for row in RATIOS if all(row[0] in r["ratios"] for r in report["results"])]
+    heads = [heading.format(small=small, large=large) + (f" (limit {LIMITS[limit]})" if limit else "")
+             for _, _, _, limit, heading in keys]
+    lines = ["| mode | " + " | ".join(heads) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in report["results"]:
-        cells = []
-        for key in ("large_over_small", "vip_over_direct_node1", "vip_over_direct_node3"):
-            x = r["ratios"][key]
-            cells.append(f"**{x['value']:.3f}** ({x['spread'][0]:.3f}..{x['spread'][1]:.3f}) "
-                         f"{'ok' if x['ok'] else 'OVER'}")
+        cells = [f"**{x['value']:.3f}** ({_range(*x['spread'], '.3f')}){_verdict(x)}"
+                 for x in (r["ratios"][key] for key, *_ in keys)]
         lines.append(f"| {r['mode']} | " + " | ".join(cells) + " |")
     return lines
+
+
+def modes_table(report: dict) -> list[str]:
+    """The eBPF mode against nftables, per target (empty unless both ran)."""
+    rows = report.get("across_modes") or []
+    if not rows:
+        return []
+    a, b = rows[0]["of"]
+    lines = [f"| target | node's Services | {a} median µs | {b} median µs | {a} / {b} | range from the spreads | "
+             "limit | each over its lab's direct-client |", "|---|---|---|---|---|---|---|---|"]
+    by = {r["mode"]: r for r in report["results"]}
+    for x in rows:
+        t, size = x["target"], x["services"]
+        lines.append(f"| {t} | {f'{size:,}' if size else 'none'} | "
+                     f"{by[a]['targets'][t]['median_us']:.0f} | {by[b]['targets'][t]['median_us']:.0f} | "
+                     f"**{x['value']:.3f}**{_verdict(x)} | {_range(*x['spread'], '.3f')} | "
+                     f"{x['limit'] or '-'} | " + (f"{x['over_floor']:.3f}" if x.get("over_floor") else "-") + " |")
+    return lines
+
+
+def _method_pods(p: dict, small: int, large: int) -> str:
+    return (f"One lab per mode ({p['lab']}); the modes run one after the other in this one run, while the "
+            f"targets within a mode are interleaved. node2-pod1 runs the lab's echo server. node1's proxy reads a "
+            f"cluster of {small:,} Services, node3's (same mode) one of {large:,}; both counts include the measured "
+            f"Service zz-target ({p['target']} -> node2-pod1:{POD_PORT}, sorting last); the others have "
+            f"{p['endpoints_per_service']} endpoints each (fake pod IPs). node2 runs no proxy. A connection is "
+            "timed from connect() to the first byte back (connect, one byte sent, the server's line received; "
+            "socket made beforehand, closed with SO_LINGER 0), from a worker process started once in each "
+            "client pod; every answer must come from node2-pod1. "
+            f"{p['rounds']} rounds; in each, one block of {p['connections']} connections per target, "
+            "the order rotating by one target per round (after a discarded warm-up of "
+            f"{p['warmup']} per target). Per target: the median over rounds of the per-round median, its spread "
+            "(min..max of the per-round medians) and the median over rounds of the per-round p90. The two "
+            "clients are symmetric (each one hop from node2), so VIP from node3 / VIP from node1 is the cost "
+            "of the cluster's size; VIP / direct on a node is the cost of the Service on top of the "
+            "route. A direct connection is a new connection too and crosses the same node's service rules "
+            "(it just matches none of them); 'before any proxy' is the direct median measured the same way "
+            "before the proxies started (no rules at all). Per-round numbers, the kernel objects each proxy "
+            "installed and its first-sync time are in the JSON.")
+
+
+def _method_outside(p: dict) -> str:
+    fillers = ", ".join(f"{n:,} at {int(k):,}" for k, n in sorted(p["nodeport_fillers"].items(), key=lambda kv: int(kv[0])))
+    return (f"From outside: the lab's client namespace ({p['client']}, on the underlay segment with the "
+            f"nodes) runs a third worker. zz-target is type NodePort (nodePort {p['node_port']}, "
+            "externalTrafficPolicy Cluster), its only endpoint node2-pod1, so node1 and node3 each DNAT the "
+            "client's connection to the pod and SNAT it to their own address: every answer through a node port "
+            "must name node2-pod1 and the node's address as the client it saw; a direct one (direct-client, "
+            "through a route to node2's pod CIDR via node2, added in the client namespace only) the client's "
+            f"own. Every {NODEPORT_EVERY}th filler Service is a NodePort too (ports {NODEPORT_FIRST} up; "
+            f"{fillers} Services), so the node port is looked up among many. NodePort {p['sizes'][LARGE_NODE]:,} "
+            f"/ NodePort {p['sizes'][SMALL_NODE]:,} is the cost of the cluster's size on that path (the "
+            "eBPF issue's limit 1.05). The modes' ratio (eBPF against nftables) is of the per-mode medians, "
+            "which come from different labs built one after the other: its range is the widest the two "
+            "spreads allow, and direct-client, which crosses no proxy, shows how far two labs differ with no "
+            "mode in the path; the last column divides each mode's median by its own lab's direct-client "
+            "first, which takes that difference out.")
 
 
 def markdown(report: dict) -> str:
     m, p = report["machine"], report["params"]
     small, large = p["sizes"][SMALL_NODE], p["sizes"][LARGE_NODE]
-    lines = ["# First packet through the node, by proxy mode", "",
+    outside = any(t in CLIENT_TARGETS for t in _targets(report))
+    title = ("# A new connection through a node port from outside, and from pods, by proxy mode" if outside
+             else "# First packet through the node, by proxy mode")
+    lines = [title, "",
              f"{report['when']}, {m['cpus']} CPUs, kernel {m['kernel']}, {m.get('iptables', '')}, "
              f"{m.get('nft', '')}; {m.get('tree', '')}.", "",
              *table(report), "", "Ratios (of the medians over rounds; in brackets the spread of the same-round "
-             "ratios):", "", *ratio_table(report), "",
-             "## Method", "",
-             f"One lab per mode ({p['lab']}); the modes run one after the other in this one run. node2-pod1 "
-             f"runs the lab's echo server. node1's proxy reads a cluster of {small:,} Services, node3's (same "
-             f"mode) one of {large:,}; both counts include the measured Service zz-target ({p['target']} -> "
-             f"node2-pod1:{POD_PORT}, sorting last); the others have {p['endpoints_per_service']} endpoints each "
-             "(fake pod IPs). node2 runs no proxy. A connection is timed from connect() to the first byte back "
-             "(connect, one byte sent, the server's line received; socket made beforehand, closed with "
-             "SO_LINGER 0), from a worker process started once in each client pod; every answer must come from "
-             f"node2-pod1. {p['rounds']} rounds; in each, one block of {p['connections']} connections per target, "
-             "the order rotating by one target per round (after a discarded warm-up of "
-             f"{p['warmup']} per target). Per target: the median over rounds of the per-round median, its spread "
-             "(min..max of the per-round medians) and the median over rounds of the per-round p90. The two "
-             "clients are symmetric (each one hop from node2), so VIP from node3 / VIP from node1 is the cost "
-             "of the cluster's size; VIP / direct on a node is the cost of the Service on top of the "
-             "route. A direct connection is a new connection too and crosses the same node's service rules "
-             "(it just matches none of them); 'before any proxy' is the direct median measured the same way "
-             "before the proxies started (no rules at all). Per-round numbers, the kernel objects each proxy "
-             "installed and its first-sync time are in the JSON.", ""]
+             "ratios):", "", *ratio_table(report), ""]
+    across = modes_table(report)
+    if across:
+        lines += ["The modes against each other (of the per-mode medians over rounds):", "", *across, ""]
+    lines += ["## Method", "", _method_pods(p, small, large), ""]
+    if outside:
+        lines += [_method_outside(p), ""]
     for r in report["results"]:
         lines.append(f"- {r['mode']}: first sync {', '.join(f'{n} {s:.1f} s' for n, s in r['first_sync_s'].items())}; "
-                     f"installed {json.dumps(r['kernel'])}")
+                     + (f"1-min load average before and after {r['loadavg'][0]:.2f}, {r['loadavg'][1]:.2f}; "
+                        if r.get("loadavg") else "") + f"installed {json.dumps(r['kernel'])}")
         for node, errs in r.get("log_errors", {}).items():
             for e in errs:
                 lines.append(f"  - {node} proxy log error: {e}")
@@ -417,18 +643,19 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> None:
+    """Per mode, each target's per-round medians over the rounds (dotted: direct, before any proxy)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = report["results"]
+    results, targets = report["results"], _targets(report)
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4.2), sharey=True, squeeze=False)
     for ax, r in zip(axes[0], results):
-        for i, t in enumerate(TARGETS):
-            rounds = r["targets"][t]["rounds"]
+        for i, t in enumerate(targets):
+            rounds, size = r["targets"][t]["rounds"], cluster_size(r, t)
             ax.plot([x["round"] for x in rounds], [x["median_us"] for x in rounds], "o-", color=f"C{i}",
-                    label=f"{t} ({_cluster(r, t):,} Services)")
-        for i, t in enumerate(TARGETS):
+                    label=f"{t} ({f'{size:,}' if size else 'no'} Services)")
+        for i, t in enumerate(targets):
             before = r["before_proxy"].get(t)
             if before:
                 ax.axhline(before["median_us"], color=f"C{i}", linestyle=":", linewidth=1)
@@ -442,8 +669,125 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def ratio_bars(report: dict) -> list[tuple[str, dict]]:
+    """The ratios the bar plot shows, labelled: the size ratios per mode, then the modes' ratios."""
+    bars = []
+    for r in report["results"]:
+        for key in ("nodeport_large_over_small", "large_over_small"):
+            if key in r["ratios"]:
+                bars.append((f"{r['mode']}\n{'NodePort' if key.startswith('nodeport') else 'VIP'} large/small",
+                             r["ratios"][key]))
+    for x in report.get("across_modes") or []:
+        if x["target"].startswith("nodeport-"):
+            bars.append((f"{x['of'][0]}/{x['of'][1]}\nNodePort {x['services']:,}", x))
+    return bars
+
+
+def plot_bars(report: dict, path: Path) -> None:
+    """Per mode, each target's median over rounds, whiskers its spread; last, the ratios with theirs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results, targets = report["results"], _targets(report)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    ax, width = axes[0], 0.8 / len(targets)
+    for i, t in enumerate(targets):
+        values = [r["targets"][t]["median_us"] for r in results]
+        err = [[v - r["targets"][t]["spread_us"][0] for v, r in zip(values, results)],
+               [r["targets"][t]["spread_us"][1] - v for v, r in zip(values, results)]]
+        ax.bar([k + (i - (len(targets) - 1) / 2) * width for k in range(len(results))], values, width, yerr=err,
+               capsize=2, color=f"C{i}", label=f"{t}: {LABEL[t]}")
+    ax.set_xticks(range(len(results)), [r["mode"] for r in results])
+    ax.set_ylabel("connect + first byte, µs\n(median of rounds; whiskers: spread)")
+    small, large = report["params"]["sizes"][SMALL_NODE], report["params"]["sizes"][LARGE_NODE]
+    ax.set_title(f"small = {small:,} Services (node1), large = {large:,} (node3)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+    ax = axes[1]
+    bars = ratio_bars(report)[::-1]                     # top to bottom in the order given
+    values = [x["value"] for _, x in bars]
+    err = [[v - x["spread"][0] for v, (_, x) in zip(values, bars)],
+           [x["spread"][1] - v for v, (_, x) in zip(values, bars)]]
+    ax.barh(range(len(bars)), values, 0.6, xerr=err, capsize=3,
+            color=["C3" if x.get("ok") is False else "C2" if x.get("ok") else "C7" for _, x in bars])
+    for k, (v, (_, x)) in enumerate(zip(values, bars)):
+        ax.text(x["spread"][1] + 0.005, k, f"{v:.3f}", fontsize=7, va="center")
+    ax.axvline(LIMITS["nodeport"], color="k", linestyle="--", linewidth=1, label=f"limit {LIMITS['nodeport']}")
+    ax.axvline(1.0, color="k", linewidth=0.5)
+    ax.set_yticks(range(len(bars)), [label.replace("\n", " ") for label, _ in bars], fontsize=8)
+    ax.set_xlim(min(0.8, min(lo for lo, _ in (x["spread"] for _, x in bars)) - 0.05),
+                max(1.3, max(hi for _, hi in (x["spread"] for _, x in bars)) + 0.05))
+    ax.set_xlabel("ratio (whiskers: same-round ratios; across modes: widest)")
+    ax.set_title("ratios (green: within its limit, red: over, grey: no limit)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write(report: dict, out: Path) -> dict[str, Path]:
-    return results.write(out, NAME, report, markdown, plot)
+    outside = any(t in CLIENT_TARGETS for t in _targets(report))
+    return results.write(out, report.get("benchmark", NAME), report, markdown, plot_bars if outside else plot)
+
+
+# -- the command line (benchmarks/proxy_first_packet.py, benchmarks/proxy_nodeport.py) -------------
+
+def modes_and_out(p: argparse.ArgumentParser) -> None:
+    """The options every proxy benchmark's command line has: --modes and --out."""
+    from netplane.proxy import modes
+
+    p.add_argument("--modes", default=",".join(modes.available()),
+                   help="proxy modes, comma-separated (default: every mode this kernel runs: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "benchmarks" / "results")
+
+
+def parse_modes(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--modes as a list of known modes (or the parser's error)."""
+    from netplane.proxy import modes
+
+    args.modes = [m for m in args.modes.split(",") if m]
+    for m in args.modes:
+        if m not in modes.names():
+            p.error(f"--modes: unknown mode {m!r}; known: {', '.join(modes.names())}")
+
+
+def parse_args(argv=None, doc: str = __doc__):
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    modes_and_out(p)
+    p.add_argument("--sizes", default="100,10000",
+                   help="SMALL,LARGE: Services on node1's and node3's proxy, the measured one included")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (at least 5 for the issues' numbers)")
+    p.add_argument("--connections", type=int, default=400, help="connections per target per round")
+    args = p.parse_args(argv)
+    parse_modes(p, args)
+    try:
+        args.sizes = tuple(int(x) for x in args.sizes.split(","))
+    except ValueError:
+        p.error("--sizes: two integers, SMALL,LARGE")
+    if len(args.sizes) != 2 or min(args.sizes) < 1:
+        p.error("--sizes: two positive integers, SMALL,LARGE")
+    if args.rounds < 1 or args.connections < 1:
+        p.error("--rounds and --connections must be positive")
+    return args
+
+
+def main(argv=None, targets: tuple[str, ...] = TARGETS, doc: str = __doc__) -> int:
+    args = parse_args(argv, doc)
+    # SIGTERM unwinds like Ctrl-C, so every lab's `finally: lab.down()` runs
+    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(SystemExit(128 + s)))
+    report = run(args.modes, args.sizes, args.rounds, args.connections, say=lambda text: print(text, flush=True),
+                 targets=targets)
+    paths = write(report, args.out)
+    print()
+    print("\n".join(table(report)))
+    print()
+    print("\n".join(ratio_table(report)))
+    across = modes_table(report)
+    if across:
+        print()
+        print("\n".join(across))
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    return 0
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["worker"]:

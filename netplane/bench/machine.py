@@ -30,3 +30,8 @@ def tree_state(tree: Path) -> str | None:
     dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
     return f"{tree} at {head.stdout.strip()}{' (modified)' if dirty else ''}"
+
+
+def loadavg() -> float:
+    """The 1-minute load average: other work on the machine shows here, beside a run's own."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
