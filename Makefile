@@ -38,6 +38,7 @@ bench: setup
 	$(VENV)/bin/python benchmarks/proxy_nodeport.py
 	$(VENV)/bin/python -m netplane.bench.throughput
 	$(VENV)/bin/python -m netplane.bench.maglev
+	$(VENV)/bin/python -m netplane.bench.maglev_daemon
 
 # remake requirements.lock from pyproject.toml's ranges (README, "Dependencies")
 lock:
