@@ -32,7 +32,9 @@
  *    and Local keeps the client's address by definition. The SNAT port is
  *    taken from NAT_PORT_MIN..NAT_PORT_MAX (outside the kernel's ephemeral
  *    range) by inserting the reply key with BPF_NOEXIST: a port is never
- *    handed to two flows to the same backend.
+ *    handed to two flows to the same backend. The first try is a hash of
+ *    the client's address and port (a reopened flow gets its old port
+ *    back), the others NAT_TRIES - 1 random strides away.
  * 4. Entries expire per protocol and TCP state (CT_* timeouts); a flow
  *    whose backend is gone is picked again, and a UDP flow whose Maglev
  *    slot moved follows it, so UDP clients move to a live backend.
@@ -655,8 +657,11 @@ static __always_inline int take_port(struct ct_entry *e, __u32 *nat)
     struct flow r;
     __u32 start = nat_start(e), range = NAT_PORT_MAX - NAT_PORT_MIN + 1;
     copy(e->nat, nat);
+    /* the client's own start first (where its earlier flow's port is), then
+     * strides of a random size: consecutive ports would pile up behind busy runs */
+    __u32 stride = bpf_get_prandom_u32() | 1;
     for (int i = 0; i < NAT_TRIES; i++) {
-        __u16 port = bpf_htons(NAT_PORT_MIN + (start + i) % range);
+        __u16 port = bpf_htons(NAT_PORT_MIN + (start + i * stride) % range);
         e->natport = port;
         key_of(&r, e->backend, nat, e->bport, port, e->proto, CT_REPLY_IN);
         if (ct.insert(&r, e) == 0)
