@@ -31,8 +31,19 @@ Writes proxy_nodeport.{json,md,png} to benchmarks/results/ (or --out) and
 prints the tables. Needs root; everything happens inside the labs'
 namespaces, and each lab is torn down, also on failure, Ctrl-C or SIGTERM.
 
+With --ab A,B (e.g. --ab ebpf,nftables) the two modes are compared in ONE lab
+instead: node1's proxy runs mode A and node3's mode B, both reading the same
+cluster (LARGE of --sizes, default 10,000 Services: the large side's
+manifests); targets nodeport-node1, nodeport-node3, direct-client, vip-node1
+and vip-node3, interleaved as above. Then a second lab with the nodes
+swapped (node1 B, node3 A). Per lab the ratio A / B of the NodePort (and
+cluster IP) medians, with the same-round spread; the result is the
+geometric mean of the two labs' ratios, which cancels any node1/node3
+asymmetry. Writes proxy_nodeport_ab.{json,md,png}.
+
 Usage: python benchmarks/proxy_nodeport.py [--modes ebpf,nftables,iptables] [--sizes 100,10000]
            [--rounds 7] [--connections 400] [--out DIR]
+       python benchmarks/proxy_nodeport.py --ab ebpf,nftables [--sizes 100,10000] [--rounds 7] ...
 """
 import sys
 from pathlib import Path

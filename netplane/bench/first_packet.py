@@ -76,7 +76,7 @@ from netplane.bench import results
 from netplane.bench.machine import describe, loadavg
 from netplane.lab import topology
 
-NAME, NODEPORT_NAME = "proxy_first_packet", "proxy_nodeport"
+NAME, NODEPORT_NAME, AB_NAME = "proxy_first_packet", "proxy_nodeport", "proxy_nodeport_ab"
 TARGET_IP, TARGET_PORT, POD_PORT = "10.96.255.254", 80, 8080
 NODE_PORT = 32600                        # the target's nodePort (above every filler's)
 NODEPORT_EVERY, NODEPORT_FIRST, NODEPORT_MAX = 4, 30000, 2500   # fillers that are NodePorts too
@@ -89,6 +89,9 @@ TARGETS = ("vip-small", "vip-large", "direct-node1", "direct-node3")
 CLIENT_TARGETS = ("nodeport-small", "nodeport-large", "direct-client")
 NODEPORT_TARGETS = TARGETS + CLIENT_TARGETS
 FLOOR_TARGETS = ("direct-node1", "direct-node3")
+# the A/B variant (--ab A,B): both proxies read the same (large) cluster, each node in its own mode,
+# so the targets are named after the node they cross, not the cluster size
+AB_TARGETS = ("nodeport-node1", "nodeport-node3", "direct-client", "vip-node1", "vip-node3")
 # the nftables-mode issue's limits (size, vip), the eBPF issue's (nodeport: 10k / 100 through a
 # node port from outside; modes: the eBPF mode / nftables through that node port at the large size)
 LIMITS = {"size": 1.05, "vip": 1.10, "nodeport": 1.05, "modes": 1.05}
@@ -310,6 +313,8 @@ def address(target: str, server_ip: str) -> tuple[str, str, int, str]:
     """(where the client runs, host, port, how the answer must start) of a target. Through a node
     port the server sees the node (SNAT: its endpoint is on another node); direct from outside, the
     client; from a pod, only the server's name is checked."""
+    target = {"vip-node1": "vip-small", "vip-node3": "vip-large",
+              "nodeport-node1": "nodeport-small", "nodeport-node3": "nodeport-large"}.get(target, target)
     if target in ("vip-small", "vip-large"):
         return CLIENT[SMALL_NODE if target == "vip-small" else LARGE_NODE], TARGET_IP, TARGET_PORT, SERVER
     if target in ("nodeport-small", "nodeport-large"):
@@ -369,15 +374,18 @@ def _tail(path: str, n: int = 15) -> str:
         return "(none)"
 
 
-def start_proxies(lab, mode: str, dirs: dict[str, Path], say=print) -> dict:
-    """Start a proxy on each node on its own manifests; wait for each one's first sync."""
+def start_proxies(lab, mode: str | dict[str, str], dirs: dict[str, Path], say=print) -> dict:
+    """Start a proxy on each node on its own manifests, in `mode` (or mode[node]: a mode per node);
+    wait for each one's first sync."""
     from netplane import sandbox
 
+    node_modes = mode if isinstance(mode, dict) else dict.fromkeys(dirs, mode)
     since = time.time()
     for node, directory in dirs.items():
-        lab.start_proxy(node, source=("--manifests", str(directory)), mode=mode)
+        lab.start_proxy(node, source=("--manifests", str(directory)), mode=node_modes[node])
     took = {}
     for node in dirs:
+        mode = node_modes[node]
         pid = lab.record.processes[f"proxy/{node}"]
         home = lab.node_dir(node)
         sandbox.wait_for(lambda node=node, pid=pid, home=home: lab.proxy_synced_since(node, since) or not _pid_alive(pid)
@@ -431,13 +439,16 @@ def warm_up(workers: dict, targets: tuple[str, ...], server_ip: str, what: str) 
             raise RuntimeError(f"{what}: warm-up to {t} ({host}:{port} from {where}) failed: {warm['errors']}")
 
 
-def measure_mode(mode: str, sizes: tuple[int, int], fillers: dict[int, list[dict]], rounds: int,
-                 connections: int, say=print, targets: tuple[str, ...] = TARGETS) -> dict:
+def measure_mode(mode: str | dict[str, str], sizes: tuple[int, int], fillers: dict[int, list[dict]], rounds: int,
+                 connections: int, say=print, targets: tuple[str, ...] = TARGETS, lab_name: str | None = None) -> dict:
+    """One lab: node1's proxy on sizes[0] Services, node3's on sizes[1], both in `mode` (or, a dict,
+    each node in its own: the A/B variant)."""
     from netplane.lab import Lab
 
     outside = any(t in CLIENT_TARGETS for t in targets)
+    node_modes = mode if isinstance(mode, dict) else dict.fromkeys((SMALL_NODE, LARGE_NODE), mode)
     load = [loadavg()]
-    lab = Lab(f"{'np' if outside else 'fp'}{mode}"[:20]).up(3, "routed", pods_per_node=2)   # a failed up cleans
+    lab = Lab(lab_name or f"{'np' if outside else 'fp'}{mode}"[:20]).up(3, "routed", pods_per_node=2)   # a failed up cleans
     workers: dict = {}
     try:
         server_ip = next(ip for ip in lab.record.pods[SERVER].ips if ":" not in ip)
@@ -458,13 +469,13 @@ def measure_mode(mode: str, sizes: tuple[int, int], fillers: dict[int, list[dict
             write_cluster(directory, fillers[n], target)
         first_sync = start_proxies(lab, mode, dirs, say)
         time.sleep(1.0)                                   # let the syncs' aftermath settle
-        warm_up(workers, targets, server_ip, mode)        # the Service answers (or the error says why not)
+        warm_up(workers, targets, server_ip, str(mode))   # the Service answers (or the error says why not)
         say(f"  {rounds} rounds x {connections} connections x {len(targets)} targets")
         measured = interleaved(workers, targets, server_ip, rounds, connections, say)
         return {"mode": mode, "sizes": {SMALL_NODE: sizes[0], LARGE_NODE: sizes[1]}, "server_ip": server_ip,
                 "first_sync_s": first_sync, "targets": measured, "before_proxy": floor,
                 "ratios": ratios(measured), "loadavg": load + [loadavg()],
-                "kernel": {node: kernel_objects(lab, node, mode) for node in dirs},
+                "kernel": {node: kernel_objects(lab, node, node_modes[node]) for node in dirs},
                 "log_errors": {node: _log_errors(lab, node) for node in dirs}}
     finally:
         for w in workers.values():
@@ -730,6 +741,184 @@ def write(report: dict, out: Path) -> dict[str, Path]:
     return results.write(out, report.get("benchmark", NAME), report, markdown, plot_bars if outside else plot)
 
 
+# -- the A/B variant: two modes in one lab, the nodes swapped in a second ----------------------
+
+def ab_layouts(a: str, b: str) -> list[dict[str, str]]:
+    """The two labs' modes per node: node1 a and node3 b, then swapped."""
+    return [{SMALL_NODE: a, LARGE_NODE: b}, {SMALL_NODE: b, LARGE_NODE: a}]
+
+
+def geomean(values: list[float]) -> float:
+    product = 1.0
+    for v in values:
+        product *= v
+    return product ** (1 / len(values))
+
+
+def ab_summary(labs: list[dict], a: str, b: str) -> dict:
+    """Mode a against mode b, per kind of target (nodeport: from outside, the issue's limit; vip: from
+    the node's own pod): in each lab the target crossing a's node over the one crossing b's node (of
+    the medians over rounds; spread: the same-round ratios, both measured in the same lab, interleaved),
+    and over the labs the geometric mean of those ratios, which cancels what node1 and node3 differ by
+    with the modes swapped (its spread: the geometric means of the labs' lowest and of their highest)."""
+    out = {}
+    for kind in ("nodeport", "vip"):
+        per_lab = []
+        for lab in labs:
+            on = {m: n for n, m in lab["node_modes"].items()}
+            ta, tb = f"{kind}-{on[a]}", f"{kind}-{on[b]}"
+            if ta not in lab["targets"] or tb not in lab["targets"]:
+                break
+            x = ratio(lab["targets"], ta, tb)
+            per_lab.append({**x, "nodes": {a: on[a], b: on[b]}, "median_us": {
+                a: lab["targets"][ta]["median_us"], b: lab["targets"][tb]["median_us"]},
+                "spread_us": {a: lab["targets"][ta]["spread_us"], b: lab["targets"][tb]["spread_us"]}})
+        else:
+            limit = LIMITS["modes"] if kind == "nodeport" else None
+            value = geomean([x["value"] for x in per_lab])
+            out[kind] = {"of": [a, b], "per_lab": per_lab, "value": value,
+                         "spread": [geomean([x["spread"][0] for x in per_lab]),
+                                    geomean([x["spread"][1] for x in per_lab])],
+                         "limit": limit, "ok": None if limit is None else value <= limit}
+    return out
+
+
+def run_ab(a: str, b: str, size: int, rounds: int, connections: int, say=print,
+           targets: tuple[str, ...] = AB_TARGETS) -> dict:
+    """Two labs, node1 in a and node3 in b, then swapped; both nodes' proxies read the same cluster
+    of `size` Services (the large side's manifests)."""
+    from netplane.bench.programming import filler_objects
+
+    fillers = {size: with_node_ports(filler_objects(size))}
+    params = {"ab": [a, b], "size": size, "sizes": {SMALL_NODE: size, LARGE_NODE: size}, "rounds": rounds,
+              "connections": connections, "warmup": WARMUP, "endpoints_per_service": 10,
+              "lab": "3 nodes, routed, 2 pods per node", "target": f"{TARGET_IP}:{TARGET_PORT}",
+              "targets": list(targets), "limits": LIMITS, "node_port": NODE_PORT, "client": EXTERNAL_IP,
+              "nodeport_fillers": sum(1 for o in fillers[size] if o["kind"] == "Service"
+                                          and "nodePort" in o["spec"]["ports"][0])}
+    report = {"benchmark": AB_NAME, "when": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+              "params": params, "labs": []}
+    for i, layout in enumerate(ab_layouts(a, b), 1):
+        say(f"lab {i}: {', '.join(f'{n} {m}' for n, m in layout.items())}; {size:,} Services on both")
+        r = measure_mode(layout, (size, size), fillers, rounds, connections, say, targets, lab_name=f"npab{i}")
+        report["labs"].append({**r, "lab": i, "node_modes": layout})
+    report["ab"] = ab_summary(report["labs"], a, b)
+    return report
+
+
+def ab_target_label(lab: dict, t: str) -> str:
+    node = t.rsplit("-", 1)[-1]
+    if t.startswith("nodeport-"):
+        return f"{node}'s IP : nodePort, from outside ({lab['node_modes'][node]})"
+    if t.startswith("vip-"):
+        return f"cluster IP from {CLIENT[node]} ({lab['node_modes'][node]})"
+    return LABEL.get(t, t)
+
+
+def ab_tables(report: dict) -> list[str]:
+    lines = ["| lab | target | median µs | spread µs (per-round medians) | p90 µs | before any proxy µs | errors |",
+             "|---|---|---|---|---|---|---|"]
+    for lab in report["labs"]:
+        for t in report["params"]["targets"]:
+            s, before = lab["targets"][t], lab["before_proxy"].get(t)
+            lines.append(f"| {lab['lab']} | {t}: {ab_target_label(lab, t)} | {s['median_us']:.0f} | "
+                         f"{_range(*s['spread_us'])} | {s['p90_us']:.0f} | "
+                         + (f"{before['median_us']:.0f} ({_range(*before['spread_us'])})" if before else "-")
+                         + f" | {s['errors']} |")
+    lines += ["", "| path | lab | " + " | ".join(f"{m} on, median µs" for m in report["params"]["ab"])
+              + " | ratio (same-round spread) | limit |", "|---|---|---|---|---|---|"]
+    for kind, x in report["ab"].items():
+        a, b = x["of"]
+        what = "NodePort from outside" if kind == "nodeport" else "cluster IP from the node's pod"
+        for p in x["per_lab"]:
+            lines.append(f"| {what}, {a} / {b} | {p['nodes'][a]} {a}, {p['nodes'][b]} {b} | "
+                         f"{p['nodes'][a]}: {p['median_us'][a]:.0f} | {p['nodes'][b]}: {p['median_us'][b]:.0f} | "
+                         f"{p['value']:.3f} ({_range(*p['spread'], '.3f')}) | |")
+        lines.append(f"| {what}, {a} / {b} | **geometric mean of the labs** | | | "
+                     f"**{x['value']:.3f}**{_verdict(x)} ({_range(*x['spread'], '.3f')}) | {x['limit'] or '-'} |")
+    return lines
+
+
+def ab_markdown(report: dict) -> str:
+    m, p = report["machine"], report["params"]
+    a, b = p["ab"]
+    lines = [f"# {a} against {b} through a node port, in one lab (then the nodes swapped)", "",
+             f"{report['when']}, {m['cpus']} CPUs, kernel {m['kernel']}, {m.get('iptables', '')}, "
+             f"{m.get('nft', '')}; {m.get('tree', '')}.", "", *ab_tables(report), "", "## Method", "",
+             f"Two labs ({p['lab']}), one after the other. In lab 1 node1's proxy runs the {a} mode and "
+             f"node3's the {b} mode, in lab 2 the other way round; both nodes' proxies read the same cluster of "
+             f"{p['size']:,} Services (the first-packet benchmark's large side: fillers with "
+             f"{p['endpoints_per_service']} fake endpoints each, every {NODEPORT_EVERY}th a NodePort, "
+             f"{p['nodeport_fillers']:,} of them; the measured Service zz-target, {p['target']}, "
+             f"type NodePort {p['node_port']}, externalTrafficPolicy Cluster, its one endpoint node2-pod1). "
+             "node2 runs no proxy. The targets, interleaved round by round with the order rotating: node1's "
+             "and node3's IP : the nodePort from the client namespace "
+             f"({p['client']}, every answer must name node2-pod1 and the node's own address, its SNAT), the pod "
+             "IP straight from the client (direct-client, via node2: no proxy, the floor), and the cluster IP "
+             "from node1-pod1 and node3-pod1. A connection is connect() to the first byte back, from a worker "
+             f"process in each client; {p['rounds']} rounds of {p['connections']} connections per target (after "
+             f"{p['warmup']} per target discarded). Per target the median over rounds of the per-round medians, "
+             "and their spread. The ratio per lab is the target through the "
+             f"{a} node over the same target through the {b} node, both measured in the same lab, interleaved "
+             "(spread: the same-round ratios); the result is the geometric mean of the two labs' ratios, in which "
+             "whatever node1 and node3 differ by cancels out (its range: the geometric means of the labs' lowest "
+             "and of their highest same-round ratios).", ""]
+    for lab in report["labs"]:
+        lines.append(f"- lab {lab['lab']} ({', '.join(f'{n} {mo}' for n, mo in lab['node_modes'].items())}): first sync "
+                     f"{', '.join(f'{n} {s:.1f} s' for n, s in lab['first_sync_s'].items())}; 1-min load average "
+                     f"before and after {lab['loadavg'][0]:.2f}, {lab['loadavg'][1]:.2f}; installed "
+                     f"{json.dumps(lab['kernel'])}")
+        for node, errs in lab.get("log_errors", {}).items():
+            for e in errs:
+                lines.append(f"  - {node} proxy log error: {e}")
+    return "\n".join(lines) + "\n"
+
+
+def ab_plot(report: dict, path: Path) -> None:
+    """Per lab, each target's per-round medians; last, the ratios per lab and their geometric mean."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labs, targets = report["labs"], report["params"]["targets"]
+    fig, axes = plt.subplots(1, len(labs) + 1, figsize=(5.2 * (len(labs) + 1), 4.4), squeeze=False)
+    for ax, lab in zip(axes[0], labs):
+        for i, t in enumerate(targets):
+            rounds = lab["targets"][t]["rounds"]
+            ax.plot([x["round"] for x in rounds], [x["median_us"] for x in rounds], "o-", color=f"C{i}",
+                    label=f"{t} ({lab['node_modes'].get(t.rsplit('-', 1)[-1], 'no proxy')})")
+        ax.set_title(f"lab {lab['lab']}: " + ", ".join(f"{n} {m}" for n, m in lab["node_modes"].items()), fontsize=10)
+        ax.set_xlabel("round"), ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("connect + first byte, µs (per-round median)")
+    ax, bars = axes[0][-1], []
+    for kind, x in report["ab"].items():
+        a, b = x["of"]
+        for p, lab in zip(x["per_lab"], labs):
+            bars.append((f"{kind} {a}/{b} lab {lab['lab']}", p))
+        bars.append((f"{kind} {a}/{b} geo. mean", x))
+    bars = bars[::-1]
+    values = [x["value"] for _, x in bars]
+    err = [[v - x["spread"][0] for v, (_, x) in zip(values, bars)], [x["spread"][1] - v for v, (_, x) in zip(values, bars)]]
+    ax.barh(range(len(bars)), values, 0.6, xerr=err, capsize=3,
+            color=["C3" if x.get("ok") is False else "C2" if x.get("ok") else "C7" for _, x in bars])
+    for k, (v, (_, x)) in enumerate(zip(values, bars)):
+        ax.text(x["spread"][1] + 0.005, k, f"{v:.3f}", fontsize=7, va="center")
+    ax.axvline(LIMITS["modes"], color="k", linestyle="--", linewidth=1, label=f"limit {LIMITS['modes']}")
+    ax.axvline(1.0, color="k", linewidth=0.5)
+    ax.set_yticks(range(len(bars)), [label for label, _ in bars], fontsize=8)
+    ax.set_xlim(min(0.8, min(x["spread"][0] for _, x in bars) - 0.05), max(1.2, max(x["spread"][1] for _, x in bars) + 0.05))
+    ax.set_xlabel("ratio (whiskers: same-round ratios)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_ab(report: dict, out: Path) -> dict[str, Path]:
+    return results.write(out, AB_NAME, report, ab_markdown, ab_plot)
+
+
 # -- the command line (benchmarks/proxy_first_packet.py, benchmarks/proxy_nodeport.py) -------------
 
 def modes_and_out(p: argparse.ArgumentParser) -> None:
@@ -758,8 +947,16 @@ def parse_args(argv=None, doc: str = __doc__):
                    help="SMALL,LARGE: Services on node1's and node3's proxy, the measured one included")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (at least 5 for the issues' numbers)")
     p.add_argument("--connections", type=int, default=400, help="connections per target per round")
+    p.add_argument("--ab", metavar="A,B", help="the A/B variant: one lab, node1 in mode A and node3 in B, both "
+                   "reading LARGE Services (of --sizes), then a lab with the nodes swapped; reports A / B")
     args = p.parse_args(argv)
     parse_modes(p, args)
+    if args.ab is not None:
+        from netplane.proxy import modes
+
+        args.ab = [m for m in args.ab.split(",") if m]
+        if len(args.ab) != 2 or args.ab[0] == args.ab[1] or any(m not in modes.names() for m in args.ab):
+            p.error(f"--ab: two different known modes, A,B; known: {', '.join(modes.names())}")
     try:
         args.sizes = tuple(int(x) for x in args.sizes.split(","))
     except ValueError:
@@ -775,6 +972,14 @@ def main(argv=None, targets: tuple[str, ...] = TARGETS, doc: str = __doc__) -> i
     args = parse_args(argv, doc)
     # SIGTERM unwinds like Ctrl-C, so every lab's `finally: lab.down()` runs
     signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(SystemExit(128 + s)))
+    if args.ab:
+        report = run_ab(*args.ab, args.sizes[1], args.rounds, args.connections,
+                        say=lambda text: print(text, flush=True))
+        paths = write_ab(report, args.out)
+        print()
+        print("\n".join(ab_tables(report)))
+        print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+        return 0
     report = run(args.modes, args.sizes, args.rounds, args.connections, say=lambda text: print(text, flush=True),
                  targets=targets)
     paths = write(report, args.out)

@@ -73,6 +73,8 @@ class Dataplane:
         self.local_addresses = local_addresses or _local_addresses
         self.syncers = {f: FamilySyncer(mode, f, settings, self.options, make(f, self.options), self.local_addresses)
                         for f in settings.families}
+        for s in self.syncers.values():         # a mode's slow set-up may start now (the eBPF compile)
+            getattr(s.applier, "prepare", lambda: None)()
         self.clean_conntrack = clean_conntrack if mode.cleans_conntrack else None
         self.last_full = False                             # whether the last sync was full (metrics, logs, tests)
         self._sweep_pending = sweep

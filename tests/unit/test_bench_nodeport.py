@@ -227,3 +227,73 @@ def test_a_proxy_that_keeps_failing_its_sync_is_seen_in_its_log(tmp_path):
         'ts=2026-11-30T16:43:49.000Z level=error logger=netplane.proxy msg="something else"\n')
     assert fp.failed_syncs(str(log)) == ['Traceback (most recent call last):\n  File "x.py", line 1\n'
                                          'AttributeError: no attach']
+
+
+# -- the A/B variant (--ab): two modes in one lab, then the nodes swapped ----------------------
+
+def _ab_lab(i: int, node_modes: dict, medians: dict) -> dict:
+    targets = _targets(medians)
+    return {"lab": i, "node_modes": node_modes, "targets": targets, "before_proxy": {"direct-client": targets["direct-client"]},
+            "first_sync_s": {"node1": 6.0, "node3": 2.0}, "loadavg": [0.5, 0.7], "kernel": {"node1": {}, "node3": {}},
+            "log_errors": {}}
+
+
+def _ab_labs() -> list[dict]:
+    # node3 is 10% slower than node1 whatever runs on it; the ebpf mode costs 2% more than nftables
+    return [_ab_lab(1, {"node1": "ebpf", "node3": "nftables"},
+                    {"nodeport-node1": [102, 102, 102], "nodeport-node3": [110, 110, 110], "direct-client": [90, 91, 92],
+                     "vip-node1": [100, 104, 102], "vip-node3": [110, 110, 110]}),
+            _ab_lab(2, {"node1": "nftables", "node3": "ebpf"},
+                    {"nodeport-node1": [100, 100, 100], "nodeport-node3": [112.2, 112.2, 112.2],
+                     "direct-client": [80, 80, 80], "vip-node1": [100, 100, 100], "vip-node3": [112.2, 112.2, 112.2]})]
+
+
+def test_ab_swaps_the_nodes_and_names_targets_after_the_node_they_cross():
+    assert fp.ab_layouts("ebpf", "nftables") == [{"node1": "ebpf", "node3": "nftables"},
+                                                 {"node1": "nftables", "node3": "ebpf"}]
+    assert fp.address("nodeport-node1", SERVER_IP) == fp.address("nodeport-small", SERVER_IP)
+    assert fp.address("nodeport-node3", SERVER_IP) == fp.address("nodeport-large", SERVER_IP)
+    assert fp.address("vip-node3", SERVER_IP) == ("node3-pod1", fp.TARGET_IP, fp.TARGET_PORT, "node2-pod1")
+    assert fp.geomean([2.0, 8.0]) == pytest.approx(4.0)
+    args = fp.parse_args(["--ab", "ebpf,nftables"])
+    assert args.ab == ["ebpf", "nftables"] and args.sizes[1] == 10000 and args.rounds >= 7 and args.connections >= 400
+    for bad in (["--ab", "ebpf"], ["--ab", "ebpf,ebpf"], ["--ab", "ebpf,ipvs2"]):
+        with pytest.raises(SystemExit):
+            fp.parse_args(bad)
+
+
+def test_ab_ratio_is_a_over_b_per_lab_and_the_geometric_mean_cancels_the_nodes():
+    summary = fp.ab_summary(_ab_labs(), "ebpf", "nftables")
+    nodeport = summary["nodeport"]
+    first, second = nodeport["per_lab"]
+    assert first["nodes"] == {"ebpf": "node1", "nftables": "node3"} and second["nodes"] == {"ebpf": "node3", "nftables": "node1"}
+    assert first["value"] == pytest.approx(102 / 110) and second["value"] == pytest.approx(112.2 / 100)
+    assert first["median_us"] == {"ebpf": 102, "nftables": 110}
+    assert nodeport["value"] == pytest.approx(1.02)             # node3's 10% gone, the mode's 2% left
+    assert nodeport["limit"] == fp.LIMITS["modes"] and nodeport["ok"] is True
+    vip = summary["vip"]
+    assert vip["per_lab"][0]["spread"] == pytest.approx([100 / 110, 104 / 110])
+    assert vip["spread"] == pytest.approx([(100 / 110 * 1.122) ** 0.5, (104 / 110 * 1.122) ** 0.5])
+    assert vip["limit"] is None and vip["ok"] is None
+    # a kind whose targets were not measured is left out
+    labs = _ab_labs()
+    for lab in labs:
+        del lab["targets"]["vip-node1"]
+    assert set(fp.ab_summary(labs, "ebpf", "nftables")) == {"nodeport"}
+
+
+def test_ab_report_is_written_with_its_tables(tmp_path):
+    report = {"benchmark": fp.AB_NAME, "when": "now", "machine": {"cpus": 2, "kernel": "6.x"},
+              "params": {"ab": ["ebpf", "nftables"], "size": 10000, "rounds": 3, "connections": 400, "warmup": 50,
+                         "endpoints_per_service": 10, "lab": "3 nodes", "target": "10.96.255.254:80",
+                         "targets": list(fp.AB_TARGETS), "node_port": fp.NODE_PORT, "client": "192.168.200.2",
+                         "nodeport_fillers": 2500},
+              "labs": _ab_labs()}
+    report["ab"] = fp.ab_summary(report["labs"], "ebpf", "nftables")
+    report = json.loads(json.dumps(report))                      # as read back from the JSON
+    paths = fp.write_ab(report, tmp_path)
+    assert sorted(p.name for p in paths.values()) == ["proxy_nodeport_ab.json", "proxy_nodeport_ab.md",
+                                                      "proxy_nodeport_ab.png"]
+    text = paths["md"].read_text()
+    assert "geometric mean of the labs" in text and "**1.020** ok" in text
+    assert "nodeport-node3: node3's IP : nodePort, from outside (nftables)" in text

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from netplane import fastpath
@@ -104,6 +105,12 @@ class EbpfApplier:
     def __init__(self, family: int, options: EbpfOptions | None = None) -> None:
         self.family, self.options = family, options or EbpfOptions()
         self._loaded = None
+
+    def prepare(self) -> None:
+        """The active mode's appliers are made: start bcc's compile, which
+        runs while the sources are read (a sweep's appliers never call this)."""
+        if self.options.cgroup_path and unavailable() is None:
+            _compiling(self.options)
 
     def loaded(self) -> loader.Loaded:
         """The programs, loaded and attached once per process (both families share them)."""
@@ -245,21 +252,45 @@ _LOADED: dict[tuple, loader.Loaded] = {}
 def _shared(o: EbpfOptions) -> loader.Loaded:
     key = (o.cgroup_path, o.pin_path)
     if key not in _LOADED:
-        sizes = {"services": o.services_max, "backends": o.backends_max, "affinity": o.affinity_max,
-                 "revnat": o.revnat_max, "ct": o.ct_max}
-        settings = {"NAT_PORT_MIN": o.nat_port_min, "NAT_PORT_MAX": o.nat_port_max, "MAGLEV_SEED": o.maglev_seed,
-                    "CT_TCP": o.ct_timeout_tcp, "CT_OTHER": o.ct_timeout_other}
-        tables = tuple(m for m in maglev.SIZES if m <= o.maglev_table_size) if o.maglev_compact else \
-            (o.maglev_table_size,)
         # kept before attaching: a failed attach is retried by the next sync with the same programs,
         # not compiled again (bcc's objects are never freed: a retry loop would grow without bound)
-        _LOADED[key] = loader.Loaded(o.cgroup_path, o.pin_path, sizes, o.kernel_headers or _bootstrap_headers(),
-                                     settings, tables)
+        _LOADED[key] = _compiling(o).result()
     loaded = _LOADED[key]
     if not loaded.attached:
         loaded.attach()
         log.info("socket load balancing: programs attached to %s, pinned under %s", o.cgroup_path, o.pin_path)
     return loaded
+
+
+_COMPILING: dict[tuple, Future] = {}
+
+
+def _compiling(o: EbpfOptions) -> Future:
+    """bcc's compile (about 1 s), started when the applier is made: it runs
+    in a thread while the sources are read and the first compile of the
+    Services runs (ctypes lets go of the GIL inside LLVM), and the first
+    sync waits for it. A failure is raised there, and the next sync
+    compiles again."""
+    key = (o.cgroup_path, o.pin_path)
+    future = _COMPILING.get(key)
+    if future is None or (future.done() and future.exception() is not None):
+        future = _COMPILING[key] = Future()
+        threading.Thread(target=_compile, args=(o, future), daemon=True, name="bpf-compile").start()
+    return future
+
+
+def _compile(o: EbpfOptions, future: Future) -> None:
+    sizes = {"services": o.services_max, "backends": o.backends_max, "affinity": o.affinity_max,
+             "revnat": o.revnat_max, "ct": o.ct_max}
+    settings = {"NAT_PORT_MIN": o.nat_port_min, "NAT_PORT_MAX": o.nat_port_max, "MAGLEV_SEED": o.maglev_seed,
+                "CT_TCP": o.ct_timeout_tcp, "CT_OTHER": o.ct_timeout_other}
+    tables = tuple(m for m in maglev.SIZES if m <= o.maglev_table_size) if o.maglev_compact else \
+        (o.maglev_table_size,)
+    try:
+        future.set_result(loader.Loaded(o.cgroup_path, o.pin_path, sizes, o.kernel_headers or _bootstrap_headers(),
+                                        settings, tables))
+    except BaseException as err:          # raised where the first sync waits for it
+        future.set_exception(err)
 
 
 def _bootstrap_headers() -> str:
