@@ -731,3 +731,65 @@ def test_one_source_port_reopened_at_once_many_times_through_a_node_port(lab):
     done = lab.run("client", [sys.executable, "-c", REUSE, node_ip(lab, "node1"), "30044", "150", "40700"],
                    timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "0", done
+
+
+ICMP_WATCH = """
+import json, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(float(sys.argv[1]))
+print("ready", flush=True)
+try:
+    while True:
+        data = s.recv(2000)
+        ihl = (data[0] & 15) * 4
+        if data[ihl] != 3:
+            continue
+        inner = data[ihl + 8:]
+        iihl = (inner[0] & 15) * 4
+        sport, dport = struct.unpack("!HH", inner[iihl:iihl + 4])
+        print(json.dumps({"to": socket.inet_ntoa(data[16:20]), "quoted_src": socket.inet_ntoa(inner[12:16]),
+                          "quoted_sport": sport, "quoted_dport": dport}))
+        break
+except socket.timeout:
+    print("{}")
+"""
+
+ICMP_SEND = """
+import socket, sys
+from scapy.all import ICMP, IP, UDP, send
+client, node, node_port, sport = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((client, sport))
+s.settimeout(2)
+s.sendto(b"who\\n", (node, node_port))
+print(s.recv(2000).decode().split()[0], flush=True)
+# the client says the reply's port is unreachable: an ICMP error quoting it, as it came (node:nodePort -> client)
+send(IP(src=client, dst=node) / ICMP(type=3, code=3) / IP(src=node, dst=client) / UDP(sport=node_port, dport=sport),
+     verbose=False)
+"""
+
+
+def test_an_icmp_error_from_the_client_reaches_the_backend_translated(lab):
+    """scapy makes what a socket cannot: the client's ICMP port unreachable
+    about the Service's UDP reply. It must reach the backend pod (on
+    another node) about the packet the pod sent (its own address and port
+    quoted), or the pod's UDP socket never learns of the error."""
+    pod = next(p for p, r in sorted(lab.record.pods.items()) if r.node == "node2")
+    pod_ip = lab.record.pods[pod].ips[0]
+    dns = {"name": "dns", "port": services.TARGET_PORT, "protocol": "UDP"}
+    services.publish(lab, [b.service("icmp", "10.96.0.45", [{"name": "dns", "port": 53, "protocol": "UDP",
+                                                             "nodePort": 30045}], type="NodePort"),
+                           b.endpoint_slice("icmp", services.endpoints(lab, [pod]), [dns])], "icmp.json")
+    watch = lab.spawn(pod, [sys.executable, "-c", ICMP_WATCH, "10"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert watch.stdout.readline().strip() == "ready"
+        client = topology.CLIENT_ADDRESSES[0].split("/")[0]
+        done = lab.run("client", [sys.executable, "-c", ICMP_SEND, client, node_ip(lab, "node1"), "30045", "40800"],
+                       timeout=30)
+        assert done.returncode == 0 and done.stdout.split()[0] == pod, done
+        seen = json.loads(watch.stdout.readline() or "{}")
+    finally:
+        watch.kill()
+        watch.wait()
+    assert seen.get("to") == pod_ip and seen.get("quoted_src") == pod_ip, seen
+    assert seen.get("quoted_sport") == services.TARGET_PORT, seen
