@@ -26,7 +26,7 @@ class Sandbox:
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> "Sandbox":
-        self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_exit)
+        self._previous_sigterm = signal.signal(signal.SIGTERM, raise_exit)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -124,5 +124,6 @@ def listdir(path: str) -> list[str]:
     return []
 
 
-def _raise_exit(signum, _frame):
+def raise_exit(signum, _frame):
+    """A SIGTERM handler: unwind like Ctrl-C, so every `finally` runs."""
     raise SystemExit(128 + signum)

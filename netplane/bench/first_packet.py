@@ -644,13 +644,18 @@ def markdown(report: dict) -> str:
     if outside:
         lines += [_method_outside(p), ""]
     for r in report["results"]:
-        lines.append(f"- {r['mode']}: first sync {', '.join(f'{n} {s:.1f} s' for n, s in r['first_sync_s'].items())}; "
-                     + (f"1-min load average before and after {r['loadavg'][0]:.2f}, {r['loadavg'][1]:.2f}; "
-                        if r.get("loadavg") else "") + f"installed {json.dumps(r['kernel'])}")
-        for node, errs in r.get("log_errors", {}).items():
-            for e in errs:
-                lines.append(f"  - {node} proxy log error: {e}")
+        lines += _run_notes(r["mode"], r)
     return "\n".join(lines) + "\n"
+
+
+def _run_notes(label: str, r: dict) -> list[str]:
+    """One lab's first syncs, load, installed objects and proxy log errors."""
+    lines = [f"- {label}: first sync {', '.join(f'{n} {s:.1f} s' for n, s in r['first_sync_s'].items())}; "
+             + (f"1-min load average before and after {r['loadavg'][0]:.2f}, {r['loadavg'][1]:.2f}; "
+                if r.get("loadavg") else "") + f"installed {json.dumps(r['kernel'])}"]
+    for node, errs in r.get("log_errors", {}).items():
+        lines += [f"  - {node} proxy log error: {e}" for e in errs]
+    return lines
 
 
 def plot(report: dict, path: Path) -> None:
@@ -864,13 +869,7 @@ def ab_markdown(report: dict) -> str:
              "whatever node1 and node3 differ by cancels out (its range: the geometric means of the labs' lowest "
              "and of their highest same-round ratios).", ""]
     for lab in report["labs"]:
-        lines.append(f"- lab {lab['lab']} ({', '.join(f'{n} {mo}' for n, mo in lab['node_modes'].items())}): first sync "
-                     f"{', '.join(f'{n} {s:.1f} s' for n, s in lab['first_sync_s'].items())}; 1-min load average "
-                     f"before and after {lab['loadavg'][0]:.2f}, {lab['loadavg'][1]:.2f}; installed "
-                     f"{json.dumps(lab['kernel'])}")
-        for node, errs in lab.get("log_errors", {}).items():
-            for e in errs:
-                lines.append(f"  - {node} proxy log error: {e}")
+        lines += _run_notes(f"lab {lab['lab']} ({', '.join(f'{n} {mo}' for n, mo in lab['node_modes'].items())})", lab)
     return "\n".join(lines) + "\n"
 
 
@@ -971,7 +970,8 @@ def parse_args(argv=None, doc: str = __doc__):
 def main(argv=None, targets: tuple[str, ...] = TARGETS, doc: str = __doc__) -> int:
     args = parse_args(argv, doc)
     # SIGTERM unwinds like Ctrl-C, so every lab's `finally: lab.down()` runs
-    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(SystemExit(128 + s)))
+    from netplane import sandbox
+    signal.signal(signal.SIGTERM, sandbox.raise_exit)
     if args.ab:
         report = run_ab(*args.ab, args.sizes[1], args.rounds, args.connections,
                         say=lambda text: print(text, flush=True))

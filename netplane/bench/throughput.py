@@ -487,7 +487,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the lab's `finally: lab.down()` runs
-    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(SystemExit(128 + s)))
+    from netplane import sandbox
+    signal.signal(signal.SIGTERM, sandbox.raise_exit)
     report = run(args.modes, args.services, args.rounds, args.seconds, args.omit,
                  say=lambda text: print(text, flush=True))
     paths = write(report, args.out)
