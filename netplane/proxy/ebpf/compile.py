@@ -80,16 +80,19 @@ def port_share(policy: PortPolicy, ctx: Context) -> Share:
         return Share((), None, ())
     groups = []
 
-    def serve(addr: bytes, port: int, scope: int, endpoints, flags: int = 0) -> None:
-        eps = tuple((e.address(ep.address), ep.port, ep.node == ctx.node) for ep in endpoints)
+    def serve(addr: bytes, port: int, scope: int, eps: tuple, flags: int = 0) -> None:
         flags |= e.FLAG_DROP if not eps and policy.refusal == DROP else 0
         groups.append(Group(addr, port, proto, scope, flags, p.affinity_timeout, eps))
 
+    def endpoints(chosen) -> tuple:
+        return tuple((e.address(ep.address), ep.port, ep.node == ctx.node) for ep in chosen)
+
     for ip in p.cluster_ips:
-        serve(e.address(ip), p.port, 0, policy.internal)
+        serve(e.address(ip), p.port, 0, endpoints(policy.internal))
     # dialled from inside the node, external addresses reach what pods and the node reach
     # through them: every endpoint under a Local policy (the short-circuit), else the external ones
-    outside = (policy.cluster or policy.local) if p.external_local else policy.external
+    external = endpoints(policy.external)      # converted once: the socket keys, the external keys, the table
+    outside = endpoints(policy.cluster or policy.local) if p.external_local else external
     if not policy.has_any:
         outside = ()
     for ip in p.external_ips + p.load_balancer_ips:
@@ -98,25 +101,23 @@ def port_share(policy: PortPolicy, ctx: Context) -> Share:
         serve(e.ANY[ctx.family], p.node_port, e.SCOPE_NODEPORT, outside)
     table = None
     if p.external_ips or p.load_balancer_ips or p.node_port:
-        table = _external(policy, ctx, serve)
+        table = _external(policy, ctx, serve, external)
     return Share(tuple(groups), table, policy.firewall if p.load_balancer_ips else ())
 
 
-def _external(policy: PortPolicy, ctx: Context, serve) -> Table | None:
+def _external(policy: PortPolicy, ctx: Context, serve, external: tuple) -> Table | None:
     """The keys traffic from other machines looks up, and their table."""
     p = policy.port
-    size = maglev.table_size(len(policy.external), ctx.maglev_size, ctx.maglev_compact)
+    size = maglev.table_size(len(external), ctx.maglev_size, ctx.maglev_compact)
     flags = (e.FLAG_LOCAL if p.external_local else 0) | maglev.size_class(size) << e.LUT_SHIFT
     firewall = e.FLAG_FIREWALL if policy.firewall else 0
     for ip in p.external_ips:
-        serve(e.address(ip), p.port, e.SCOPE_EXTERNAL, policy.external, flags)
+        serve(e.address(ip), p.port, e.SCOPE_EXTERNAL, external, flags)
     for ip in p.load_balancer_ips:
-        serve(e.address(ip), p.port, e.SCOPE_EXTERNAL, policy.external, flags | firewall)
+        serve(e.address(ip), p.port, e.SCOPE_EXTERNAL, external, flags | firewall)
     if p.node_port:
-        serve(e.ANY[ctx.family], p.node_port, e.SCOPE_EXTERNAL | e.SCOPE_NODEPORT, policy.external, flags)
-    if not policy.external:
-        return None
-    return Table(size, tuple((e.address(ep.address), ep.port, ep.node == ctx.node) for ep in policy.external))
+        serve(e.ANY[ctx.family], p.node_port, e.SCOPE_EXTERNAL | e.SCOPE_NODEPORT, external, flags)
+    return Table(size, external) if external else None
 
 
 @dataclass
