@@ -192,6 +192,18 @@ static __always_inline int supported(__u32 proto)
     return proto == IPPROTO_TCP || proto == IPPROTO_UDP;
 }
 
+/* The call's address and port: translated (connect, sendmsg; 0 fails the
+ * call), or the Service's put back (recvmsg, getpeername: `reverse`). */
+static __always_inline int resolve(struct bpf_sock_addr *ctx, __u32 *addr, __u32 *port, int reverse)
+{
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    if (reverse) {
+        restore(addr, port, cookie);
+        return 1;
+    }
+    return translate(ctx, addr, port, ctx->protocol, cookie);
+}
+
 /* IPv4: the maps hold ::ffff:a.b.c.d */
 static __always_inline int v4(struct bpf_sock_addr *ctx, int reverse)
 {
@@ -199,12 +211,8 @@ static __always_inline int v4(struct bpf_sock_addr *ctx, int reverse)
         return 1;
     __u32 addr[4] = {0, 0, bpf_htonl(0xffff), ctx->user_ip4};
     __u32 port = ctx->user_port;
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    if (reverse) {
-        restore(addr, &port, cookie);
-    } else if (!translate(ctx, addr, &port, ctx->protocol, cookie)) {
+    if (!resolve(ctx, addr, &port, reverse))
         return 0;
-    }
     ctx->user_ip4 = addr[3];
     ctx->user_port = port;
     return 1;
@@ -216,12 +224,8 @@ static __always_inline int v6(struct bpf_sock_addr *ctx, int reverse)
         return 1;
     __u32 addr[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
     __u32 port = ctx->user_port;
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    if (reverse) {
-        restore(addr, &port, cookie);
-    } else if (!translate(ctx, addr, &port, ctx->protocol, cookie)) {
+    if (!resolve(ctx, addr, &port, reverse))
         return 0;
-    }
     ctx->user_ip6[0] = addr[0];
     ctx->user_ip6[1] = addr[1];
     ctx->user_ip6[2] = addr[2];
