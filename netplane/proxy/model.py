@@ -41,6 +41,7 @@ class ServicePort:
     internal_local: bool = False       # internalTrafficPolicy: Local
     health_check_node_port: int = 0
     topology_aware: bool = False       # hints honoured (trafficDistribution or the topology-mode annotation)
+    scheduler: str = ""                # the IPVS mode's scheduler for it (netplane.io/ipvs-scheduler); "" = default
 
     @property
     def externally_accessible(self) -> bool:

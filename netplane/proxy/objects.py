@@ -18,6 +18,9 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints")
 TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone", "PreferSameNode")
+IPVS_SCHEDULER_ANNOTATION = "netplane.io/ipvs-scheduler"
+# the schedulers Linux ships (net/netfilter/ipvs/ip_vs_*.c)
+IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos")
 NO_ZONES: frozenset[str] = frozenset()
 
 
@@ -104,7 +107,17 @@ def _common(spec: dict, kind: str, status: dict, annotations: dict) -> tuple:
         _optional_port(spec.get("healthCheckNodePort"), "spec.healthCheckNodePort") if lb else 0,
         spec.get("trafficDistribution") in TRAFFIC_DISTRIBUTIONS
         or bool(annotations) and any(str(annotations.get(a, "")).lower() == "auto" for a in TOPOLOGY_ANNOTATIONS),
+        _ipvs_scheduler(annotations.get(IPVS_SCHEDULER_ANNOTATION)) if annotations else "",
     )
+
+
+def _ipvs_scheduler(value) -> str:
+    if value is None:
+        return ""
+    if value not in IPVS_SCHEDULERS:
+        raise InvalidObject(f"metadata.annotations[{IPVS_SCHEDULER_ANNOTATION!r}] {value!r} is not an IPVS "
+                            f"scheduler ({', '.join(IPVS_SCHEDULERS)})")
+    return value
 
 
 def _port(namespace: str, service: str, raw, index: int, count: int, node_ports: bool, cluster_ips,

@@ -40,6 +40,7 @@ def _load() -> None:
     import netplane.testing.iptables  # noqa: F401  (registers the iptables harnesses)
     import netplane.testing.nftables  # noqa: F401  (registers the nftables harness)
     import netplane.testing.ebpf  # noqa: F401  (registers the eBPF harness)
+    import netplane.testing.ipvs  # noqa: F401  (registers the IPVS harness)
 
 
 __all__ = ["Verdict", "HARNESSES", "harness", "names", "get"]

@@ -51,8 +51,9 @@ PROTOCOLS = {"tcp", "udp", "sctp"}
 class FakeNft:
     via = "fake"
 
-    def __init__(self) -> None:
-        self.tables: dict[str, dict] = {}        # family -> the netplane table (see the module docstring)
+    def __init__(self, table: str = TABLE) -> None:
+        self.table = table                       # the one table it holds: the nftables mode's, or the IPVS mode's
+        self.tables: dict[str, dict] = {}        # family -> that table (see the module docstring)
         self.scripts: list[str] = []             # every script applied, in order
         self.fail_next = ""                      # a message: the next run fails with it
 
@@ -68,7 +69,7 @@ class FakeNft:
             if not line or line.startswith("#"):
                 continue
             try:
-                _Statement(staged, line).apply()
+                _Statement(staged, line, self.table).apply()
             except NftError as err:
                 raise NftError(f"Error: {err} in: {line[:200]}") from None
         for table in staged.values():
@@ -87,8 +88,8 @@ class FakeNft:
         """The table as text, roughly as `nft list table` shows it (for debugging)."""
         table = self.tables.get(family)
         if table is None:
-            return f"(no table {family} {TABLE})\n"
-        out = [f"table {family} {TABLE} {{"]
+            return f"(no table {family} {self.table})\n"
+        out = [f"table {family} {self.table} {{"]
         for name, s in table["sets"].items():
             out.append(f"\t{'map' if _is_map(s['body']) else 'set'} {name} {{ {s['body']} }}")
             out += [f"\t\t{_element_text(k, v)}" for k, v in s["elements"].items()]
@@ -142,8 +143,8 @@ def priority_value(priority: str) -> int:
 class _Statement:
     """One line of a script, applied to the staged tables (or refused)."""
 
-    def __init__(self, tables: dict, line: str) -> None:
-        self.tables, self.line = tables, line
+    def __init__(self, tables: dict, line: str, table: str = TABLE) -> None:
+        self.tables, self.line, self.ours = tables, line, table
         words = line.split(" ", 4)
         if len(words) < 4:
             raise NftError("syntax error")
@@ -155,7 +156,7 @@ class _Statement:
     def apply(self) -> None:
         if self.kind == "table":
             return self.table_statement()
-        if self.table_name != TABLE or self.family not in self.tables:
+        if self.table_name != self.ours or self.family not in self.tables:
             raise NftError(f"No such file or directory: table {self.family} {self.table_name}")
         self.table = self.tables[self.family]
         handler = {("add", "chain"): self.add_chain, ("flush", "chain"): self.flush_chain,
@@ -174,8 +175,8 @@ class _Statement:
     def table_statement(self) -> None:
         if self.rest:
             raise NftError("syntax error after the table name")
-        if self.table_name != TABLE:
-            raise NftError(f"the fake holds only table {TABLE}, not {self.table_name}")
+        if self.table_name != self.ours:
+            raise NftError(f"the fake holds only table {self.ours}, not {self.table_name}")
         if self.verb == "add":
             self.tables.setdefault(self.family, {"chains": {}, "base": {}, "sets": {}})
         elif self.verb == "delete":
@@ -368,6 +369,8 @@ def _check_field(field: str, kind: str, interval: bool) -> None:
                   else netaddr.IPAddress(field).version) == version
         elif kind == "inet_proto":
             ok = field in PROTOCOLS
+        elif kind == "mark":                         # nft reads a mark in hex too
+            ok = 0 <= int(field, 0) < 1 << 32
         else:
             ok = field.isdigit() and (kind != "inet_service" or int(field) < 65536)
     except (netaddr.AddrFormatError, ValueError):

@@ -33,6 +33,7 @@ class _Packet:
     proto: str
     dport: int
     mark: int = 0
+    ctmark: int = 0             # the connection's mark (the IPVS mode marks for masquerading there)
     dnat: str = ""              # the endpoint it was DNATed to, "ip:port" or "[ip]:port"
     masquerade: bool = False
 
@@ -142,6 +143,17 @@ class Tracer:
         elif op == "mark":
             how, value = args
             yield from self._ops(ops, k + 1, replace(p, mark=p.mark | value if how == "|" else p.mark ^ value))
+        elif op == "ctmark":
+            yield from self._ops(ops, k + 1, replace(p, ctmark=p.ctmark | args[0]))
+        elif op == "markmap":
+            expr, source = args
+            keys = expr(p)
+            value = self._lookup(source, keys[0]) if len(keys) == 1 else None
+            if value is None:
+                yield p, None                                # no element: the rule ends here
+            else:
+                mark = value[0] if isinstance(value, tuple) else value
+                yield from self._ops(ops, k + 1, replace(p, mark=int(mark, 0) if isinstance(mark, str) else mark))
         elif op == "update":
             yield from self._ops(ops, k + 1, p)             # remembers the client: no effect on this packet
         elif op == "verdict":
@@ -250,7 +262,9 @@ class _Rule:
 
     def ct(self):
         self.take("ct")
-        what = self.take("state", "status")
+        what = self.take("state", "status", "mark")
+        if what == "mark":
+            return self.ct_mark()
         value = self.take()
         if what == "state" and value in ("new", "invalid"):
             new = value == "new"                    # the first packet of a new connection
@@ -258,6 +272,20 @@ class _Rule:
         if what == "status" and value == "dnat":
             return ("match", lambda tracer, p: bool(p.dnat))
         raise self.fail(f"ct {what} {value}")
+
+    def ct_mark(self):
+        """`ct mark set ct mark | X`, or `ct mark & X == Y`."""
+        if self.peek() == "&":
+            self.take()
+            mask = int(self.take(), 0)
+            self.take("==")
+            value = int(self.take(), 0)
+            return ("match", lambda tracer, p: p.ctmark & mask == value)
+        self.take("set")
+        self.take("ct")
+        self.take("mark")
+        self.take("|")
+        return ("ctmark", int(self.take(), 0))
 
     def mark(self):
         self.take("meta")
@@ -269,6 +297,10 @@ class _Rule:
             value = int(self.take(), 0)
             return ("match", lambda tracer, p: p.mark & mask == value)
         self.take("set")
+        if self.peek() != "meta":                       # `meta mark set <key> map @m`
+            expr = self.expression()
+            self.take("map")
+            return ("markmap", expr, self.set_name())
         self.take("meta")
         self.take("mark")
         how = self.take("|", "^")

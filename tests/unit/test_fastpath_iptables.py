@@ -67,7 +67,7 @@ def port_policies(draw, family: int):
         affinity_timeout=draw(st.sampled_from([0, 0, 10800, 60])),
         external_local=draw(st.booleans()), internal_local=draw(st.booleans()),
         health_check_node_port=draw(st.sampled_from([0, 32000])) if lb else 0,
-        topology_aware=draw(st.booleans()))
+        topology_aware=draw(st.booleans()), scheduler=draw(st.sampled_from(["", "mh"])))
     eps = draw(endpoints(family))
     return decide(port, tuple(eps), Node(draw(st.sampled_from([NODE, "node-b", ""])), draw(st.sampled_from(["", "z1"]))))
 

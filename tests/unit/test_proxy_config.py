@@ -32,7 +32,7 @@ winkernel: {anything: goes}
     assert cfg.cluster_cidrs == ["10.244.0.0/16", "fd00:10:244::/56"] and cfg.node_name == "node7"
     assert cfg.kubeconfig == "/etc/kubernetes/proxy.conf" and cfg.masquerade_all and cfg.masquerade_bit == 15
     assert cfg.sync_period == 90 and cfg.min_sync_period == 0.5
-    assert cfg.ignored == ["winkernel", "conntrack.maxPerCore", "iptables.localhostNodePorts", "ipvs.scheduler",
+    assert cfg.ignored == ["winkernel", "conntrack.maxPerCore", "iptables.localhostNodePorts",
                            "nftables.masqueradeBit"]
 
 
@@ -146,7 +146,7 @@ def test_flags_win_over_the_file_and_compile_prints_the_plan(tmp_path, capsys):
     (["proxy", "--manifests", ".", "--min-sync-period", "1m", "--sync-period", "30s"], "minimum sync period"),
     (["proxy", "--manifests", ".", "--node-ip", "10.0.0.1,10.0.0.2"], "at most one per family"),
     (["proxy", "--config", "/nonexistent.yaml", "--manifests", "."], "nonexistent.yaml"),
-    (["compile", "--manifests", ".", "--mode", "ipvs"], "available modes are ebpf, iptables, nftables"),
+    (["compile", "--manifests", ".", "--mode", "userspace"], "available modes are ebpf, iptables, ipvs, nftables"),
     (["compile", "--manifests", ".", "--iptables-layout", "fancy"], "--iptables-layout 'fancy': choose compact"),
 ])
 def test_bad_flags_exit_2_with_a_message_and_no_traceback(argv, message, capsys):

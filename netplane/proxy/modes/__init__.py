@@ -53,7 +53,8 @@ class Mode:
 
 
 MODES: dict[str, Mode] = {}
-BUILTIN = ("netplane.proxy.iptables.mode", "netplane.proxy.nftables.mode", "netplane.proxy.ebpf.mode")
+BUILTIN = ("netplane.proxy.iptables.mode", "netplane.proxy.nftables.mode", "netplane.proxy.ebpf.mode",
+           "netplane.proxy.ipvs.mode")
 
 
 def register(mode: Mode) -> Mode:

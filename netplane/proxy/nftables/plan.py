@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from netplane.proxy.model import PortName
 from netplane.proxy.nftables.context import Context
+from netplane.proxy.nftables.names import TABLE
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Transaction:
     the deletions that had to wait (see compile.py, "stale")."""
     family: int
     full: bool = False
+    table: str = TABLE                                          # the IPVS mode's rules live in a table of their own
     base_chains: dict[str, tuple[str, str, str]] = field(default_factory=dict)   # name -> (type, hook, priority)
     sets: dict[str, str] = field(default_factory=dict)          # name -> declaration body
     flush_sets: list[str] = field(default_factory=list)

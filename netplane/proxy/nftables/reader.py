@@ -20,24 +20,24 @@ ENOENT = 2
 
 
 class NetlinkReader:
-    def __init__(self, family: int) -> None:
-        self.nfproto = NFPROTO[family]
+    def __init__(self, family: int, table: str = TABLE) -> None:
+        self.nfproto, self.table = NFPROTO[family], table
         self._sock = None
 
     def rule_count(self, chain: str) -> int:
         """Rules in one of our chains: 0 when it is empty, or gone (with the table or not)."""
-        return len(self._get(nft_rule_msg, NFT_MSG_GETRULE, [("NFTA_RULE_TABLE", TABLE), ("NFTA_RULE_CHAIN", chain)]))
+        return len(self._get(nft_rule_msg, NFT_MSG_GETRULE, [("NFTA_RULE_TABLE", self.table), ("NFTA_RULE_CHAIN", chain)]))
 
     def names(self) -> dict[str, set[str]] | None:
         """Our table's chains and sets (full syncs only: the chain dump covers
         the family's every table); None when the table is gone."""
         chains = {m.get_attr("NFTA_CHAIN_NAME") for m in self._get(nft_chain_msg, NFT_MSG_GETCHAIN, [])
-                  if m.get_attr("NFTA_CHAIN_TABLE") == TABLE}
+                  if m.get_attr("NFTA_CHAIN_TABLE") == self.table}
         try:
             # not the anonymous sets (__set0, __map1) the kernel keeps for rules' `{ ... }`:
             # they go with their rules, and deleting one a rule uses fails (EBUSY)
             sets = {m.get_attr("NFTA_SET_NAME") for m in self._get(nft_set_msg, NFT_MSG_GETSET,
-                                                                    [("NFTA_SET_TABLE", TABLE)])
+                                                                    [("NFTA_SET_TABLE", self.table)])
                     if not m.get_attr("NFTA_SET_NAME").startswith("__")}
         except NetlinkError as err:
             if err.code == ENOENT:

@@ -7,7 +7,7 @@ values are tuples of str and int parts, joined with " . "; a value may
 also be a verdict string, or None in a set.
 """
 from netplane import fastpath
-from netplane.proxy.nftables.names import FAMILY, TABLE
+from netplane.proxy.nftables.names import FAMILY
 from netplane.proxy.nftables.plan import Transaction
 
 _fast = None
@@ -33,7 +33,7 @@ def _element(key: tuple, value) -> str:
 
 def script(tx: Transaction) -> str:
     fast = _renderer()
-    at = f"{FAMILY[tx.family]} {TABLE}"
+    at = f"{FAMILY[tx.family]} {tx.table}"
     out = [f"add table {at}\n"]
     for name, (kind, hook, priority) in tx.base_chains.items():
         out.append(f"add chain {at} {name} {{ type {kind} hook {hook} priority {priority}; policy accept; }}\n")
