@@ -11,6 +11,7 @@ from netplane.cni import config
 from netplane.cni.errors import CniError
 from netplane.logs import configure_logging
 
+LAB_VM_TIMEOUT = 1800.0        # s for `lab run` inside the emulated VM, boot included
 
 def run() -> None:
     """The console script: main(), then exit. A one-shot command that built
@@ -277,7 +278,7 @@ def _lab_up(args) -> int:
     if os.geteuid() != 0:
         raise UsageError("netplane lab needs root: it creates network namespaces")
     if args.proxy:
-        _check_proxy_mode(args.proxy_mode)
+        _check_proxy_mode(args.proxy_mode, here=True)
     lab = _lab(args, load=False)
     try:
         lab.up(args.nodes, args.mode, args.pods_per_node, 4 if args.underlay == "ipv4" else 6, args.resync_interval)
@@ -289,11 +290,16 @@ def _lab_up(args) -> int:
     return 0
 
 
-def _check_proxy_mode(mode: str) -> None:
+def _check_proxy_mode(mode: str, here: bool = False) -> None:
+    """A known mode; with `here`, one this kernel can run (`lab up` keeps
+    its lab on this machine: a mode that needs the VM runs only in `lab run`)."""
     from netplane.proxy import modes
 
     if mode not in modes.names():
         raise UsageError(f"--proxy-mode {mode!r}: available modes are {', '.join(modes.names())}")
+    why = modes.get(mode).unavailable() if here else None
+    if why:
+        raise UsageError(f"--proxy-mode {mode}: {why}; `netplane lab run --proxy-mode {mode}` runs it in a VM")
 
 
 def _lab_enable_proxy(lab, mode: str) -> None:
@@ -348,9 +354,13 @@ def _lab_run(args) -> int:
     from netplane.lab import services
     from netplane.proxy import modes
 
-    proxy_modes = args.proxy_mode or modes.available()
+    proxy_modes = args.proxy_mode or _default_proxy_modes()
     for proxy_mode in proxy_modes:
         _check_proxy_mode(proxy_mode)
+    in_vm = [m for m in proxy_modes if modes.get(m).unavailable()] if not args.no_proxy else []
+    proxy_modes = [m for m in proxy_modes if m not in in_vm]
+    if not proxy_modes and not args.no_proxy:
+        return _lab_run_in_vm(args, in_vm)
     failures = 0
     for mode in args.mode or ["vxlan", "routed"]:
         print(f"=== lab {args.name}: {args.nodes} nodes, {mode} mode ===")
@@ -371,7 +381,42 @@ def _lab_run(args) -> int:
         print()
     print("lab: every pod reached every other pod" + ("" if args.no_proxy else ", and every Service answered as expected")
           + ", in every mode" if not failures else "lab: gaps found")
+    if in_vm:
+        failures += _lab_run_in_vm(args, in_vm)
     return 1 if failures else 0
+
+
+def _default_proxy_modes() -> list[str]:
+    """Every mode this kernel runs, then those only a VM's kernel runs
+    (IPVS here), when a VM can be booted."""
+    from netplane import vm
+    from netplane.proxy import modes
+
+    here = modes.available()
+    if vm.in_vm() or vm.available() is not None:
+        return here
+    return here + [m for m in modes.names() if m not in here]
+
+
+def _lab_run_in_vm(args, proxy_modes: list[str]) -> int:
+    """The same `lab run`, for modes this kernel cannot run, inside the VM
+    (Debian's 6.1 kernel under virtme-ng, netplane/vm.py)."""
+    from netplane import vm
+    from netplane.proxy import modes
+
+    if vm.in_vm():
+        raise UsageError(f"--proxy-mode {proxy_modes[0]}: {modes.get(proxy_modes[0]).unavailable()}")
+    why = vm.available()
+    if why:
+        raise UsageError(f"--proxy-mode {', '.join(proxy_modes)}: {modes.get(proxy_modes[0]).unavailable()}, "
+                         f"and no VM can be booted here: {why}")
+    print(f"\n=== the proxy in {', '.join(proxy_modes)} mode: "
+          f"{modes.get(proxy_modes[0]).unavailable()}; running the lab in a VM "
+          f"(Debian's kernel {vm.kernel().name.removeprefix('vmlinuz-')}, virtme-ng, emulated: slower) ===",
+          flush=True)
+    argv = [sys.executable, "-m", "netplane", "lab", "run", "--nodes", str(args.nodes), "--name", args.name,
+            *(f"--mode={m}" for m in args.mode or []), *(f"--proxy-mode={m}" for m in proxy_modes)]
+    return 1 if vm.run(argv, timeout=LAB_VM_TIMEOUT) else 0
 
 
 def _agent(args) -> int:

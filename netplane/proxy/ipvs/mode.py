@@ -112,8 +112,11 @@ class IpvsApplier:
         for (key, dest), since in list(plan.draining.items()):
             if now - since < self.options.drain_timeout:
                 if key not in counts:
-                    counts[key] = self.kernel.dests(key)
-                weight, active, _ = counts[key].get(dest, (0, 0, 0))
+                    counts[key] = self._connections(key)
+                if counts[key] is None:                   # gone behind our back: the mirror forgets it
+                    ipvs_compile.drained(plan, key, dest)
+                    continue
+                _, active, _ = counts[key].get(dest, (0, 0, 0))
                 if active:
                     continue
             done.append(("delete", key, dest, 0))
@@ -122,6 +125,13 @@ class IpvsApplier:
             for _, key, dest, _ in done:
                 ipvs_compile.drained(plan, key, dest)
         return done
+
+    def _connections(self, key: Key) -> dict | None:
+        from netplane.proxy.ipvs.kernel import IpvsError
+        try:
+            return self.kernel.dests(key)
+        except IpvsError:
+            return None
 
     def drift(self) -> str | None:
         empty = sorted(c for c in static.BASE_CHAINS if not self.reader.rule_count(c))
@@ -135,12 +145,7 @@ class IpvsApplier:
         return None
 
     def _exists(self, key: Key) -> bool:
-        from netplane.proxy.ipvs.kernel import IpvsError
-        try:
-            self.kernel.dests(key)
-            return True
-        except IpvsError:
-            return False
+        return self._connections(key) is not None
 
     def present(self) -> bool:
         return self.reader.names() is not None or self.device.index() is not None
@@ -178,7 +183,7 @@ class IpvsApplier:
 def _unavailable() -> str | None:
     if dev.ipvs_present():
         return None
-    return "this kernel has no IPVS loaded (/proc/net/ip_vs is missing); the lab runs the mode in a VM"
+    return "this kernel has no IPVS loaded (/proc/net/ip_vs is missing)"
 
 
 MODE = modes.register(modes.Mode(
