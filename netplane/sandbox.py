@@ -127,3 +127,17 @@ def listdir(path: str) -> list[str]:
 def raise_exit(signum, _frame):
     """A SIGTERM handler: unwind like Ctrl-C, so every `finally` runs."""
     raise SystemExit(128 + signum)
+
+
+def _plain_sigterm_after_fork() -> None:
+    """A child forked without exec must not unwind on SIGTERM: its stack is
+    a copy of its parent's, whose `finally`s would run there, and a
+    Sandbox's close() would delete the parent's namespaces. pyroute2 forks
+    such a child for every socket opened with netns=, and SIGTERMs it
+    once it has handed the socket over; in the VM, emulated and slow, the
+    signal landed before the child's own exit in 2 runs out of 4."""
+    if signal.getsignal(signal.SIGTERM) is raise_exit:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_plain_sigterm_after_fork)
