@@ -3,7 +3,7 @@
 VENV := .venv
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: setup lab demo lint test test-unit test-kernel bench lock clean
+.PHONY: setup lab demo lint test test-unit test-kernel test-vm bench lock clean
 
 setup:
 	scripts/bootstrap
@@ -15,18 +15,28 @@ demo: setup
 	$(VENV)/bin/netplane demo
 
 # ruff's small rule set (pyproject.toml), then the unit (no root) and
-# kernel (root, throwaway namespaces) tiers
+# kernel (root, throwaway namespaces) tiers, then the vm tier
 lint: setup
 	$(VENV)/bin/ruff check .
 
 test: lint
 	$(PYTEST) -m "not vm"
+	$(VM_TIER)
 
 test-unit: setup
 	$(PYTEST) tests/unit
 
 test-kernel: setup
 	$(PYTEST) -m kernel
+
+# The vm tier: one VM with Debian 12's 6.1 kernel (IPVS), booted with
+# virtme-ng (netplane/vm.py), runs `pytest -m vm tests/vm`. The guest sees
+# the tree read-only; its JUnit report comes back in build/vm/.
+VM_TIER = $(VENV)/bin/python -m netplane.vm --timeout 1800 --rwdir build/vm -- \
+	$(PYTEST) -m vm tests/vm -p no:cacheprovider --junitxml=build/vm/junit.xml
+
+test-vm: setup
+	$(VM_TIER)
 
 bench: setup
 	$(VENV)/bin/python benchmarks/cni_latency.py

@@ -2,8 +2,10 @@
 
 - unit:   no root and no kernel changes (`pytest tests/unit`).
 - kernel: root and throwaway network namespaces on this machine's kernel.
-- vm:     another kernel booted with virtme-ng (none yet).
-`make test` runs unit and kernel as root. Whenever the tests run as root,
+- vm:     Debian 12's 6.1 kernel (IPVS) in a VM that netplane.vm boots with
+          virtme-ng; tests/vm, skipped anywhere else (`make test-vm`).
+`make test` runs unit and kernel as root, then the vm tier in one VM, where
+this file's guard checks the guest's namespace. Whenever the tests run as root,
 every test is bracketed by a snapshot of the host's network namespace,
 and a test that changed it fails: nothing may touch the host.
 """
