@@ -194,12 +194,16 @@ def guest_command(argv: Sequence[str], env: Mapping[str, str]) -> str:
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop vng and what it started, by pid, qemu (the deepest) first:
-    SIGTERM, then SIGKILL for whatever is left after `grace` seconds."""
+    """Stop vng and what it started, by pid. SIGTERM goes to the leaves
+    (qemu) only, so that virtme-run and vng return as after any VM's end and
+    clean up (virtme-run removes its file in /tmp); whatever is left after
+    `grace` seconds gets SIGKILL, the deepest first."""
     if proc.poll() is not None:
         return
-    for pid in reversed(descendants(proc.pid)):
-        _signal(pid, signal.SIGTERM)
+    tree = descendants(proc.pid)
+    for pid in tree:
+        if pid not in tree.values():
+            _signal(pid, signal.SIGTERM)
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
@@ -208,18 +212,19 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait()
 
 
-def descendants(pid: int) -> list[int]:
-    """pid's children, grandchildren and so on, parents before children."""
+def descendants(pid: int) -> dict[int, int]:
+    """pid's children, grandchildren and so on, each with its parent;
+    parents come before their children."""
     parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
                 # the command name, in parentheses, may hold spaces
                 parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
+    found, frontier = {}, {pid}
     while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        found += frontier
+        frontier = {child: parent for child, parent in parents.items() if parent in frontier}
+        found.update(frontier)
     return found
 
 
