@@ -16,6 +16,9 @@ import time
 from typing import Sequence
 
 RUN_NETNS = "/run/netns"
+# The VM tier's guest (netplane/vm.py) is emulated, without KVM: everything
+# there takes several times longer, so every wait is that much longer too.
+TIMEOUT_SCALE = float(os.environ.get("NETPLANE_TIMEOUT_SCALE") or (8 if os.environ.get("NETPLANE_VM") == "1" else 1))
 NAME = re.compile(r"np\.(\d+)\.[0-9a-f]+\.")
 
 
@@ -101,6 +104,7 @@ def reap_stale() -> list[str]:
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition") -> None:
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -31,5 +31,5 @@ ADDRESSES = "addresses"              # np-ipvs0's addresses
 
 # chains
 PREROUTING, OUTPUT, INPUT, POSTROUTING = "prerouting", "output", "input", "postrouting"
-MARK, REJECT_CHAIN = "mark", "reject-chain"
+MARK, REJECT_CHAIN = "classify", "reject-chain"
 REJECT_VERDICT, DROP_VERDICT = f"goto {REJECT_CHAIN}", "drop"
