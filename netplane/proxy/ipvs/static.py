@@ -66,8 +66,9 @@ def chains(ctx: Context) -> dict[str, tuple[str, ...]]:
         n.MARK: (*_cluster_masquerade(ctx, vip, mark),
                  f"{vip} @{n.EXTERNAL_VIPS} {mark}",
                  *((f"{ip} saddr {ctx.cluster_cidr} meta mark set {vip} map @{n.SHORTCUT}",) if ctx.cluster_cidr else ()),
-                 f"fib saddr type local {vip} @{n.SHORTCUT} {mark}",
-                 f"fib saddr type local meta mark set {vip} map @{n.SHORTCUT}"),
+                 # (Debian 12's 6.1 refuses a map looked up as a set: the mark it set tells instead)
+                 f"fib saddr type local meta mark set {vip} map @{n.SHORTCUT}",
+                 f"fib saddr type local meta mark & {n.MARK_MASK:#x} == {n.MARK_TAG:#x} {mark}"),
         n.INPUT: (f"{new} meta mark & {n.MARK_MASK:#x} == {n.MARK_TAG:#x} accept",
                   f"{new} {vip} vmap @{n.NO_ENDPOINTS}",
                   f"{new} {ip} daddr @{n.ADDRESSES} meta l4proto {{ tcp, udp, sctp }} {vip} != @{n.SERVED} reject"),
