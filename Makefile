@@ -30,10 +30,12 @@ test-kernel: setup
 	$(PYTEST) -m kernel
 
 # The vm tier: one VM with Debian 12's 6.1 kernel (IPVS), booted with
-# virtme-ng (netplane/vm.py), runs `pytest -m vm tests/vm`. The guest sees
-# the tree read-only; its JUnit report comes back in build/vm/.
-VM_TIER = $(VENV)/bin/python -m netplane.vm --timeout 1800 --rwdir build/vm -- \
-	$(PYTEST) -m vm tests/vm -p no:cacheprovider --junitxml=build/vm/junit.xml
+# virtme-ng (netplane/vm.py), runs tests/vm and the kernel tier's proxy
+# tests in the ipvs mode (the same paths as every mode's on this kernel).
+# The guest sees the tree read-only; its JUnit report comes back in build/vm/.
+VM_TIER = $(VENV)/bin/python -m netplane.vm --timeout 2400 --rwdir build/vm -- \
+	$(PYTEST) -m "vm or kernel" -k "vm_smoke or ipvs" tests/vm tests/kernel/test_proxy.py \
+	-p no:cacheprovider --junitxml=build/vm/junit.xml
 
 test-vm: setup
 	$(VM_TIER)

@@ -335,9 +335,14 @@ class Lab:
     def _mode_args(self, node: str, mode: str) -> tuple[str, ...]:
         """What the modes need from the lab: the eBPF mode, the node's cgroup and
         a pin directory (given in every mode: a proxy switched to another mode
-        finds the eBPF mode's objects there, to remove them)."""
+        finds the eBPF mode's objects there, to remove them); the IPVS mode,
+        strict ARP."""
         cgroups.mount_bpffs(self.bpffs_dir)
-        return ("--ebpf-cgroup-path", self.cgroup(node), "--ebpf-pin-path", os.path.join(self.bpffs_dir, node))
+        # The lab routes the service range on-link (eth0): without strict ARP, a
+        # node would answer ARP for the addresses on its np-ipvs0 (the IPVS mode's),
+        # and serve another node's pods the Services that node has not got.
+        return ("--ebpf-cgroup-path", self.cgroup(node), "--ebpf-pin-path", os.path.join(self.bpffs_dir, node),
+                "--ipvs-strict-arp")
 
     def start_proxy(self, node: str, *extra: str, source: tuple[str, ...] = (), mode: str = "iptables") -> None:
         """`netplane proxy --mode MODE` on a node, reading the lab's manifests

@@ -11,6 +11,7 @@ the command line are read the same way for every mode.
 kube-proxy` on the command line then set the same field; a value outside
 `choices` is one clear error, whichever way it came.
 """
+import argparse
 import dataclasses
 from dataclasses import field
 
@@ -39,10 +40,15 @@ def from_section(options_cls, section: dict, where: str):
 
 def add_flags(parser, options_cls) -> None:
     for f in dataclasses.fields(options_cls):
-        if f.metadata.get("flag"):
-            choices = f.metadata["choices"]
-            parser.add_argument(f.metadata["flag"], dest=_dest(f), default=None, help=f.metadata["help"]
-                                + (f" ({' or '.join(choices)}; default {f.default})" if choices else ""))
+        if not f.metadata.get("flag"):
+            continue
+        if type(f.default) is bool:                  # --ipvs-strict-arp / --no-ipvs-strict-arp
+            parser.add_argument(f.metadata["flag"], dest=_dest(f), default=None,
+                                action=argparse.BooleanOptionalAction, help=f.metadata["help"])
+            continue
+        choices = f.metadata["choices"]
+        parser.add_argument(f.metadata["flag"], dest=_dest(f), default=None, help=f.metadata["help"]
+                            + (f" ({' or '.join(choices)}; default {f.default})" if choices else ""))
 
 
 def with_flags(options, args):

@@ -51,7 +51,7 @@ def iptables_only():
 
 
 def eventually(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * sandbox.TIMEOUT_SCALE        # longer in the emulated VM
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.1)
@@ -272,6 +272,11 @@ DAMAGE = {
     "nftables": {"deleted": "nft delete table ip netplane", "flushed": "nft flush table ip netplane",
                  "base chain": "nft flush chain ip netplane nat-prerouting && nft delete chain ip netplane nat-prerouting",
                  "listing": "nft list chain ip netplane nat-prerouting", "present": "jump services"},
+    # (the VM tier's: IPVS cleared by an admin, our table flushed, a base chain deleted)
+    "ipvs": {"deleted": "ipvsadm -C", "flushed": "nft flush table ip netplane-ipvs",
+             "base chain": "nft flush chain ip netplane-ipvs input && nft delete chain ip netplane-ipvs input",
+             "listing": "ipvsadm -Ln; nft list chain ip netplane-ipvs input", "present": "TCP  10.96.0.10:80",
+             "present_too": "vmap @no-endpoints"},
 }
 
 
@@ -295,15 +300,17 @@ def test_a_flushed_or_deleted_table_is_rebuilt_by_the_next_sync(lab, damage):
         return how["present"] in shown and how.get("present_too", "") in shown
 
     lab.run(node, ["sh", "-c", how[damage].format(**where)], check=True)
-    assert not rules_in()
+    # gone, unless the proxy already put them back (in the slow VM, a look may take longer than a sync)
+    assert not rules_in() or open(log).read().count("doing a full sync") > noticed
     eventually(rules_in, what="the service rules to come back")
     pod = next(p for p, r in lab.record.pods.items() if r.node == node)
     assert services.probe(lab, pod, "tcp", "10.96.0.10", 80, count=5)["failed"] == 0
     assert open(log).read().count("doing a full sync") > noticed
 
 
-LEFTOVERS = {"iptables": ("iptables-save", ":NP-"), "nftables": ("nft list tables", "netplane"),
-             "ebpf": ("ls {pin}; tc filter show dev eth0 ingress", "prog_connect4")}
+LEFTOVERS = {"iptables": ("iptables-save", ":NP-"), "nftables": ("nft list tables", "table ip netplane\n"),
+             "ebpf": ("ls {pin}; tc filter show dev eth0 ingress", "prog_connect4"),
+             "ipvs": ("ipvsadm -Ln; ip link show np-ipvs0; nft list tables", "np-ipvs0")}
 
 
 def test_switching_modes_sweeps_the_old_modes_objects(lab):
@@ -537,7 +544,7 @@ def test_no_endpoints_is_refused_at_once_from_outside(lab):
     started = time.monotonic()
     got = services.probe(lab, "client", "tcp", node_ip(lab, "node1"), 30099, timeout=3)
     assert got["errors"].get("refused") == 1, got
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 2.5 * sandbox.TIMEOUT_SCALE     # (the probe's start is most of it)
 
 
 def test_the_same_flow_gets_the_same_backend_through_either_node(lab):

@@ -40,7 +40,7 @@ class IpvsOptions:
     scheduler: str = option("rr", key="scheduler", flag="--ipvs-scheduler", choices=IPVS_SCHEDULERS,
                             help="the IPVS scheduler (a Service may choose its own with the annotation "
                                  "netplane.io/ipvs-scheduler); mh is Maglev hashing")
-    strict_arp: bool = option(False, key="strictARP",
+    strict_arp: bool = option(False, key="strictARP", flag="--ipvs-strict-arp",
                               help="arp_ignore=1 and arp_announce=2, so the node does not answer ARP for "
                                    "np-ipvs0's addresses (MetalLB's L2 mode needs it)")
     drain_timeout: int = option(900, key="drainTimeout",
