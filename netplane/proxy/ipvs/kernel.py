@@ -52,7 +52,6 @@ SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33
 RCVBUF = 4 << 20
 MAX_CHUNK = 256 << 10
 RUN_NETNS = "/run/netns"
-DEST_COMMANDS = {"add": nl.NEW_DEST, "set": nl.SET_DEST, "delete": nl.DEL_DEST}
 # IPVS answers "no such virtual server" with ESRCH, whose text is about processes
 HINTS = {errno.ESRCH: " (no such virtual server)"}
 Servers = dict[Key, tuple[VirtualServer, dict[Dest, tuple[int, int, int]]]]
@@ -151,18 +150,7 @@ class IpvsKernel:
             raise _error(failures, lost, base, ops)
 
     def _encode(self, seq, add_servers, edit_servers, dests, delete_servers):
-        """Every operation's message, in order, numbered from seq."""
-        genl, family, service, dest = self.genl, self.family, nl.service_message, nl.dest_message
-        for cmd, servers in ((nl.NEW_SERVICE, add_servers), (nl.SET_SERVICE, edit_servers)):
-            for key, server in servers:
-                yield service(genl, cmd, family, key, server, seq)
-                seq += 1
-        for op, key, real, weight in dests:
-            yield dest(genl, DEST_COMMANDS[op], family, key, real, weight, seq)
-            seq += 1
-        for key in delete_servers:
-            yield service(genl, nl.DEL_SERVICE, family, key, None, seq)
-            seq += 1
+        return nl.messages(self.genl, self.family, seq, add_servers, edit_servers, dests, delete_servers)
 
     def _send(self, messages: list[bytes], seq: int) -> tuple[list, bool]:
         """Send in chunks, each ending with an acked message; returns the

@@ -108,6 +108,25 @@ def dest_message(genl_id: int, cmd: int, family: int, key: Key, dest: Dest, weig
             + service + tail)
 
 
+DEST_COMMANDS = {"add": NEW_DEST, "set": SET_DEST, "delete": DEL_DEST}
+
+
+def messages(genl_id: int, family: int, seq: int, add_servers, edit_servers, dests, delete_servers):
+    """Every operation's message, in the order they are applied, numbered
+    from seq: what a sync sends (and what the host benchmark encodes)."""
+    service, dest = service_message, dest_message
+    for cmd, servers in ((NEW_SERVICE, add_servers), (SET_SERVICE, edit_servers)):
+        for key, server in servers:
+            yield service(genl_id, cmd, family, key, server, seq)
+            seq += 1
+    for op, key, real, weight in dests:
+        yield dest(genl_id, DEST_COMMANDS[op], family, key, real, weight, seq)
+        seq += 1
+    for key in delete_servers:
+        yield service(genl_id, DEL_SERVICE, family, key, None, seq)
+        seq += 1
+
+
 def with_ack(message: bytes) -> bytes:
     """The same message asking for an ack (the flags are the u16 at offset 6)."""
     flags = struct.unpack_from("=H", message, 6)[0]
