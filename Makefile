@@ -51,6 +51,8 @@ bench: setup
 	$(VENV)/bin/python -m netplane.bench.throughput
 	$(VENV)/bin/python -m netplane.bench.maglev
 	$(VENV)/bin/python -m netplane.bench.maglev_daemon
+	$(VENV)/bin/python -m netplane.bench.full_sync_encode
+	$(VENV)/bin/python -m netplane.bench.in_vm
 
 # remake requirements.lock from pyproject.toml's ranges (README, "Dependencies")
 lock:

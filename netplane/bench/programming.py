@@ -724,7 +724,15 @@ def nftables_check(sb, netns: str) -> dict:
             "elements": sum(len(o.get("set", o.get("map", {})).get("elem", [])) for o in ours)}
 
 
-KERNEL_CHECKS = {"iptables": iptables_check, "nftables": nftables_check}
+def ipvs_check(sb, netns: str) -> dict:
+    """What the IPVS mode installed: virtual and real servers (ipvsadm)."""
+    text = sb.run(netns, ["ipvsadm", "-Ln"]).stdout.decode()
+    lines = [line.split() for line in text.splitlines()]
+    return {"virtual_servers": sum(1 for w in lines if w and w[0] in ("TCP", "UDP", "SCTP", "FWM")),
+            "real_servers": sum(1 for w in lines if w and w[0] == "->" and w[1] != "RemoteAddress:Port")}
+
+
+KERNEL_CHECKS = {"iptables": iptables_check, "nftables": nftables_check, "ipvs": ipvs_check}
 
 
 def mode(name: str, flags: Sequence[str] = ()) -> Mode:
