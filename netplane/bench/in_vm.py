@@ -16,7 +16,9 @@ proxy_first_packet_vm.*.
 Usage: python -m netplane.bench.in_vm [--modes iptables,nftables,ipvs] [--sizes 100,1000] [--rounds 5]
 """
 import argparse
+import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from netplane import vm
 TREE = Path(__file__).resolve().parents[2]
 SCRATCH = TREE / "build" / "vm-bench"          # the guest's one writable path back here
 TIMEOUT = 3600.0
+PARTS = ("programming", "first-packet")           # guest_commands' order
 
 
 def guest_commands(modes: str, small: int, large: int, rounds: int, changes: int, connections: int) -> list[str]:
@@ -32,9 +35,18 @@ def guest_commands(modes: str, small: int, large: int, rounds: int, changes: int
     return [
         f"{python} benchmarks/proxy_programming.py --mode {modes} --sizes {large} --changes {changes} "
         f"--soak 0 --idle-window 5 --tag vm --out {SCRATCH}",
-        f"{python} -m netplane.bench.first_packet --modes {modes} --sizes {small},{large} --rounds {rounds} "
+        f"{python} benchmarks/proxy_first_packet.py --modes {modes} --sizes {small},{large} --rounds {rounds} "
         f"--connections {connections} --out {SCRATCH}",
     ]
+
+
+def _inside(commands: list[str]) -> int:
+    """In the guest: each benchmark in a session of its own (one ends by
+    signalling its process group, which would end a shell chain too)."""
+    failed = 0
+    for command in commands:
+        failed |= subprocess.run(shlex.split(command), start_new_session=True).returncode != 0
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:
@@ -45,15 +57,21 @@ def main(argv=None) -> int:
     p.add_argument("--changes", type=int, default=10)
     p.add_argument("--connections", type=int, default=100, help="per target per round")
     p.add_argument("--out", type=Path, default=TREE / "benchmarks" / "results")
+    p.add_argument("--parts", default="programming,first-packet", help="which of the two benchmarks to run")
+    p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     small, large = (int(x) for x in args.sizes.split(","))
     why = vm.available()
     if why:
         print(f"netplane bench: cannot boot the VM: {why}", file=sys.stderr)
         return 2
+    if args.inside:
+        commands = guest_commands(args.modes, small, large, args.rounds, args.changes, args.connections)
+        wanted = [c for c, part in zip(commands, PARTS) if part in args.parts.split(",")]
+        return _inside(wanted)
     shutil.rmtree(SCRATCH, ignore_errors=True)
-    line = " && ".join(guest_commands(args.modes, small, large, args.rounds, args.changes, args.connections))
-    status = vm.run(["sh", "-c", line], timeout=TIMEOUT, rwdirs=[str(SCRATCH)], cwd=str(TREE))
+    status = vm.run([sys.executable, "-m", "netplane.bench.in_vm", "--inside", *(argv or sys.argv[1:])],
+                    timeout=TIMEOUT, rwdirs=[str(SCRATCH)], cwd=str(TREE))
     for produced, name in (("proxy_programming_vm", "proxy_programming_vm"),
                            ("proxy_first_packet", "proxy_first_packet_vm")):
         for ext in ("json", "md", "png"):
