@@ -12,9 +12,7 @@ virtual server with no real server of weight > 0 answers ICMP port
 unreachable (REJECT). Persistence (ClientIP affinity) sends a remembered
 client to the real server it remembers.
 """
-from dataclasses import replace
-
-from netplane.proxy.ipvs.plan import FWMARK, Key
+from netplane.proxy.ipvs.plan import FWMARK, Key, endpoint
 from netplane.testing.nftables_trace import REFUSED, Tracer, _dnat
 
 
@@ -44,18 +42,14 @@ class IpvsTracer(Tracer):
             return
         dests = [d for d, (weight, *_) in self.ipvs.real[key].items() if weight > 0]
         if self.ipvs.services[key].timeout and self.affinity_to:
-            dests = [d for d in dests if _text(d) == self.affinity_to] or dests
+            dests = [d for d in dests if endpoint(*d) == self.affinity_to] or dests
         if not dests:
             yield p, "reject"                    # ip_vs_leave: ICMP port unreachable
         for dest in dests:
-            yield from self._hooks(["postrouting"], _dnat(replace(p), dest))
+            yield from self._hooks(["postrouting"], _dnat(p, dest))
 
     def _lookup_server(self, p) -> Key | None:
         if p.mark and Key(FWMARK, "", p.mark) in self.ipvs.services:
             return Key(FWMARK, "", p.mark)
         key = Key(p.proto.upper(), str(p.dst), p.dport)
         return key if key in self.ipvs.services else None
-
-
-def _text(dest) -> str:
-    return f"{dest[0]}:{dest[1]}" if ":" not in dest[0] else f"[{dest[0]}]:{dest[1]}"

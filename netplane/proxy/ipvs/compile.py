@@ -30,7 +30,6 @@ from netplane.proxy.ipvs.context import Context
 from netplane.proxy.ipvs.entries import Fragment, needs_mark, port_fragment
 from netplane.proxy.ipvs.plan import FWMARK, Changes, Dest, Entry, Key, Plan
 from netplane.proxy.model import PortName
-from netplane.proxy.nftables.plan import Transaction
 from netplane.proxy.policy import PortPolicy
 
 clock = time.monotonic          # the tests move it
@@ -48,8 +47,7 @@ def compile_family(policies: dict[PortName, PortPolicy], ctx: Context, previous:
 
 
 def _empty(ctx: Context, full: bool) -> Plan:
-    changes = Changes(ctx.family, full=full, nft=Transaction(ctx.family, full=full, table=n.TABLE))
-    return Plan(ctx, {}, {}, {}, {}, {}, Counter(), Counter(), {}, changes)
+    return Plan(ctx, {}, {}, {}, {}, {}, Counter(), Counter(), {}, Changes(ctx.family, full=full))
 
 
 def _full(policies, ctx: Context, installed: dict) -> Plan:
@@ -124,7 +122,7 @@ def _full_transaction(plan: Plan) -> None:
 
 
 def _partial(policies, ctx: Context, plan: Plan, changed: set[PortName]) -> Plan:
-    plan.changes = Changes(ctx.family, nft=Transaction(ctx.family, table=n.TABLE))
+    plan.changes = Changes(ctx.family)
     touched: dict[Key, Entry | None] = {}
     addresses, hairpin = Counter(), Counter()
     for name in sorted(changed):

@@ -41,7 +41,7 @@ from netplane.netlink import netns as ns
 from netplane.netlink.channel import (ACK_BUFFER, NLMSG_ERROR, TIMEOUT, Channel, NetlinkError, Request,
                                       _ext_ack_message)
 from netplane.proxy.ipvs import netlink as nl
-from netplane.proxy.ipvs.plan import FWMARK, Dest, Key, VirtualServer
+from netplane.proxy.ipvs.plan import FWMARK, Dest, Key, VirtualServer, endpoint
 
 NETLINK_GENERIC = 16
 NLM_F_DUMP = 0x300
@@ -216,10 +216,6 @@ def describe(key: Key) -> str:
     if key.protocol == FWMARK:
         return f"firewall mark {key.port:#x}"
     return f"{key.protocol} {endpoint(key.address, key.port)}"
-
-
-def endpoint(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def describe_operation(index: int, add_servers, edit_servers, dests, delete_servers) -> str:

@@ -95,7 +95,7 @@ class IpvsApplier:
         c = plan.changes
         self.device.change(self.family, c.add_addresses, [])
         self.kernel.apply(c.add_servers, c.edit_servers, c.dests, [])
-        if c.nft is not None and not c.nft.empty():
+        if not c.nft.empty():
             self.nft.run(nft_render.script(c.nft))
         self.kernel.apply([], [], [], c.delete_servers)
         self.device.change(self.family, [], c.delete_addresses)
@@ -140,12 +140,9 @@ class IpvsApplier:
         if self.device.index() is None:
             return f"device {n.DEVICE} is gone"
         canary = next(iter(self.last.held), None) if self.last else None
-        if canary is not None and not self._exists(canary):
+        if canary is not None and self._connections(canary) is None:
             return f"virtual server {ipvs_render.service(canary)} is gone"
         return None
-
-    def _exists(self, key: Key) -> bool:
-        return self._connections(key) is not None
 
     def present(self) -> bool:
         return self.reader.names() is not None or self.device.index() is not None

@@ -18,11 +18,17 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from netplane.proxy.model import PortName
+from netplane.proxy.ipvs.names import TABLE
 from netplane.proxy.nftables.plan import Transaction
 
 FWMARK = "FWMARK"
 # real-server forwarding: masquerading (NAT); pyroute2's default is direct routing (3)
 MASQ = 0
+
+
+def endpoint(address: str, port: int) -> str:
+    """address:port, with an IPv6 address in brackets (ipvsadm's and ss's form)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 class Key(NamedTuple):
@@ -60,13 +66,17 @@ class Changes:
     edit_servers: list[tuple[Key, VirtualServer]] = field(default_factory=list)
     # (key, dest, weight): "add" a new real server, "set" its weight, "delete" it
     dests: list[tuple[str, Key, Dest, int]] = field(default_factory=list)
-    nft: Transaction | None = None
+    nft: Transaction = None                      # made from family and full when not given
     delete_servers: list[Key] = field(default_factory=list)
     delete_addresses: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.nft is None:
+            self.nft = Transaction(self.family, full=self.full, table=TABLE)
+
     def empty(self) -> bool:
         return not (self.add_addresses or self.add_servers or self.edit_servers or self.dests
-                    or self.delete_servers or self.delete_addresses or (self.nft and not self.nft.empty()))
+                    or self.delete_servers or self.delete_addresses or not self.nft.empty())
 
     def messages(self) -> int:
         """IPVS and address messages: what decides between pyroute2 and the batch path."""

@@ -2,7 +2,7 @@
 `ipvsadm --restore` input, then the nftables transaction as `nft -f`
 input. The kernel gets neither text: the applier sends netlink messages.
 """
-from netplane.proxy.ipvs.plan import FWMARK, Changes, Key, VirtualServer
+from netplane.proxy.ipvs.plan import FWMARK, Changes, Key, VirtualServer, endpoint
 from netplane.proxy.nftables import render as nft
 
 OPTION = {"TCP": "-t", "UDP": "-u", "SCTP": "--sctp-service", FWMARK: "-f"}
@@ -11,8 +11,7 @@ OPTION = {"TCP": "-t", "UDP": "-u", "SCTP": "--sctp-service", FWMARK: "-f"}
 def service(key: Key) -> str:
     if key.protocol == FWMARK:
         return f"-f {key.port:#x}"
-    address = key.address if ":" not in key.address else f"[{key.address}]"
-    return f"{OPTION[key.protocol]} {address}:{key.port}"
+    return f"{OPTION[key.protocol]} {endpoint(key.address, key.port)}"
 
 
 def server_line(verb: str, key: Key, server: VirtualServer) -> str:
@@ -21,10 +20,9 @@ def server_line(verb: str, key: Key, server: VirtualServer) -> str:
 
 
 def dest_line(op: str, key: Key, dest, weight: int) -> str:
-    address = dest[0] if ":" not in dest[0] else f"[{dest[0]}]"
     verb = {"add": "-a", "set": "-e", "delete": "-d"}[op]
     tail = "" if op == "delete" else f" -m -w {weight}"
-    return f"{verb} {service(key)} -r {address}:{dest[1]}{tail}"
+    return f"{verb} {service(key)} -r {endpoint(*dest)}{tail}"
 
 
 def text(changes: Changes) -> str:
@@ -35,5 +33,4 @@ def text(changes: Changes) -> str:
     lines += [dest_line(op, k, d, w) for op, k, d, w in changes.dests]
     lines += [f"-D {service(k)}" for k in changes.delete_servers]
     lines += [f"# np-ipvs0: delete {a}" for a in changes.delete_addresses]
-    script = nft.script(changes.nft) if changes.nft is not None else ""
-    return "\n".join(lines) + "\n# nft -f -\n" + script
+    return "\n".join(lines) + "\n# nft -f -\n" + nft.script(changes.nft)
