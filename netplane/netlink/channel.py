@@ -25,6 +25,10 @@ DUMP_RETRIES = 5
 # Acks are tens of bytes; a dump part can be tens of kilobytes. Keeping the
 # ack buffer under malloc's mmap threshold keeps ADD's reads cheap.
 ACK_BUFFER, DUMP_BUFFER = 1 << 16, 1 << 18
+# Requests per write. Each ack takes about a kilobyte of the socket's
+# receive buffer (an skb's truesize, whatever its length), and a full buffer
+# drops acks (ENOBUFS): 1,000 at once overflowed the default 208 KiB.
+ACKED_PER_WRITE = 100
 
 
 @dataclass
@@ -80,7 +84,7 @@ class Channel:
         self.close()
 
     def send(self, *requests: Request) -> list[Request]:
-        """Send the batch in one write and wait for every ack.
+        """Send the batch, ACKED_PER_WRITE requests a write, and wait for every ack.
 
         The kernel runs the messages in order, and runs all of them: a batch
         is not a transaction, so later messages take effect even when an
@@ -88,6 +92,15 @@ class Channel:
         not tolerate is raised after all acks are read, so the socket is
         clean for the next batch.
         """
+        failure = None
+        for start in range(0, len(requests), ACKED_PER_WRITE):
+            failure = self._send_acked(requests[start:start + ACKED_PER_WRITE]) or failure
+        if failure:
+            raise failure
+        return list(requests)
+
+    def _send_acked(self, requests) -> NetlinkError | None:
+        """One write and its acks; the first failure not tolerated, if any."""
         by_seq = {}
         chunks = []
         for req in requests:
@@ -109,9 +122,7 @@ class Channel:
                 pending.discard(seq)
                 if code and code not in req.tolerate and failure is None:
                     failure = NetlinkError(code, req.what, detail)
-        if failure:
-            raise failure
-        return list(requests)
+        return failure
 
     def dump(self, req: Request) -> list[bytes]:
         """Run a dump request; returns the raw reply messages."""

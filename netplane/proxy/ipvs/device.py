@@ -21,10 +21,6 @@ from netplane.proxy.ipvs.names import DEVICE
 log = logging.getLogger("netplane.proxy")
 IFF_NOARP = 0x80
 RTM_DELADDR = 21
-# messages per write: each ack costs about a kilobyte of the socket's receive
-# buffer (an skb's truesize), and a full buffer drops acks (ENOBUFS, seen at
-# 1,000 in the VM); 100 stay well under the default 208 KiB
-BATCH = 100
 PREFIX = {4: 32, 6: 128}
 
 # Set where the proxy runs (kube-proxy's IPVS mode sets the same ones):
@@ -133,8 +129,7 @@ class Device:
         requests = [m.new_address(index, a, PREFIX[family], family, exist_ok=True, what=f"add {a} to {DEVICE}")
                     for a in add]
         requests += [_del_address(index, a, family) for a in delete]
-        for i in range(0, len(requests), BATCH):
-            self.channel.send(*requests[i:i + BATCH])
+        self.channel.send(*requests)          # (the channel writes them in slices its acks fit)
 
 
 def _del_address(index: int, address: str, family: int) -> Request:
