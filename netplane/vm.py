@@ -75,6 +75,8 @@ MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_sh"
 CACHED = ("/usr", sys.prefix)
 _9P = "trans=virtio,version=9p2000.L,access=any,msize=512000"
 TIMED_OUT = 124                 # as timeout(1) reports it
+# qemu emulates without KVM: the guest's waits (sandbox.TIMEOUT_SCALE) are this much longer
+GUEST_TIMEOUT_SCALE = "8"
 # What the guest prints on stderr once the modules are in, just before the
 # command starts; replaced here by the boot time (see _copy_stderr).
 _BOOTED = b"netplane.vm: booted "
@@ -179,7 +181,7 @@ def guest_command(argv: Sequence[str], env: Mapping[str, str]) -> str:
     """The shell line the guest runs: mount CACHED, load the modules, say
     so, run argv."""
     guest_env = {"PATH": f"{VNG.parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                 VM_ENV: "1", "PYTHONUNBUFFERED": "1", **env}
+                 VM_ENV: "1", "PYTHONUNBUFFERED": "1", "NETPLANE_TIMEOUT_SCALE": GUEST_TIMEOUT_SCALE, **env}
     mounts = [shlex.join(["mount", "-t", "9p", "-o", f"ro,cache=loose,{_9P}", f"np-cache{i}", path])
               for i, path in enumerate(CACHED)]
     # the new /usr hides the modules' link that virtme-ng's init made in /usr/lib/modules
