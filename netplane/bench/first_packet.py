@@ -720,19 +720,7 @@ def plot_bars(report: dict, path: Path) -> None:
     ax.set_title(f"small = {small:,} Services (node1), large = {large:,} (node3)", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
     ax = axes[1]
-    bars = ratio_bars(report)[::-1]                     # top to bottom in the order given
-    values = [x["value"] for _, x in bars]
-    err = [[v - x["spread"][0] for v, (_, x) in zip(values, bars)],
-           [x["spread"][1] - v for v, (_, x) in zip(values, bars)]]
-    ax.barh(range(len(bars)), values, 0.6, xerr=err, capsize=3,
-            color=["C3" if x.get("ok") is False else "C2" if x.get("ok") else "C7" for _, x in bars])
-    for k, (v, (_, x)) in enumerate(zip(values, bars)):
-        ax.text(x["spread"][1] + 0.005, k, f"{v:.3f}", fontsize=7, va="center")
-    ax.axvline(LIMITS["nodeport"], color="k", linestyle="--", linewidth=1, label=f"limit {LIMITS['nodeport']}")
-    ax.axvline(1.0, color="k", linewidth=0.5)
-    ax.set_yticks(range(len(bars)), [label.replace("\n", " ") for label, _ in bars], fontsize=8)
-    ax.set_xlim(min(0.8, min(lo for lo, _ in (x["spread"] for _, x in bars)) - 0.05),
-                max(1.3, max(hi for _, hi in (x["spread"] for _, x in bars)) + 0.05))
+    ratio_barh(ax, ratio_bars(report)[::-1], LIMITS["nodeport"], 1.3)      # top to bottom in the order given
     ax.set_xlabel("ratio (whiskers: same-round ratios; across modes: widest)")
     ax.set_title("ratios (green: within its limit, red: over, grey: no limit)", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
@@ -896,17 +884,7 @@ def ab_plot(report: dict, path: Path) -> None:
         for p, lab in zip(x["per_lab"], labs):
             bars.append((f"{kind} {a}/{b} lab {lab['lab']}", p))
         bars.append((f"{kind} {a}/{b} geo. mean", x))
-    bars = bars[::-1]
-    values = [x["value"] for _, x in bars]
-    err = [[v - x["spread"][0] for v, (_, x) in zip(values, bars)], [x["spread"][1] - v for v, (_, x) in zip(values, bars)]]
-    ax.barh(range(len(bars)), values, 0.6, xerr=err, capsize=3,
-            color=["C3" if x.get("ok") is False else "C2" if x.get("ok") else "C7" for _, x in bars])
-    for k, (v, (_, x)) in enumerate(zip(values, bars)):
-        ax.text(x["spread"][1] + 0.005, k, f"{v:.3f}", fontsize=7, va="center")
-    ax.axvline(LIMITS["modes"], color="k", linestyle="--", linewidth=1, label=f"limit {LIMITS['modes']}")
-    ax.axvline(1.0, color="k", linewidth=0.5)
-    ax.set_yticks(range(len(bars)), [label for label, _ in bars], fontsize=8)
-    ax.set_xlim(min(0.8, min(x["spread"][0] for _, x in bars) - 0.05), max(1.2, max(x["spread"][1] for _, x in bars) + 0.05))
+    ratio_barh(ax, bars[::-1], LIMITS["modes"], 1.2)
     ax.set_xlabel("ratio (whiskers: same-round ratios)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -917,6 +895,24 @@ def ab_plot(report: dict, path: Path) -> None:
 def write_ab(report: dict, out: Path) -> dict[str, Path]:
     return results.write(out, AB_NAME, report, ab_markdown, ab_plot)
 
+
+
+def ratio_barh(ax, bars: list, limit: float, xmax: float) -> None:
+    """Ratios as horizontal bars, bottom to top, each with its spread as
+    whiskers and its value beside it; red over the limit, green within,
+    grey without one. `bars`: (label, {"value", "spread", "ok"})."""
+    values = [x["value"] for _, x in bars]
+    err = [[v - x["spread"][0] for v, (_, x) in zip(values, bars)],
+           [x["spread"][1] - v for v, (_, x) in zip(values, bars)]]
+    ax.barh(range(len(bars)), values, 0.6, xerr=err, capsize=3,
+            color=["C3" if x.get("ok") is False else "C2" if x.get("ok") else "C7" for _, x in bars])
+    for k, (v, (_, x)) in enumerate(zip(values, bars)):
+        ax.text(x["spread"][1] + 0.005, k, f"{v:.3f}", fontsize=7, va="center")
+    ax.axvline(limit, color="k", linestyle="--", linewidth=1, label=f"limit {limit}")
+    ax.axvline(1.0, color="k", linewidth=0.5)
+    ax.set_yticks(range(len(bars)), [label.replace("\n", " ") for label, _ in bars], fontsize=8)
+    ax.set_xlim(min(0.8, min(x["spread"][0] for _, x in bars) - 0.05),
+                max(xmax, max(x["spread"][1] for _, x in bars) + 0.05))
 
 # -- the command line (benchmarks/proxy_first_packet.py, benchmarks/proxy_nodeport.py) -------------
 
