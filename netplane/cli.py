@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netplane", description=__doc__)
     sub = parser.add_subparsers(metavar="COMMAND")
     _agent_parser(sub)
+    _bench_parser(sub)
     _cni_parser(sub)
     _lab_parser(sub)
     _proxy_parsers(sub)
@@ -85,6 +86,34 @@ def _agent_parser(sub) -> None:
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-file", help="log here instead of stderr")
     p.set_defaults(func=_agent)
+
+
+def _bench_parser(sub) -> None:
+    from netplane.bench.proxy import command
+
+    bench = sub.add_parser("bench", help="benchmarks users run on their own node").add_subparsers(metavar="WHAT")
+    p = bench.add_parser("proxy", help="every proxy mode side by side, with kube-proxy's layout and no proxy")
+    command.add_arguments(p)
+    p.set_defaults(func=_bench, run=command.main)
+    p = bench.add_parser("compare", help="set two result directories of `bench proxy` side by side")
+    command.add_compare_arguments(p)
+    p.set_defaults(func=_bench, run=command.compare)
+
+
+def _bench(args) -> int:
+    from netplane.bench.proxy.command import BenchError
+    from netplane.bench.proxy.compare import CompareError
+    from netplane.lab.lab import LabError
+
+    try:
+        return args.run(args)
+    except (BenchError, CompareError, LabError) as err:
+        raise UsageError(str(err)) from None
+    except ImportError as err:
+        raise UsageError(f"bench needs {err.name}: install netplane's bench extra (scripts/bootstrap does)") from None
+    except KeyboardInterrupt:
+        print("netplane bench: interrupted; the lab is removed", file=sys.stderr)
+        return 130
 
 
 def _proxy_parsers(sub) -> None:

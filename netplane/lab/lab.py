@@ -355,14 +355,26 @@ class Lab:
         # makes them: the LB delivers to the node, the proxy takes it from there.
         _ip(rec.netns, *(f"route replace {cidr} dev eth0" for cidr in topology.SERVICE_CIDRS),
             f"route replace local {topology.VIP_RANGE} dev lo")
-        argv = [sys.executable, "-m", "netplane", "proxy", "--mode", mode,
-                *(source or ("--manifests", self.manifests_dir)),
-                "--node-name", node, "--node-ip", ",".join(rec.internal_ips),
-                "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--service-cidr", ",".join(topology.SERVICE_CIDRS),
-                "--min-sync-period", "0.2s", *self._mode_args(node, mode),
-                "--log-file", f"{home}/proxy.log", *extra]
+        argv = [*self._proxy_argv(node, mode, extra), *(source or ("--manifests", self.manifests_dir)),
+                "--min-sync-period", "0.2s", "--log-file", f"{home}/proxy.log"]
         self.record.proxy_mode = mode
         self.start(f"proxy/{node}", node, argv, f"{home}/proxy.out")
+
+    def cleanup_proxy(self, node: str, *extra: str, mode: str = "iptables", timeout: float = 120.0) -> None:
+        """`netplane proxy --cleanup` on a node, as an operator leaving a mode
+        runs it (the proxy stopped first): the node is left without the mode's
+        rules, maps and devices."""
+        done = self.run(node, [*self._proxy_argv(node, mode, extra), "--cleanup"], timeout=timeout)
+        if done.returncode:
+            raise LabError(f"`netplane proxy --mode {mode} --cleanup` on {node} failed: "
+                           f"{(done.stderr or done.stdout).strip()[-500:]}")
+
+    def _proxy_argv(self, node: str, mode: str, extra: tuple[str, ...]) -> list[str]:
+        rec = self.record.nodes[node]
+        return [sys.executable, "-m", "netplane", "proxy", "--mode", mode,
+                "--node-name", node, "--node-ip", ",".join(rec.internal_ips),
+                "--cluster-cidr", ",".join(topology.CLUSTER_CIDRS), "--service-cidr", ",".join(topology.SERVICE_CIDRS),
+                *self._mode_args(node, mode), *extra]
 
     def proxies_synced_since(self, since: float) -> bool:
         return all(self.proxy_synced_since(node, since) for node in self.record.nodes)

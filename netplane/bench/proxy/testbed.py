@@ -1,0 +1,164 @@
+"""The benchmark's throwaway lab: two nodes and an external client.
+
+node1 runs the proxy under test (one subject at a time) and the client pod
+node1-pod1; node2 runs no proxy and holds the measured Service's two
+possible endpoints, node2-pod1 (pod A) and node2-pod2 (pod B), each with
+the lab's echo server on 8080 and iperf3 on 5201. The external client
+namespace sits on the underlay beside the nodes, with a route to node2's
+pods (for the floor) and the VIP range via node1. Everything lives in the
+lab's namespaces and cgroups and goes with `down()`, also on failure.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from netplane import sandbox
+from netplane.bench.first_packet import EXTERNAL, client_route, failed_syncs, node_ip
+from netplane.bench.proxy import cluster
+from netplane.bench.proxy.subjects import Subject
+from netplane.lab import Lab
+
+PROXY_NODE = "node1"
+CLIENT_POD = "node1-pod1"
+PODS = ("node2-pod1", "node2-pod2")           # pod A, pod B
+CLIENTS = (CLIENT_POD, EXTERNAL)
+
+
+class Client:
+    """netplane.bench.proxy.client running in a pod or the client namespace."""
+
+    def __init__(self, lab: Lab, where: str) -> None:
+        self.where, self.err_path = where, os.path.join(lab.dir, f"client-{where}.err")
+        with open(self.err_path, "wb") as err:
+            self.proc = lab.spawn(where, [sys.executable, "-m", "netplane.bench.proxy.client"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+
+    def ask(self, job: str, **kwargs) -> dict:
+        self.proc.stdin.write(json.dumps({"job": job, **kwargs}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the client in {self.where} exited: "
+                               f"{Path(self.err_path).read_text(errors='replace').strip()[-500:]}")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Testbed:
+    def __init__(self, name: str = "npbench") -> None:
+        self.lab, self.clients, self.iperfs = Lab(name), {}, []
+        self.proxy: Subject | None = None
+
+    def up(self) -> "Testbed":
+        self.lab.up(2, "routed", pods_per_node=0)             # a failed up removes what it made
+        try:
+            for pod in (CLIENT_POD, *PODS):
+                self.lab.add_pod(pod.split("-")[0], pod)
+            self.lab.add_client()
+            client_route(self.lab, cluster.SERVER_NODE)
+            for pod in PODS:
+                self.lab.serve(pod)
+                self.iperfs.append(self.lab.spawn(pod, ["iperf3", "-s", "-J", "-p", str(cluster.IPERF_PORT)],
+                                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL))
+            for pod in PODS:
+                wait_listening(self.lab, pod, cluster.IPERF_PORT)
+            self.clients = {where: Client(self.lab, where) for where in CLIENTS}
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def down(self) -> None:
+        for c in self.clients.values():
+            c.stop()
+        for server in self.iperfs:                 # ours, by the Popen that started it
+            server.terminate()
+            server.wait()
+        self.clients, self.iperfs = {}, []
+        self.lab.down()
+
+    # -- addresses -----------------------------------------------------------
+
+    def pod_ip(self, pod: str) -> str:
+        return next(ip for ip in self.lab.record.pods[pod].ips if ":" not in ip)
+
+    @property
+    def node_ip(self) -> str:
+        return node_ip(PROXY_NODE)
+
+    @property
+    def client_ip(self) -> str:
+        from netplane.bench.first_packet import EXTERNAL_IP
+        return EXTERNAL_IP
+
+    def manifests(self, services: int) -> Path:
+        return Path(self.lab.dir, f"manifests-{services}")
+
+    # -- the proxy under test ---------------------------------------------------
+
+    def start_proxy(self, subject: Subject, services: int) -> int:
+        self.proxy = subject
+        self.lab.start_proxy(PROXY_NODE, *subject.flags, source=("--manifests", str(self.manifests(services))),
+                             mode=subject.mode)
+        return self.lab.record.processes[f"proxy/{PROXY_NODE}"]
+
+    def stop_proxy(self, cleanup: bool = True) -> None:
+        """Stop the proxy, then `--cleanup` its mode and forget the node's
+        connections, so the next subject starts from a bare node."""
+        if self.proxy is None:
+            return
+        subject, self.proxy = self.proxy, None
+        self.lab.stop(f"proxy/{PROXY_NODE}")
+        if not cleanup:
+            return
+        self.lab.cleanup_proxy(PROXY_NODE, *subject.flags, mode=subject.mode)
+        self.lab.run(PROXY_NODE, ["conntrack", "-F"])
+
+    def proxy_pid(self) -> int:
+        return self.lab.record.processes[f"proxy/{PROXY_NODE}"]
+
+    def proxy_problem(self) -> str | None:
+        """Why the proxy cannot be waited for any longer: it exited, or its syncs keep failing."""
+        pid, home = self.proxy_pid(), self.lab.node_dir(PROXY_NODE)
+        if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
+            tail = Path(home, "proxy.out").read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            return f"the proxy exited: {tail[0][:300]}"
+        failed = failed_syncs(os.path.join(home, "proxy.log"))
+        if len(failed) >= 3:
+            return f"{len(failed)} syncs failed; the last: {failed[-1].strip().splitlines()[-1][:300]}"
+        return None
+
+    def synced_since(self, since: float) -> bool:
+        return self.lab.proxy_synced_since(PROXY_NODE, since)
+
+    def wait_synced(self, since: float, timeout: float) -> None:
+        sandbox.wait_for(lambda: self.synced_since(since) or self.proxy_problem(), timeout=timeout,
+                         interval=0.05, what="the proxy to sync")
+        problem = self.proxy_problem()
+        if problem:
+            raise RuntimeError(problem)
+
+
+def wait_listening(lab: Lab, where: str, port: int) -> None:
+    sandbox.wait_for(lambda: lab.run(where, ["ss", "-Hltn", f"sport = :{port}"]).stdout.strip() != "",
+                     timeout=10, interval=0.05, what=f"iperf3 in {where} to listen")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
