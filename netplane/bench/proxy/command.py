@@ -213,7 +213,7 @@ def merge(results: dict, guest: dict) -> None:
     """The VM's samples and troubles into the host's results (the guest marked them where="vm")."""
     from netplane.bench.proxy import stats
 
-    for key in ("samples", "unfinished", "failed"):
+    for key in ("samples", "unfinished", "failed", "held"):
         results[key] += guest.get(key, [])
     results["subjects"] += guest.get("subjects", [])
     results["machine"]["vm"] = guest.get("machine", {})

@@ -255,8 +255,25 @@ def markdown(results: dict) -> str:
             lines += [VM_NOTE, ""]
     trouble = trouble_lines(results)
     lines += ["## Unfinished and failed", "", *([f"- {t}" for t in trouble] or ["None."]), ""]
+    lines += ["## What carried the traffic", "", *held_lines(results), ""]
     lines += ["## Plots", ""] + [f"![{m.title}]({m.key}.png)\n" for m in plotted_metrics(results)]
     return "\n".join(lines + ["## How to read", "", CAPTION, "", HOW_TO_READ]) + "\n"
+
+
+def held_lines(results: dict) -> list[str]:
+    """Per row and size, what the node's kernel held after the first step (evidence.py), and what
+    each measurement checked of its answers (first round)."""
+    out, seen = [], set()
+    for rec in results.get("held") or []:
+        key = (stats.row_key(rec), rec["services"])
+        if key not in seen:
+            seen.add(key)
+            out.append(f"- {key[0]}, {int(key[1]):,} Services: {rec['held']}")
+    checked = {}
+    for rec in results.get("samples") or []:
+        checked.setdefault((stats.row_key(rec), rec["metric"]), rec.get("checked", ""))
+    out += [f"- {row}, {BY_KEY[m].title if m in BY_KEY else m}: {text}" for (row, m), text in checked.items() if text]
+    return out or ["Nothing recorded."]
 
 
 # -- the plots ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ not get through, and its later rounds at that size too.
 import time
 from dataclasses import dataclass
 
-from netplane.bench.proxy import cluster, stats, steps
+from netplane.bench.proxy import cluster, evidence, stats, steps
 from netplane.bench.proxy.steps import Effort, Run, Unfinished
 from netplane.bench.proxy.subjects import Subject
 from netplane.bench.proxy.testbed import PODS, Testbed
@@ -43,7 +43,7 @@ class Recorder:
     """The results' raw parts, filled as the run goes."""
 
     def __init__(self) -> None:
-        self.samples, self.unfinished, self.failed = [], [], []
+        self.samples, self.unfinished, self.failed, self.held = [], [], [], []
         self.blocked: set[tuple[str, int]] = set()
 
     def where(self, subject: Subject, services: int, round_: int) -> dict:
@@ -70,7 +70,7 @@ def run_subject(bed: Testbed, plan: Plan, subject: Subject, services: int, round
     try:
         for i, (name, step) in enumerate(todo):
             progress.step(f"{services:,} Services · round {round_}/{plan.repeat} · {subject.row} · {name}")
-            if not _one_step(run, round_, name, step, rec):
+            if not _one_step(run, round_, name, step, rec) or (i == 0 and not _held(run, round_, rec)):
                 rec.blocked.add((subject.row, services))
                 progress.advance(len(todo) - i)
                 return
@@ -81,6 +81,16 @@ def run_subject(bed: Testbed, plan: Plan, subject: Subject, services: int, round
                 bed.stop_proxy(cleanup=not last)
             except Exception as err:            # noqa: BLE001 - reported; the next subject would see it
                 rec.fail(run, round_, "cleanup", err)
+
+
+def _held(run: Run, round_: int, rec: Recorder) -> bool:
+    """After the first step: the kernel holds the subject's mode, and only it (evidence.py)."""
+    try:
+        rec.held.append({**rec.where(run.subject, run.services, round_), "held": evidence.check(run.bed, run.subject)})
+        return True
+    except RuntimeError as err:
+        rec.fail(run, round_, "kernel check", err)
+        return False
 
 
 def _one_step(run: Run, round_: int, name: str, step, rec: Recorder) -> bool:
@@ -124,4 +134,5 @@ def results(rec: Recorder, subjects: list[Subject], params: dict, machine: dict,
     return {"benchmark": "netplane bench proxy", "format": 1, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
             "took_s": took, "machine": machine, "params": params,
             "subjects": [s.describe() for s in subjects], "samples": rec.samples,
-            "unfinished": rec.unfinished, "failed": rec.failed, "summary": stats.summaries(rec.samples)}
+            "unfinished": rec.unfinished, "failed": rec.failed, "held": rec.held,
+            "summary": stats.summaries(rec.samples)}
