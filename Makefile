@@ -41,7 +41,7 @@ test-vm: setup
 	$(VM_TIER)
 
 bench: setup
-	$(VENV)/bin/netplane bench proxy --plain --out benchmarks/results/bench_proxy
+	$(VENV)/bin/netplane bench proxy --out benchmarks/results/bench_proxy
 	$(VENV)/bin/python benchmarks/cni_latency.py
 	$(VENV)/bin/python benchmarks/pod_network_throughput.py
 	$(VENV)/bin/python benchmarks/proxy_iptables.py
