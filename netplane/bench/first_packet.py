@@ -73,6 +73,7 @@ import time
 from pathlib import Path
 
 from netplane.bench import results
+from netplane.bench.procs import end_by_stdin
 from netplane.bench.machine import describe, loadavg
 from netplane.lab import topology
 
@@ -173,13 +174,7 @@ class Worker:
         return json.loads(line)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_by_stdin(self.proc)
 
 
 # -- statistics ---------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from typing import Callable, Sequence
 
 from netplane.bench import results
 from netplane.bench.machine import describe
+from netplane.bench.proxy.stats import percentile
 
 ENDPOINTS = 10
 # The fillers' endpoints spread over 10 nodes, one in ten on this one (node1), as in a
@@ -162,17 +163,6 @@ def write_manifests(directory: Path, n: int, pod: str = "pod-a") -> Path:
 
 def other(pod: str) -> str:
     return next(p for p in PODS if p != pod)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        raise ValueError("percentile of no values")
-    s = sorted(values)
-    rank = (len(s) - 1) * q / 100
-    lo = int(rank)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (rank - lo)
 
 
 def summary(values: Sequence[float]) -> dict:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from netplane import sandbox
+from netplane.bench.procs import end_by_stdin
 from netplane.bench.first_packet import EXTERNAL, client_route, failed_syncs, node_ip
 from netplane.bench.proxy import cluster
 from netplane.bench.proxy.subjects import Subject
@@ -45,13 +46,7 @@ class Client:
         return json.loads(line)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_by_stdin(self.proc)
 
 
 class Testbed:
