@@ -12,8 +12,9 @@ from netplane.bench.proxy.metrics import BY_KEY, METRICS
 
 BENCHMARK = "netplane bench proxy"
 FORMATS = (1,)
+NOISE = 0.05
 CAPTION = ("B/A: B's p50 over A's; [lowest..highest per-round median] beside each p50. "
-           "The verdict is B's: \"same\" when the two spreads overlap.")
+           "The verdict is B's: \"same\" when the two spreads overlap or the p50s differ by under 5 %.")
 
 
 class CompareError(ValueError):
@@ -56,9 +57,10 @@ def _cells(summary: dict) -> dict:
 
 
 def verdict(key: str, a: dict, b: dict) -> str:
-    """B's verdict against A on one metric."""
+    """B's verdict against A on one metric: "same" within the spreads, or within NOISE (one round
+    has no spread, and this machine's runs differ by a few per cent with nothing changed)."""
     (a_lo, a_hi), (b_lo, b_hi) = a["spread"], b["spread"]
-    if a_lo <= b_hi and b_lo <= a_hi:
+    if (a_lo <= b_hi and b_lo <= a_hi) or abs(b["p50"] / a["p50"] - 1) < NOISE:
         return "same"
     m = BY_KEY.get(key)
     higher = m.higher_is_better if m else False
@@ -82,18 +84,24 @@ def compare(a: dict, b: dict) -> list[dict]:
     return out
 
 
-def _value(p50: float | None, spread: list | None) -> str:
+def _value(p50: float | None, spread: list | None, sep: str = " ") -> str:
+    """A p50, and its spread when the rounds had one (a single round has none)."""
     if p50 is None:
         return "–"
-    return f"{report.num(p50)} [{report.num(spread[0])}..{report.num(spread[1])}]"
+    if spread[0] == spread[1] and sep == "\n":
+        return report.num(p50)
+    return f"{report.num(p50)}{sep}[{report.num(spread[0])}..{report.num(spread[1])}]"
 
 
-def _line(r: dict) -> list[str]:
-    """A row's cells: row, Services, metric (unit), A, B, B/A, verdict."""
+def _line(r: dict, short: bool = False) -> list[str]:
+    """A row's cells: row, Services, metric (unit), A, B, B/A, verdict; `short` (a terminal): the
+    metric's short label, each spread under its p50."""
     m = BY_KEY.get(r["metric"])
-    return [r["row"], f"{r['services']:,}", f"{m.title} ({m.unit})" if m else r["metric"],
-            _value(r["a"], r["a_spread"]), _value(r["b"], r["b_spread"]),
-            f"×{r['ratio']:.2f}" if r["ratio"] is not None else "–", r["verdict"]]
+    name = (m.short if short else f"{m.title} ({m.unit})") if m else r["metric"]
+    sep = "\n" if short else " "
+    return [r["row"], f"{r['services']:,}", name, _value(r["a"], r["a_spread"], sep),
+            _value(r["b"], r["b_spread"], sep), f"×{r['ratio']:.2f}" if r["ratio"] is not None else "–",
+            r["verdict"]]
 
 
 HEADS = ["row", "Services", "metric", "A p50", "B p50", "B/A", "verdict"]
@@ -101,16 +109,22 @@ STYLES = {"better": "green", "worse": "red", "same": "dim"}
 
 
 def terminal(rows: list[dict], console, a_name: str, b_name: str) -> None:
+    """A table per number of Services (so that it fits a terminal), then the caption."""
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=f"A = {a_name}, B = {b_name}", caption=CAPTION, caption_justify="left")
-    for h in HEADS:
-        t.add_column(h, justify="right" if h in ("Services", "A p50", "B p50", "B/A") else "left")
-    for r in rows:
-        *cells, v = _line(r)
-        style = STYLES.get(v, "yellow")
-        t.add_row(*cells, f"[{style}]{v}[/]")
-    console.print(t)
+    console.print(f"A = {a_name}\nB = {b_name}", markup=False, highlight=False)
+    for services in sorted({r["services"] for r in rows}):
+        t = Table(title=f"{services:,} Services", box=box.SIMPLE_HEAD, title_justify="left")
+        for h in HEADS:
+            if h != "Services":
+                t.add_column(h, justify="right" if h in ("A p50", "B p50", "B/A") else "left",
+                             no_wrap=h == "metric")
+        for r in (r for r in rows if r["services"] == services):
+            row, _, *cells, v = _line(r, short=True)
+            t.add_row(row, *cells, f"[{STYLES.get(v, 'yellow')}]{v}[/]")
+        console.print(t)
+    console.print(CAPTION, markup=False, highlight=False)
 
 
 def markdown(rows: list[dict], a_name: str, b_name: str) -> str:
