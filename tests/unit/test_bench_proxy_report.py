@@ -6,6 +6,7 @@ import json
 import pytest
 from rich.console import Console
 
+from netplane.bench.proxy.metrics import BY_KEY
 from netplane.bench.proxy import compare, report, stats
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -119,17 +120,18 @@ def test_ratios_use_the_floor_of_the_same_machine_and_kube_proxy_on_the_host_onl
 
 def test_rows_put_the_modes_first_and_cells_say_what_happened():
     res = _results()
-    assert report.rows(res) == ["iptables", "nftables", "ipvs@vm", "kube-proxy-layout", "floor", "floor@vm"]
+    assert report.rows(res) == ["iptables", "nftables", "kube-proxy-layout", "floor", "ipvs@vm", "floor@vm"]
     assert report.sizes(res) == ["100", "1000"]
     assert report.status(res, "kube-proxy-layout", "1000", "full_sync_s") == "did not finish in 120 s"
     assert report.status(res, "nftables", "1000", "vip_first_us") == "failed"
     assert report.status(res, "floor", "1000", "full_sync_s") is None          # the floor never has it
     assert report.status(res, "iptables", "1000", "full_sync_s") is None       # it has a value
-    heads, body = report.table(res, "100")
-    assert [row for row, _ in body] == report.rows(res)
-    assert heads[0] == "full sync into the kernel (s)"
-    assert dict(body)["iptables"][1] == ["812 · p99 822", "×1.14f ×0.83k"]     # vip_first_us
-    assert dict(body)["floor"][0] == []                                          # no full sync without a proxy
+    rat = report.ratios(res)
+    assert report.cell(res, rat, "iptables", "100", BY_KEY["vip_first_us"]) == ["812 · p99 822", "×1.14f ×0.83k"]
+    assert report.cell(res, rat, "floor", "100", BY_KEY["full_sync_s"]) == []   # no full sync without a proxy
+    md = report.md_table(res, "100", ["iptables", "floor"])
+    assert md[0] == "| | iptables | floor |"
+    assert "| 1st packet ClusterIP, µs | 812 · p99 822<br>×1.14f ×0.83k | " in "\n".join(md)
 
 
 def test_a_record_naming_its_metric_marks_that_cell_only():
@@ -181,7 +183,8 @@ def test_write_makes_the_json_the_report_and_a_plot_per_metric(tmp_path):
     assert "did not finish in 120 s" in md
     assert "connect: no route to host" in md
     assert "![first packet, ClusterIP from a pod](vip_first_us.png)" in md
-    assert "| row | full sync into the kernel (s) |" in md and "## 1,000 Services" in md
+    assert "| | iptables | nftables | kube-proxy-layout | floor |" in md and "## 1,000 Services" in md
+    assert "\n| full sync, s | " in md
     assert "lowest to the highest per-round median" in md
 
 

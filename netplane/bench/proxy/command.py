@@ -215,7 +215,7 @@ def merge(results: dict, guest: dict) -> None:
 
     for key in ("samples", "unfinished", "failed", "held"):
         results[key] += guest.get(key, [])
-    results["subjects"] += guest.get("subjects", [])
+    results["subjects"] += [s for s in guest.get("subjects", []) if s not in results["subjects"]]
     results["machine"]["vm"] = guest.get("machine", {})
     results["summary"] = stats.summaries(results["samples"])
 

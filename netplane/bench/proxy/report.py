@@ -55,8 +55,9 @@ def _trouble(results: dict) -> list[tuple[str, dict]]:
 
 
 def rows(results: dict) -> list[str]:
-    """Every row, mode rows first (host, then VM), then the references, each
-    group in the order of the subjects, rows no subject names after them."""
+    """Every row: the host's first, then the VM's; in each, the modes, then
+    kube-proxy's layout, then the floor, each group in the order of the
+    subjects, rows no subject names after them."""
     kinds = {stats.row_key({"subject": s["name"], "where": s.get("where")}): s.get("kind")
              for s in results.get("subjects") or []}
     seen = list(kinds) + list(summary(results)) + [stats.row_key(r) for _, r in _trouble(results)]
@@ -64,7 +65,7 @@ def rows(results: dict) -> list[str]:
 
     def kind(row: str) -> str:
         return kinds.get(row) or ("reference" if subject_of(row) in REFERENCES else "mode")
-    return sorted(order, key=lambda r: (kind(r) != "mode", is_vm(r), order.index(r)))
+    return sorted(order, key=lambda r: (is_vm(r), kind(r) != "mode", subject_of(r) == FLOOR, order.index(r)))
 
 
 def sizes(results: dict) -> list[str]:
@@ -129,15 +130,6 @@ def cell(results: dict, rat: dict, row: str, size: str, m: Metric) -> list[str]:
 def _row_at(results: dict, row: str, size: str) -> bool:
     return size in summary(results).get(row, {}) or any(
         stats.row_key(r) == row and str(r["services"]) == size for _, r in _trouble(results))
-
-
-def table(results: dict, size: str) -> tuple[list[str], list[tuple[str, list[list[str]]]]]:
-    """One size's table: the column headings, then (row, cells) per row there."""
-    rat, metrics = ratios(results), shown_metrics(results)
-    heads = [f"{m.title} ({m.unit}{', p50 · p99' if m.tail else ''})" for m in metrics]
-    body = [(row, [cell(results, rat, row, size, m) for m in metrics])
-            for row in rows(results) if _row_at(results, row, size)]
-    return heads, body
 
 
 def trouble_lines(results: dict, size: str | None = None) -> list[str]:
@@ -229,9 +221,14 @@ HOW_TO_READ = (
     "virtual machine with another kernel: compare them with floor@vm, never with host rows.")
 
 
-def _md_table(heads: list[str], body: list[tuple[str, list[list[str]]]]) -> list[str]:
-    lines = ["| row | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
-    return lines + [f"| {row} | " + " | ".join("<br>".join(c) or "–" for c in cells) + " |" for row, cells in body]
+def md_table(results: dict, size: str, here: list[str]) -> list[str]:
+    """One size as the terminal shows it: a column per row (mode or reference), a line per metric."""
+    rat = ratios(results)
+    lines = ["| | " + " | ".join(here) + " |", "|---|" + "---:|" * len(here)]
+    for m in shown_metrics(results):
+        cells = ["<br>".join(cell(results, rat, row, size, m)) or "–" for row in here]
+        lines.append(f"| {m.short}{' ↑' if m.higher_is_better else ''} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _md_header(results: dict) -> list[str]:
@@ -249,9 +246,9 @@ def markdown(results: dict) -> str:
     """The report: header, one table per size, the unfinished and failed steps, the plots, how to read."""
     lines = _md_header(results)
     for size in sizes(results):
-        heads, body = table(results, size)
-        lines += [f"## {int(size):,} Services", "", *_md_table(heads, body), ""]
-        if any(is_vm(row) for row, _ in body):
+        here = [row for row in rows(results) if _row_at(results, row, size)]
+        lines += [f"## {int(size):,} Services", "", *md_table(results, size, here), ""]
+        if any(is_vm(row) for row in here):
             lines += [VM_NOTE, ""]
     trouble = trouble_lines(results)
     lines += ["## Unfinished and failed", "", *([f"- {t}" for t in trouble] or ["None."]), ""]
