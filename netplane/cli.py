@@ -4,6 +4,7 @@ import gc
 import logging
 import os
 import socket
+import subprocess
 import sys
 import time
 
@@ -114,6 +115,11 @@ def _bench(args) -> int:
     except KeyboardInterrupt:
         print("netplane bench: interrupted; the lab is removed", file=sys.stderr)
         return 130
+    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as err:
+        # the lab is already removed (the runner's finally); one line, no traceback
+        text = " ".join(str(err).split())[:500] or type(err).__name__
+        print(f"netplane bench: failed: {text}", file=sys.stderr)
+        return 1
 
 
 def _proxy_parsers(sub) -> None:
