@@ -110,8 +110,6 @@ def _bench(args) -> int:
         return args.run(args)
     except (BenchError, CompareError, LabError) as err:
         raise UsageError(str(err)) from None
-    except ImportError as err:
-        raise UsageError(f"bench needs {err.name}: install netplane's bench extra (scripts/bootstrap does)") from None
     except KeyboardInterrupt:
         print("netplane bench: interrupted; the lab is removed", file=sys.stderr)
         return 130

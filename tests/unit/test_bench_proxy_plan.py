@@ -2,6 +2,7 @@
 the order it runs things in, the proof it asks of the kernel, and the
 merge of the VM's results."""
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -18,10 +19,12 @@ def args(**kw) -> argparse.Namespace:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--services", "0"], "--services 0: each must be 1..100,000"),
+    (["--services", "0"], "--services 0: each must be 1..62,500"),
+    (["--services", "10000", "--endpoints", "101"], "--services 10,000 x --endpoints 101: at most 1,000,000"),
     (["--services", "1k"], "--services 1k: expected whole numbers separated by commas"),
-    (["--endpoints", "0"], "--endpoints 0: must be 1..1000"),
-    (["--repeat", "x"], "--repeat x: expected a number"),
+    (["--endpoints", "0"], "--endpoints 0: must be 1..1,000"),
+    (["--repeat", "x"], "--repeat x: expected a whole number"),
+    (["--repeat", "1.5"], "--repeat 1.5: expected a whole number"),
     (["--cap", "-1"], "--cap -1: must be 1..86400"),
     (["--modes", "iptables,userspace"], "--modes iptables,userspace: unknown mode userspace; choose from"),
 ])
@@ -30,6 +33,19 @@ def test_bad_flags_are_one_line_errors_naming_the_flag(argv, message, capsys, mo
     assert main(["bench", "proxy", "--no-vm", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"netplane: {message}") and err.count("\n") == 1
+
+
+def test_a_mode_asked_for_must_run_somewhere(capsys, monkeypatch):
+    from netplane.proxy import modes
+
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    real = modes.get
+    monkeypatch.setattr(modes, "get", lambda name: dataclasses.replace(
+        real(name), unavailable=lambda: "not here" if name == "ipvs" else None))
+    assert main(["bench", "proxy", "--modes", "ipvs", "--no-vm"]) == 2
+    assert capsys.readouterr().err == "netplane: --modes ipvs: ipvs: not here, and --no-vm keeps it out of the VM\n"
+    here, in_vm, left_out = command.split_modes(None, True, False)          # by default, left out and said why
+    assert "ipvs" not in here + in_vm and left_out == ["ipvs: not here, and --no-vm keeps it out of the VM"]
 
 
 def test_non_root_is_refused_in_one_line(capsys, monkeypatch):
@@ -88,22 +104,33 @@ def test_the_cluster_splits_the_churned_services_into_their_own_file(tmp_path):
     assert target[1]["endpoints"][0]["addresses"] == ["10.244.2.2"]
 
 
-@pytest.mark.parametrize("subject, held, ok", [
+NOTHING = {"iptables": 0, "iptables_endpoint_chains": 0, "nftables": False, "ebpf": 0, "ipvs": False}
+
+
+@pytest.mark.parametrize("subject, held, line", [
     (subjects.mode("nftables"), {"nftables": True}, "nftables: table ip netplane"),
-    (subjects.mode("nftables"), {"nftables": True, "iptables": 1}, "also holds iptables"),
-    (subjects.mode("ebpf"), {}, "holds no ebpf objects"),
-    (subjects.kube_proxy(), {"iptables": 1, "iptables_endpoint_chains": 1000}, "1,000 endpoint chains"),
-    (subjects.floor(), {"ipvs": True}, "also holds ipvs"),
+    (subjects.mode("iptables"), {"iptables": 1, "iptables_endpoint_chains": 12}, "12 endpoint chains"),
+    (subjects.kube_proxy(), {"iptables": 1, "iptables_endpoint_chains": 1001}, "1,001 endpoint chains"),
+    (subjects.mode("ipvs", "vm"), {"ipvs": True}, "IPVS: virtual server 10.96.255.254:80"),
     (subjects.floor(), {}, "no proxy's objects"),
 ])
-def test_the_kernel_must_hold_the_subjects_mode_and_no_other(monkeypatch, subject, held, ok):
-    base = {"iptables": 0, "iptables_endpoint_chains": 0, "nftables": False, "ebpf": 0, "ipvs": False}
-    monkeypatch.setattr(evidence, "read", lambda bed: {**base, **held})
-    try:
-        assert ok in evidence.check(None, subject)
-    except RuntimeError as err:
-        assert ok in str(err)
-        assert not ok.startswith(("nftables:", "no proxy", "1,000"))
+def test_what_the_kernel_held_for_each_subject(monkeypatch, subject, held, line):
+    monkeypatch.setattr(evidence, "read", lambda bed: {**NOTHING, **held})
+    assert line in evidence.check(None, subject, 101, 10)
+
+
+@pytest.mark.parametrize("subject, held, error", [
+    (subjects.mode("nftables"), {"nftables": True, "iptables": 1}, "the node also holds iptables objects"),
+    (subjects.mode("ebpf"), {}, "the node holds no ebpf objects"),
+    (subjects.floor(), {"ipvs": True}, "the node also holds ipvs objects"),
+    # the layout asked for must be the one installed: kube-proxy's gives every endpoint its chain
+    (subjects.kube_proxy(), {"iptables": 1, "iptables_endpoint_chains": 12}, "not the kube-proxy layout"),
+    (subjects.mode("iptables"), {"iptables": 1, "iptables_endpoint_chains": 1001}, "not the compact layout"),
+])
+def test_a_kernel_without_the_subjects_mode_or_with_another_is_refused(monkeypatch, subject, held, error):
+    monkeypatch.setattr(evidence, "read", lambda bed: {**NOTHING, **held})
+    with pytest.raises(RuntimeError, match=error):
+        evidence.check(None, subject, 101, 10)
 
 
 def test_the_vms_results_join_the_hosts_as_their_own_rows():

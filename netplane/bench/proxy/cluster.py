@@ -23,6 +23,10 @@ TARGET = "zz-target"
 TARGET_IP, TARGET_PORT, POD_PORT, NODE_PORT, IPERF_PORT = "10.96.255.254", 80, 8080, 32600, 5201
 SERVER_NODE = "node2"
 CHURN = 50
+# services x endpoints at most: filler_endpoint() gives valid addresses up to ~9.7 million, and the
+# churn's two blocks sit above the cluster's (3 x 1 million)
+MAX_ENDPOINTS = 1_000_000
+MAX_SERVICES = 62_500             # filler_ip() stays in 10.96.0.0/16 up to here
 FILES = ("services.json", "churn.json", f"{TARGET}.json")
 
 
@@ -31,10 +35,13 @@ def churn_count(services: int) -> int:
 
 
 def filler(i: int, endpoints: int, revision: int = 0) -> list[dict]:
-    """Filler i's Service and slice; each revision gives it fresh endpoint IPs."""
+    """Filler i's Service and slice. Revision 0's endpoints are the cluster's; odd and even
+    revisions after it alternate between two other blocks of addresses (above every filler's:
+    MAX_ENDPOINTS), so each rewrite moves every endpoint and every address stays valid."""
     from netplane.proxy import build as b
 
-    name, first = f"svc{i:05d}", (i + revision * 1_000_003) * endpoints
+    block = 0 if revision == 0 else MAX_ENDPOINTS * (1 + revision % 2)
+    name, first = f"svc{i:05d}", block + i * endpoints
     eps = [b.endpoint(*filler_endpoint(first + k)) for k in range(endpoints)]
     return [b.service(name, filler_ip(i), [{"name": "http", "port": TARGET_PORT}]),
             b.endpoint_slice(name, eps, [{"name": "http", "port": POD_PORT}])]
@@ -57,8 +64,7 @@ def target(pod_ip: str) -> list[dict]:
 
 def churned(services: int, endpoints: int, revision: int) -> list[dict]:
     """The churn file's Services at a revision (the same names and IPs, new endpoints)."""
-    out = with_node_ports([o for i in range(churn_count(services)) for o in filler(i, endpoints, revision)])
-    return out
+    return with_node_ports([o for i in range(churn_count(services)) for o in filler(i, endpoints, revision)])
 
 
 def as_list(objects: list[dict]) -> dict:

@@ -16,15 +16,14 @@ import time
 from pathlib import Path
 
 TREE = Path(__file__).resolve().parents[3]
-VM_SCRATCH = TREE / "build" / "vm-bench" / "proxy"      # the guest's one writable path back here
 VM_MAX_SERVICES = 1000               # the emulated guest is ~30x slower: 10k would take most of an hour
-VM_TIMEOUT = 1800.0
+VM_BOOT = 900.0                      # s the VM may take to boot and build its lab, and per size and round:
+VM_PER_ROUND = 900.0                 # the guest is ~30x slower
 QUICK = {"services": [100, 1000], "repeat": 1}
 DEFAULT = {"services": [100, 1000, 10000], "repeat": 3}
 QUICK_EFFORT = {"connections": 150, "blocks": 2, "rate_seconds": 1.0, "iperf_seconds": 1, "changes": 4, "burst": 10}
 # the emulated guest makes a connection ~10x slower (outside the timed part too): half as many there
 VM_EFFORT = {"connections": 0.5, "changes": 0.5}
-MAX_SERVICES = 100_000
 
 
 class BenchError(Exception):
@@ -67,6 +66,16 @@ def int_list(text: str, flag: str, low: int, high: int) -> list[int]:
     return sorted(set(values))
 
 
+def integer(text: str, flag: str, low: int, high: int) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise BenchError(f"{flag} {text}: expected a whole number") from None
+    if not low <= value <= high:
+        raise BenchError(f"{flag} {text}: must be {low:,}..{high:,}")
+    return value
+
+
 def number(text: str, flag: str, low: float, high: float) -> float:
     try:
         value = float(text)
@@ -77,8 +86,9 @@ def number(text: str, flag: str, low: float, high: float) -> float:
     return value
 
 
-def split_modes(requested: str | None, no_vm: bool, guest: bool) -> tuple[list[str], list[str]]:
-    """(modes run here, modes run in the VM)."""
+def split_modes(requested: str | None, no_vm: bool, guest: bool) -> tuple[list[str], list[str], list[str]]:
+    """(modes run here, modes run in the VM, why others are left out). Asked for by name, a mode
+    must run somewhere; by default, those that cannot are left out and said so."""
     from netplane import vm
     from netplane.proxy import modes
 
@@ -90,29 +100,31 @@ def split_modes(requested: str | None, no_vm: bool, guest: bool) -> tuple[list[s
                          f"choose from {', '.join(names)}")
     here = [m for m in wanted if not modes.get(m).unavailable()]
     lacking = [m for m in wanted if m not in here]
-    if guest or no_vm or not lacking:
-        if lacking and requested and not no_vm:
-            raise BenchError(f"--modes {requested}: {lacking[0]}: {modes.get(lacking[0]).unavailable()}")
-        return here, []
-    why = vm.available()
-    if why and requested:
-        raise BenchError(f"--modes {requested}: {lacking[0]}: {modes.get(lacking[0]).unavailable()}, "
-                         f"and no VM can be booted here: {why}")
-    return here, [] if why else lacking
+    why_not = "--no-vm" if no_vm or guest else vm.available()
+    if lacking and why_not:
+        reason = f"{lacking[0]}: {modes.get(lacking[0]).unavailable()}, and " + (
+            "--no-vm keeps it out of the VM" if why_not == "--no-vm" else f"no VM can be booted here: {why_not}")
+        if requested:
+            raise BenchError(f"--modes {requested}: {reason}")
+        return here, [], [reason]
+    return here, lacking, []
 
 
 def plan_of(args, modes: list[str], where: str):
-    from netplane.bench.proxy import runner, subjects
+    from netplane.bench.proxy import cluster, runner, subjects
     from netplane.bench.proxy.steps import Effort
 
     base = QUICK if args.quick else DEFAULT
-    services = int_list(args.services, "--services", 1, MAX_SERVICES) if args.services else base["services"]
-    repeat = int(number(args.repeat, "--repeat", 1, 100)) if args.repeat else base["repeat"]
+    services = int_list(args.services, "--services", 1, cluster.MAX_SERVICES) if args.services else base["services"]
+    repeat = integer(args.repeat, "--repeat", 1, 100) if args.repeat else base["repeat"]
+    endpoints = integer(args.endpoints, "--endpoints", 1, 1000)
+    if max(services) * endpoints > cluster.MAX_ENDPOINTS:
+        raise BenchError(f"--services {max(services):,} x --endpoints {endpoints:,}: at most "
+                         f"{cluster.MAX_ENDPOINTS:,} endpoints in all")
     effort = Effort(**QUICK_EFFORT) if args.quick else Effort()
     if where == "vm":
         effort = dataclasses.replace(effort, **{k: max(1, int(getattr(effort, k) * f)) for k, f in VM_EFFORT.items()})
-    return runner.Plan(subjects.lineup(modes, where, kube_proxy_row=where == "host"), services,
-                       int(number(args.endpoints, "--endpoints", 1, 1000)), repeat,
+    return runner.Plan(subjects.lineup(modes, where, kube_proxy_row=where == "host"), services, endpoints, repeat,
                        number(args.cap, "--cap", 1, 86400), effort)
 
 
@@ -135,75 +147,103 @@ def params(args, plan, modes: list[str], vm_plan) -> dict:
 def main(args) -> int:
     if os.geteuid() != 0:
         raise BenchError("bench proxy needs root: it builds a lab of network namespaces")
-    if shutil.which("iperf3") is None:
-        raise BenchError("bench proxy needs iperf3 (scripts/bootstrap installs it)")
-    here, in_vm = split_modes(args.modes, args.no_vm, args.vm_guest)
-    where = "vm" if args.vm_guest else "host"
-    plan = plan_of(args, here, where)
+    for tool in ("iperf3", "curl", "conntrack"):
+        if shutil.which(tool) is None:
+            raise BenchError(f"bench proxy needs {tool} (scripts/bootstrap installs it)")
+    _check_libraries(args.vm_guest)
+    here, in_vm, left_out = split_modes(args.modes, args.no_vm, args.vm_guest)
+    plan = plan_of(args, here, "vm" if args.vm_guest else "host")
     vm_plan = None
     if in_vm:
         vm_plan = plan_of(args, in_vm, "vm")
         vm_plan.services = vm_sizes(plan.services, args.quick)
-    out = Path(args.out or f"netplane-bench-{time.strftime('%Y%m%d-%H%M%S')}")
-    _check_out(out)
+    out = _make_out(Path(args.out or f"netplane-bench-{time.strftime('%Y%m%d-%H%M%S')}"))
+    for reason in left_out:
+        print(f"netplane bench: left out {reason}", file=sys.stderr)
     signal.signal(signal.SIGTERM, _interrupt)          # unwinds like Ctrl-C: the lab comes down
+    return _run(args, plan, vm_plan, here, in_vm, out)
+
+
+def _run(args, plan, vm_plan, here: list[str], in_vm: list[str], out: Path) -> int:
     from netplane.bench.machine import describe
     from netplane.bench.proxy import progress, report, runner
 
     started = time.monotonic()
+    subjects = plan.subjects if here else []       # every mode in the VM: no host rows at all
+
+    def results(rec) -> dict:
+        return runner.results(rec, subjects, params(args, plan, here + in_vm, vm_plan),
+                              describe(TREE, ("iptables", "nft")), time.monotonic() - started)
+
     with progress.make(args.plain or args.vm_guest) as bar:
-        rec = runner.run(plan, bar) if here else runner.Recorder()
-        guest = _run_in_vm(args, vm_plan, bar) if vm_plan else None
-    everything = [*plan.subjects, *(vm_plan.subjects if vm_plan else [])]
-    results = runner.results(rec, everything, params(args, plan, here + in_vm, vm_plan),
-                             describe(TREE, ("iptables", "nft")), time.monotonic() - started)
+        rec = runner.run(plan, bar) if subjects else runner.Recorder()
+        if args.vm_guest:            # the host reports; matplotlib would take half a minute in the guest
+            report.write_json(results(rec), out)
+            return 0
+        report.write_json(results(rec), out)    # kept, should the VM's part fail or be interrupted
+        guest = _run_in_vm(args, vm_plan, bar, out) if vm_plan else None
+    final = results(rec)
     if guest:
-        merge(results, guest)
-    if args.vm_guest:                # the host reports; matplotlib would take half a minute in the guest
-        report.write_json(results, out)
-        return 0
-    written = report.write(results, out)
+        merge(final, guest)
+    written = report.write(final, out)
     from rich.console import Console
-    report.terminal(results, Console())
+    report.terminal(final, Console())
     print(f"wrote {', '.join(str(p) for p in written[:2])} and {len(written) - 2} plots in {out}")
     return 0
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise BenchError(f"--out {out}: not a directory")
-    probe = out if out.exists() else out.parent if str(out.parent) else Path(".")
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise BenchError(f"--out {out}: {probe} is not writable")
+def _check_libraries(guest: bool) -> None:
+    """The bench extra's libraries, before anything is built (not 30 minutes in)."""
+    for name in ("rich",) if guest else ("rich", "matplotlib"):
+        try:
+            __import__(name)
+        except ImportError:
+            raise BenchError(f"bench needs {name}: install netplane's bench extra "
+                             "(scripts/bootstrap does)") from None
+
+
+def _make_out(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".writable"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise BenchError(f"--out {out}: {err.strerror or err}") from None
+    return out
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _run_in_vm(args, plan, bar) -> dict | None:
-    """The same command in the VM for the modes this kernel lacks; its results, or None (said why)."""
+def _run_in_vm(args, plan, bar, out: Path) -> dict | None:
+    """The same command in the VM for the modes this kernel lacks; its results, or None (said why).
+    The guest writes into a directory under --out, its one writable path back here."""
     from netplane import vm
     from netplane.bench.proxy.compare import CompareError, load
 
+    scratch = out / "vm"
+    shutil.rmtree(scratch, ignore_errors=True)
     argv = [sys.executable, "-m", "netplane", "bench", "proxy", "--vm-guest", "--no-vm",
             "--modes", ",".join(s.mode for s in plan.subjects if s.kind == "mode"),
             "--services", ",".join(map(str, plan.services)), "--repeat", str(plan.repeat),
-            "--endpoints", str(plan.endpoints), "--cap", f"{plan.cap:g}", "--out", str(VM_SCRATCH),
+            "--endpoints", str(plan.endpoints), "--cap", f"{plan.cap:g}", "--out", str(scratch.resolve()),
             *(["--quick"] if args.quick else [])]
-    shutil.rmtree(VM_SCRATCH, ignore_errors=True)
     bar.pause()
     bar.say(f"running {', '.join(s.row for s in plan.subjects)} in the VM (Debian's "
             f"{vm.kernel().name.removeprefix('vmlinuz-')}, emulated, so slower; compared with the floor "
             f"measured in the same VM) at {', '.join(f'{n:,}' for n in plan.services)} Services")
+    timeout = VM_BOOT + VM_PER_ROUND * plan.repeat * len(plan.services)
     try:
-        status = vm.run(argv, timeout=VM_TIMEOUT, rwdirs=[str(VM_SCRATCH)], cwd=str(TREE))
+        status = vm.run(argv, timeout=timeout, rwdirs=[str(scratch.resolve())], cwd=str(TREE))
+    except (RuntimeError, ValueError, OSError) as err:
+        bar.say(f"the VM's part did not run: {err}")
+        return None
     finally:
         bar.resume()
     try:
-        return load(VM_SCRATCH)
+        return load(scratch)
     except CompareError as err:
         bar.say(f"the VM's run left no results (exit {status}): {err}")
         return None

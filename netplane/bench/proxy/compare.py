@@ -1,5 +1,5 @@
 """Two runs of `netplane bench proxy` against each other (`netplane bench
-proxy compare A B`): every (row, Services, metric) both summarised, B's p50
+compare A B`): every (row, Services, metric) both summarised, B's p50
 over A's, and a verdict for B: better or worse, or the same when the two
 runs' spreads (lowest..highest per-round median) overlap, so a difference
 the rounds of one run already show is not called a change. What only one
@@ -60,7 +60,7 @@ def verdict(key: str, a: dict, b: dict) -> str:
     """B's verdict against A on one metric: "same" within the spreads, or within NOISE (one round
     has no spread, and this machine's runs differ by a few per cent with nothing changed)."""
     (a_lo, a_hi), (b_lo, b_hi) = a["spread"], b["spread"]
-    if (a_lo <= b_hi and b_lo <= a_hi) or abs(b["p50"] / a["p50"] - 1) < NOISE:
+    if not a["p50"] or (a_lo <= b_hi and b_lo <= a_hi) or abs(b["p50"] / a["p50"] - 1) < NOISE:
         return "same"
     m = BY_KEY.get(key)
     higher = m.higher_is_better if m else False
@@ -140,7 +140,10 @@ def main(a_dir: str, b_dir: str, out: str | None, console=None) -> int:
     if console is None:
         from rich.console import Console
         console = Console()
-    rows = compare(a, b)
+    try:
+        rows = compare(a, b)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise CompareError(f"{a_dir} or {b_dir}: a malformed summary ({type(err).__name__}: {err})") from None
     terminal(rows, console, a_dir, b_dir)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)

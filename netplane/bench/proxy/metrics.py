@@ -25,7 +25,7 @@ METRICS = (
            data_path=True),
     Metric("throughput_gbps", "one TCP stream through a VIP (iperf3)", "Gbit/s", "1 stream via VIP, Gbit/s", higher_is_better=True,
            data_path=True),
-    Metric("rss_mb", "proxy RSS after the run", "MB", "proxy RSS, MB"),
+    Metric("rss_mb", "proxy RSS after the run", "MiB", "proxy RSS, MiB"),
     Metric("churn_cpu_s", "proxy CPU during a burst of churn", "s", "churn CPU, s"),
 )
 BY_KEY = {m.key: m for m in METRICS}

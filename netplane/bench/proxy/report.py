@@ -85,15 +85,17 @@ def row_metrics(results: dict, row: str) -> set[str]:
 
 
 def status(results: dict, row: str, size: str, key: str) -> str | None:
-    """What a cell without a summary says. A record naming its metric marks
-    that cell; one naming only its step marks every metric the row has
-    left blank at that size, since the run moved on past them."""
+    """What a cell without a summary says. A record naming its metrics (the
+    runner's: the step's, or all those a blocking step left unmeasured) or
+    one metric marks those cells; one naming only its step marks every
+    metric the row has left blank at that size."""
     if _summary_at(results, row, size, key) is not None:
         return None
     has = key in row_metrics(results, row)
     for kind, rec in _trouble(results):
+        named = rec["metrics"] if "metrics" in rec else [rec["metric"]] if rec.get("metric") else None
         if stats.row_key(rec) == row and str(rec["services"]) == size and (
-                rec.get("metric") == key or (rec.get("metric") is None and has)):
+                key in named if named is not None else has):
             return "failed" if kind == "failed" else unfinished_text(results, rec)
     return None
 

@@ -7,10 +7,15 @@ and no subject always goes first. Each proxy subject starts from a bare
 node: a fresh daemon (its full sync is the first step), `--cleanup` after.
 
 A step that runs out of its cap is "did not finish in N s" at that size;
-one that breaks is a failure with its one-line error. Either way the
-subject's remaining steps at that size are skipped when the full sync did
-not get through, and its later rounds at that size too.
+one that breaks is a failure with its one-line error. When the step is one
+the rest depend on (steps.BLOCKING: full sync, first packet, programming
+latency, churn) or the kernel does not hold the subject's mode
+(evidence.py), the subject's remaining steps at that size are skipped, and
+its later rounds at that size too.
 """
+import contextlib
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -53,12 +58,14 @@ class Recorder:
         self.samples.append({**self.where(run.subject, run.services, round_), "metric": metric,
                              "values": values, "checked": run.checked.get(metric, "")})
 
-    def unfinish(self, run: Run, round_: int, step: str, cap: float) -> None:
-        self.unfinished.append({**self.where(run.subject, run.services, round_), "step": step, "cap_s": cap})
+    def unfinish(self, run: Run, round_: int, step: str, cap: float, metrics: list[str]) -> None:
+        self.unfinished.append({**self.where(run.subject, run.services, round_), "step": step, "cap_s": cap,
+                                "metrics": metrics})
 
-    def fail(self, run: Run, round_: int, step: str, error: BaseException) -> None:
+    def fail(self, run: Run, round_: int, step: str, error: BaseException, metrics: list[str]) -> None:
         text = " ".join(str(error).split())[:400] or type(error).__name__
-        self.failed.append({**self.where(run.subject, run.services, round_), "step": step, "error": text})
+        self.failed.append({**self.where(run.subject, run.services, round_), "step": step, "error": text,
+                            "metrics": metrics})
 
 
 def run_subject(bed: Testbed, plan: Plan, subject: Subject, services: int, round_: int,
@@ -70,7 +77,8 @@ def run_subject(bed: Testbed, plan: Plan, subject: Subject, services: int, round
     try:
         for i, (name, step) in enumerate(todo):
             progress.step(f"{services:,} Services · round {round_}/{plan.repeat} · {subject.row} · {name}")
-            if not _one_step(run, round_, name, step, rec) or (i == 0 and not _held(run, round_, rec)):
+            rest = [m for later, _ in todo[i:] for m in steps.STEP_METRICS[later]]
+            if not _one_step(run, round_, name, step, rec, rest) or (i == 0 and not _held(run, round_, rec, rest)):
                 rec.blocked.add((subject.row, services))
                 progress.advance(len(todo) - i)
                 return
@@ -80,30 +88,40 @@ def run_subject(bed: Testbed, plan: Plan, subject: Subject, services: int, round
             try:
                 bed.stop_proxy(cleanup=not last)
             except Exception as err:            # noqa: BLE001 - reported; the next subject would see it
-                rec.fail(run, round_, "cleanup", err)
+                rec.fail(run, round_, "cleanup", err, [])
 
 
-def _held(run: Run, round_: int, rec: Recorder) -> bool:
-    """After the first step: the kernel holds the subject's mode, and only it (evidence.py)."""
+def _held(run: Run, round_: int, rec: Recorder, rest: list[str]) -> bool:
+    """After the first step: the kernel holds the subject's mode, and only it (evidence.py). Its
+    samples are dropped when it does not: they did not measure the subject."""
     try:
-        rec.held.append({**rec.where(run.subject, run.services, round_), "held": evidence.check(run.bed, run.subject)})
-        return True
+        held = evidence.check(run.bed, run.subject, run.services, run.endpoints)
     except RuntimeError as err:
-        rec.fail(run, round_, "kernel check", err)
+        rec.samples = [s for s in rec.samples if not _same(s, run, round_)]
+        rec.fail(run, round_, "kernel check", err, rest)
         return False
+    rec.held.append({**rec.where(run.subject, run.services, round_), "held": held})
+    return True
 
 
-def _one_step(run: Run, round_: int, name: str, step, rec: Recorder) -> bool:
-    """Run a step and record it; False when the subject cannot go on at this size."""
+def _same(sample: dict, run: Run, round_: int) -> bool:
+    return (sample["subject"], sample["where"], sample["services"], sample["round"]) == (
+        run.subject.name, run.subject.where, run.services, round_)
+
+
+def _one_step(run: Run, round_: int, name: str, step, rec: Recorder, rest: list[str]) -> bool:
+    """Run a step and record it; False when the subject cannot go on at this size (its record then
+    names every metric left without a number, `rest`)."""
+    metrics = rest if name in steps.BLOCKING else list(steps.STEP_METRICS[name])
     try:
         for metric, values in step(run).items():
             rec.sample(run, round_, metric, values)
         return True
     except Unfinished:
-        rec.unfinish(run, round_, name, run.cap)
-    except (RuntimeError, OSError, ValueError, KeyError, TimeoutError) as err:
-        rec.fail(run, round_, name, err)
-    return name not in ("full sync", "first packet")
+        rec.unfinish(run, round_, name, run.cap, metrics)
+    except (RuntimeError, OSError, ValueError, KeyError, subprocess.SubprocessError) as err:
+        rec.fail(run, round_, name, err, metrics)
+    return name not in steps.BLOCKING
 
 
 def run(plan: Plan, progress, bed: Testbed | None = None) -> Recorder:
@@ -126,8 +144,23 @@ def run(plan: Plan, progress, bed: Testbed | None = None) -> Recorder:
                     run_subject(bed, plan, subject, services, round_, rec, progress, last)
     finally:
         progress.step("removing the lab")
-        bed.down()
+        with signals_held():
+            bed.down()
     return rec
+
+
+@contextlib.contextmanager
+def signals_held():
+    """A second Ctrl-C or SIGTERM must not cut the lab's removal short; they wait until it is done."""
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {s: signal.getsignal(s) for s in held}
+    for s in held:
+        signal.signal(s, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def results(rec: Recorder, subjects: list[Subject], params: dict, machine: dict, took: float) -> dict:

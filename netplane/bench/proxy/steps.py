@@ -8,6 +8,7 @@ Every number is made only of traffic that reached the measured Service's
 pod: the echo server names itself (and the address it saw) in each answer,
 and iperf3's server reports the address it served on.
 """
+import contextlib
 import json
 import os
 import random
@@ -57,12 +58,14 @@ class Run:
     def directory(self):
         return self.bed.manifests(self.services)
 
-    def answer(self, where: str) -> str:
-        """How the answer from the Service's pod starts, seen from `where`: through the node port
-        the pod sees node1 (SNAT: its endpoint is on another node); straight from outside, the client."""
+    def answer(self, where: str, pod: str | None = None) -> str:
+        """How the answer from the Service's pod (now, or `pod`) starts, seen from `where`: through
+        the node port the pod sees node1 (SNAT: its endpoint is on another node); straight from
+        outside, the client."""
+        pod = pod or self.pod
         if where == CLIENT_POD:
-            return self.pod
-        return f"{self.pod} {self.bed.client_ip if self.subject.mode is None else self.bed.node_ip}\n"
+            return pod
+        return f"{pod} {self.bed.client_ip if self.subject.mode is None else self.bed.node_ip}\n"
 
     def address(self, where: str, port: int = cluster.TARGET_PORT) -> tuple[str, int]:
         if self.subject.mode is None:                              # the floor: straight to the pod
@@ -81,19 +84,19 @@ def prepare(run: Run) -> None:
     cluster.atomic_write(run.directory / cluster.FILES[1], cluster.churned(run.services, run.endpoints, 0))
 
 
-def wait_answer(run: Run, expect_pod: str, timeout: float, interval: float) -> float:
-    """The monotonic time of the first answer from `expect_pod` through the VIP, from the client pod;
-    Unfinished after `timeout`, RuntimeError as soon as the proxy is known to be broken."""
-    run.pod = expect_pod
-    host, port = run.address(CLIENT_POD)
-    deadline = time.monotonic() + timeout
+def wait_answer(run: Run, expect_pod: str, deadline: float, interval: float) -> float:
+    """The monotonic time of the first answer from `expect_pod` through the cluster IP, from the
+    client pod (which then is the Service's pod); Unfinished at `deadline` (monotonic),
+    RuntimeError as soon as the proxy is known to be broken."""
+    host, port = cluster.TARGET_IP, cluster.TARGET_PORT
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise Unfinished(f"no answer from {expect_pod} through {host}:{port}")
-        got = run.bed.clients[CLIENT_POD].ask("until", host=host, port=port, expect=run.answer(CLIENT_POD),
+        got = run.bed.clients[CLIENT_POD].ask("until", host=host, port=port, expect=run.answer(CLIENT_POD, expect_pod),
                                               timeout=min(left, 2.0), interval=interval)
         if "at" in got:
+            run.pod = expect_pod
             return got["at"]
         problem = run.bed.proxy_problem()
         if problem:
@@ -101,13 +104,21 @@ def wait_answer(run: Run, expect_pod: str, timeout: float, interval: float) -> f
 
 
 def full_sync(run: Run) -> dict:
-    """Daemon spawned -> first answer through the measured Service (which sorts last)."""
+    """Daemon spawned -> programmed: the later of the first answer through the measured Service
+    and the end of the sync the daemon reports (/healthz lastUpdated), as a mode need not program
+    the Service that sorts last last."""
     prepare(run)
-    run.started = time.monotonic()
+    deadline = time.monotonic() + run.cap
+    started_wall, run.started = time.time(), time.monotonic()
     run.pid = run.bed.start_proxy(run.subject, run.services)
-    at = wait_answer(run, PODS[0], run.cap, 0.005)
-    run.checked["full_sync_s"] = f"first answer from {PODS[0]} through the cluster IP"
-    return {"full_sync_s": [at - run.started]}
+    answered = wait_answer(run, PODS[0], deadline, 0.005) - run.started
+    while (synced := run.bed.last_sync()) is None or synced <= started_wall:
+        if time.monotonic() > deadline:
+            raise Unfinished("the proxy answered, but reported no finished sync")
+        time.sleep(0.02)
+    run.checked["full_sync_s"] = (f"first answer from {PODS[0]} through the cluster IP after {answered:.3f} s; "
+                                  f"the sync reported done after {synced - started_wall:.3f} s")
+    return {"full_sync_s": [max(answered, synced - started_wall)]}
 
 
 def change_latency(run: Run) -> dict:
@@ -119,7 +130,7 @@ def change_latency(run: Run) -> dict:
         new = other(run.pod)
         t0 = time.monotonic()
         cluster.atomic_write(run.directory / cluster.FILES[2], cluster.target(run.bed.pod_ip(new)))
-        out.append((wait_answer(run, new, min(run.cap, 60.0), 0.0005) - t0) * 1000)
+        out.append((wait_answer(run, new, t0 + run.cap, 0.0005) - t0) * 1000)
     run.checked["change_ms"] = "first answer from the new pod through the cluster IP"
     return {"change_ms": out}
 
@@ -134,7 +145,7 @@ def churn_cpu(run: Run) -> dict:
         time.sleep(run.effort.burst_gap)
     new = other(run.pod)
     cluster.atomic_write(run.directory / cluster.FILES[2], cluster.target(run.bed.pod_ip(new)))
-    wait_answer(run, new, min(run.cap, 60.0), 0.001)
+    wait_answer(run, new, time.monotonic() + run.cap, 0.001)
     run.checked["churn_cpu_s"] = f"{run.effort.burst} rewrites of {cluster.churn_count(run.services)} Services, " \
                                  "then an endpoint change seen through the cluster IP"
     return {"churn_cpu_s": [cpu_seconds(run.pid) - before]}
@@ -163,20 +174,21 @@ def first_packet(run: Run) -> dict:
     for metric, where in paths.items():
         host, port = run.address(where)
         run.checked[metric] = f"every answer from {run.answer(where).strip()} via {host}:{port}" + \
-            (f" ({lost[metric]} lost of {len(out[metric]) + lost[metric]})" if lost[metric] else "")
+            (f" ({lost[metric]} lost of {len(out[metric])}, counted as 1 s each)" if lost[metric] else "")
     return out
 
 
 def _block(run: Run, where: str, n: int) -> tuple[list[float], int]:
-    """n connections' times, and how many failed: at most 1 % may (the lab loses about one in 10,000
-    on every path, the floor's too); more is a broken path."""
+    """n connections' times, and how many were lost. A lost one counts as its timeout (1 s), so
+    losses show in the tail; at most 1 % may be lost (the lab loses about one in 10,000 on every
+    path, the floor's too), more is a broken path."""
     host, port = run.address(where)
     got = run.bed.clients[where].ask("block", host=host, port=port, n=n, expect=run.answer(where),
                                     timeout=TIMEOUT_SCALE)
     failed = n - len(got["us"])
     if failed > max(1, n // 100) or "wrong answer" in got["errors"]:
         raise RuntimeError(f"{failed} of {n} connections to {host}:{port} from {where} failed: {got['errors']}")
-    return got["us"], failed
+    return got["us"] + [TIMEOUT_SCALE * 1e6] * failed, failed
 
 
 def connection_rate(run: Run) -> dict:
@@ -209,6 +221,13 @@ def throughput(run: Run) -> dict:
 
 # -- the sequences -------------------------------------------------------------------------
 
+# a step's metrics: what a failed or unfinished step leaves without a number
+STEP_METRICS = {"full sync": ("full_sync_s",), "first packet": ("vip_first_us", "nodeport_first_us"),
+                "connection rate": ("conn_rate",), "throughput": ("throughput_gbps",),
+                "programming latency": ("change_ms",), "churn": ("churn_cpu_s",), "memory": ("rss_mb",)}
+# steps after which the rest cannot be trusted when they fail: no path, or the endpoint not known
+BLOCKING = ("full sync", "first packet", "programming latency", "churn")
+
 PROXY_STEPS = (("full sync", full_sync), ("first packet", first_packet), ("connection rate", connection_rate),
                ("throughput", throughput), ("programming latency", change_latency), ("churn", churn_cpu),
                ("memory", memory))
@@ -226,14 +245,21 @@ def other(pod: str) -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """A process's CPU time and that of the children it waited for (iptables-restore, nft): utime,
-    stime, cutime, cstime (fields 14-17 of /proc/PID/stat; comm may hold spaces)."""
+    """A process's CPU time, its threads' in nanoseconds (/proc/PID/task/*/schedstat: /proc's
+    utime and stime count 10 ms ticks, too coarse for a burst), plus that of the children it waited
+    for (iptables-restore, nft: cutime and cstime, fields 16-17 of /proc/PID/stat)."""
+    threads = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):          # a thread that just ended
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                threads += int(f.read().split()[0])
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        fields = f.read().rsplit(")", 1)[1].split()           # comm may hold spaces
+    return threads / 1e9 + (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
+    """VmRSS in MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):

@@ -44,12 +44,8 @@ def floor(where: str = "host") -> Subject:
     return Subject(FLOOR, None, kind="reference", where=where)
 
 
-def lineup(modes: list[str], where: str, references: bool = True, kube_proxy_row: bool = True) -> list[Subject]:
+def lineup(modes: list[str], where: str, kube_proxy_row: bool = True) -> list[Subject]:
     """The floor, the modes, then kube-proxy's layout (only where asked). The
-    floor goes first so that the first round ends with a proxy, whose
-    clean-up the lab's removal makes needless when it is also the last."""
-    out = [floor(where)] if references else []
-    out += [mode(m, where) for m in modes]
-    if references and kube_proxy_row:
-        out.append(kube_proxy(where))
-    return out
+    floor goes first so that a single round ends with a proxy, whose clean-up
+    the lab's removal makes needless (runner.py skips the last one's)."""
+    return [floor(where), *(mode(m, where) for m in modes), *([kube_proxy(where)] if kube_proxy_row else [])]

@@ -8,6 +8,7 @@ namespace sits on the underlay beside the nodes, with a route to node2's
 pods (for the floor) and the VIP range via node1. Everything lives in the
 lab's namespaces and cgroups and goes with `down()`, also on failure.
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from netplane.bench.procs import end_by_stdin
 from netplane.bench.first_packet import EXTERNAL, client_route, failed_syncs, node_ip
 from netplane.bench.proxy import cluster
 from netplane.bench.proxy.subjects import Subject
+from netplane.kube.fields import rfc3339_seconds
 from netplane.lab import Lab
 
 PROXY_NODE = "node1"
@@ -51,7 +53,7 @@ class Client:
 
 class Testbed:
     def __init__(self, name: str = "npbench") -> None:
-        self.lab, self.clients, self.iperfs = Lab(name), {}, []
+        self.lab, self.clients, self.iperf = Lab(name), {}, None
         self.proxy: Subject | None = None
 
     def up(self) -> "Testbed":
@@ -63,11 +65,11 @@ class Testbed:
             client_route(self.lab, cluster.SERVER_NODE)
             for pod in PODS:
                 self.lab.serve(pod)
-                self.iperfs.append(self.lab.spawn(pod, ["iperf3", "-s", "-J", "-p", str(cluster.IPERF_PORT)],
-                                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.DEVNULL))
-            for pod in PODS:
-                wait_listening(self.lab, pod, cluster.IPERF_PORT)
+            # iperf3 only in pod A: the throughput step runs while the Service's endpoint is there
+            self.iperf = self.lab.spawn(PODS[0], ["iperf3", "-s", "-J", "-p", str(cluster.IPERF_PORT)],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+            wait_listening(self.lab, PODS[0], cluster.IPERF_PORT)
             self.clients = {where: Client(self.lab, where) for where in CLIENTS}
         except BaseException:
             self.down()
@@ -75,13 +77,17 @@ class Testbed:
         return self
 
     def down(self) -> None:
-        for c in self.clients.values():
-            c.stop()
-        for server in self.iperfs:                 # ours, by the Popen that started it
-            server.terminate()
-            server.wait()
-        self.clients, self.iperfs = {}, []
-        self.lab.down()
+        """Stop our helpers (by the Popens that started them: their command lines do not name the
+        lab, so the lab's removal would not find them), then remove the lab, whatever failed."""
+        try:
+            for c in self.clients.values():
+                c.stop()
+            if self.iperf is not None:
+                self.iperf.terminate()
+                self.iperf.wait()
+        finally:
+            self.clients, self.iperf = {}, None
+            self.lab.down()
 
     # -- addresses -----------------------------------------------------------
 
@@ -103,7 +109,12 @@ class Testbed:
     # -- the proxy under test ---------------------------------------------------
 
     def start_proxy(self, subject: Subject, services: int) -> int:
+        """A fresh daemon for `subject`, with fresh log files (the log decides when a subject is
+        broken, and must not hold the previous subject's lines)."""
         self.proxy = subject
+        for name in ("proxy.log", "proxy.out"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.lab.node_dir(PROXY_NODE), name))
         self.lab.start_proxy(PROXY_NODE, *subject.flags, source=("--manifests", str(self.manifests(services))),
                              mode=subject.mode)
         return self.lab.record.processes[f"proxy/{PROXY_NODE}"]
@@ -134,15 +145,14 @@ class Testbed:
             return f"{len(failed)} syncs failed; the last: {failed[-1].strip().splitlines()[-1][:300]}"
         return None
 
-    def synced_since(self, since: float) -> bool:
-        return self.lab.proxy_synced_since(PROXY_NODE, since)
-
-    def wait_synced(self, since: float, timeout: float) -> None:
-        sandbox.wait_for(lambda: self.synced_since(since) or self.proxy_problem(), timeout=timeout,
-                         interval=0.05, what="the proxy to sync")
-        problem = self.proxy_problem()
-        if problem:
-            raise RuntimeError(problem)
+    def last_sync(self) -> float | None:
+        """When the proxy's last sync that put in everything it knew finished (time.time()), as
+        its /healthz reports it; None before the first."""
+        done = self.lab.run(PROXY_NODE, ["curl", "-s", "--max-time", "2", "http://127.0.0.1:10256/healthz"])
+        try:
+            return rfc3339_seconds(json.loads(done.stdout)["lastUpdated"])
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 def wait_listening(lab: Lab, where: str, port: int) -> None:
