@@ -16,9 +16,8 @@ Jobs, one JSON line each, answered with one JSON line:
   the caller compares it with its own), "tries": n} or {"error": ...};
 - {"job": "rate", "host", "port", "seconds", "expect"[, "timeout"]}: as many
   connections as one client makes in `seconds` -> {"ok": n, "seconds":
-  elapsed, "errors"}. Its timeout is short (0.2 s): the lab loses about one
-  connection in 10,000, on the floor's path too, and one lost connection
-  must not eat a second of the window.
+  elapsed, "errors"}. Its timeout is short (0.2 s), so that a lost
+  connection costs the window little; the caller counts the losses.
 """
 import json
 import socket

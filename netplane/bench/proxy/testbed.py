@@ -126,9 +126,12 @@ class Testbed:
             return
         subject, self.proxy = self.proxy, None
         self.lab.stop(f"proxy/{PROXY_NODE}")
-        if not cleanup:
-            return
-        self.lab.cleanup_proxy(PROXY_NODE, *subject.flags, mode=subject.mode)
+        if cleanup:
+            self.lab.cleanup_proxy(PROXY_NODE, *subject.flags, mode=subject.mode)
+
+    def forget_connections(self) -> None:
+        """Empty node1's conntrack table: before a subject (nothing of the previous one's
+        connections may match its own), and after its full sync (steps.full_sync says why)."""
         self.lab.run(PROXY_NODE, ["conntrack", "-F"])
 
     def proxy_pid(self) -> int:
