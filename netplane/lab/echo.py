@@ -27,13 +27,23 @@ def serve(name: str, port: int) -> None:
         sel.register(udp, selectors.EVENT_READ, "udp")
     while True:
         for key, _ in sel.select():
-            if key.data == "tcp":
-                conn, peer = key.fileobj.accept()
-                with conn:
-                    conn.sendall(f"{name} {_plain(peer[0])}\n".encode())
-            else:
-                _data, peer = key.fileobj.recvfrom(2048)
-                key.fileobj.sendto(f"{name} {_plain(peer[0])}\n".encode(), peer)
+            answer(key.fileobj, key.data, name)
+
+
+def answer(sock: socket.socket, kind: str, name: str) -> None:
+    """One TCP connection or one datagram. A client that went away first (a
+    reset before the answer, as a prober with a short timeout makes) costs
+    its own answer only, never the server."""
+    try:
+        if kind == "tcp":
+            conn, peer = sock.accept()
+            with conn:
+                conn.sendall(f"{name} {_plain(peer[0])}\n".encode())
+        else:
+            _data, peer = sock.recvfrom(2048)
+            sock.sendto(f"{name} {_plain(peer[0])}\n".encode(), peer)
+    except OSError:
+        pass
 
 
 def _plain(address: str) -> str:

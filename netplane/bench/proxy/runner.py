@@ -73,6 +73,7 @@ def run_subject(bed: Testbed, plan: Plan, subject: Subject, services: int, round
     """A subject's steps at one size in one round; the proxy is stopped after, and its mode
     cleaned up unless this is the run's last subject (the lab's removal takes everything)."""
     run = Run(bed, subject, services, plan.endpoints, plan.effort, plan.cap)
+    bed.check_backends()
     bed.forget_connections()
     todo = steps.steps_for(subject)
     try:

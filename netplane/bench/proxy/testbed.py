@@ -134,6 +134,16 @@ class Testbed:
         connections may match its own), and after its full sync (steps.full_sync says why)."""
         self.lab.run(PROXY_NODE, ["conntrack", "-F"])
 
+    def check_backends(self) -> None:
+        """The Service's pods still serve: every number after a dead backend would be a failure
+        of the lab, blamed on a mode."""
+        for pod in PODS:
+            pid = self.lab.record.processes.get(f"echo/{pod}", 0)
+            if not pid or _zombie(pid):
+                raise RuntimeError(f"the echo server in {pod} exited; the run cannot go on")
+        if self.iperf is not None and self.iperf.poll() is not None:
+            raise RuntimeError(f"iperf3 in {PODS[0]} exited ({self.iperf.returncode}); the run cannot go on")
+
     def proxy_pid(self) -> int:
         return self.lab.record.processes[f"proxy/{PROXY_NODE}"]
 
