@@ -309,6 +309,8 @@ def _draw_row(ax, results: dict, row: str, m: Metric, color: str, stacked: list[
 
 
 def _plot_metric(results: dict, m: Metric, path: Path) -> None:
+    """One metric over the number of Services: this machine's rows on the left; the VM's, when
+    there are any, in a panel of their own on the right (its scale is another machine's)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -316,26 +318,37 @@ def _plot_metric(results: dict, m: Metric, path: Path) -> None:
     all_rows = rows(results)
     colors = {s: f"C{i}" for i, s in enumerate(dict.fromkeys(subject_of(r) for r in all_rows))}
     colors[FLOOR] = "k"
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    shown = [r for r in all_rows if any(_summary_at(results, r, n, m.key) or status(results, r, n, m.key)
+                                        for n in sizes(results))]
+    panels = [(title, group) for title, group in (
+        ("this machine", [r for r in shown if not is_vm(r)]),
+        ("in the VM (emulated, another kernel)", [r for r in shown if is_vm(r)])) if group]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 + 3.5 * (len(panels) - 1), 5), squeeze=False,
+                             gridspec_kw={"width_ratios": [2, 1][:len(panels)]})
+    for ax, (title, group) in zip(axes[0], panels):
+        _draw_panel(ax, results, m, group, colors, title if len(panels) > 1 else None)
+    axes[0][0].set_ylabel(f"{m.unit} (p50; bars: lowest..highest round median)", fontsize=9)
+    fig.suptitle(m.title + (" (higher is better)" if m.higher_is_better else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _draw_panel(ax, results: dict, m: Metric, group: list[str], colors: dict, title: str | None) -> None:
     stacked: list[int] = []
-    for row in all_rows:
+    for row in group:
         _draw_row(ax, results, row, m, colors[subject_of(row)], stacked)
     summ = summary(results)
-    xs = sorted({int(size) for r in all_rows for size in summ.get(r, {}) if m.key in summ[r][size]}
-                | set(stacked))
+    xs = sorted({int(size) for r in group for size in summ.get(r, {}) if m.key in summ[r][size]} | set(stacked))
     if len(xs) > 1 and xs[-1] >= 10 * xs[0]:
         ax.set_xscale("log")
     ax.set_xticks(xs, [f"{n:,}" for n in xs])
     ax.minorticks_off()
     ax.set_ylim(bottom=0)
     ax.set_xlabel("Services")
-    ax.set_ylabel(f"{m.unit} (p50; bars: lowest..highest round median)", fontsize=9)
-    ax.set_title(m.title + (" (higher is better)" if m.higher_is_better else "") + "; dashed, hollow: in the VM",
-                 fontsize=10)
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot(results: dict, out: Path) -> list[Path]:
