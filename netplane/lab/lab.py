@@ -314,12 +314,17 @@ class Lab:
             _stop(pid, self.dir)
             self._save()
 
-    def serve(self, pod: str, port: int = 8080) -> None:
+    def serve(self, pod: str, port: int = 8080, wait: bool = True) -> None:
         """The echo server (netplane/lab/echo.py) in a pod; returns once it
-        listens (a pod is ready only then, as a readiness probe would say)."""
+        listens (a pod is ready only then, as a readiness probe would say),
+        or at once without `wait` (then wait_serving() before using it)."""
         self.start(f"echo/{pod}", pod, [sys.executable, "-m", "netplane.lab.echo", "--name", pod,
                                         "--port", str(port), "--marker", f"{self.dir}/echo"],
                    os.path.join(self.dir, f"echo-{pod}.out"))
+        if wait:
+            self.wait_serving(pod, port)
+
+    def wait_serving(self, pod: str, port: int = 8080) -> None:
         sandbox.wait_for(lambda: self.run(pod, ["ss", "-Hltn", f"sport = :{port}"]).stdout.strip() != "",
                          timeout=10, interval=0.05, what=f"the echo server in {pod} to listen")
 

@@ -62,7 +62,7 @@ def test_compare_of_a_missing_directory_is_one_line(capsys, tmp_path):
 
 def test_quick_and_default_plans():
     quick = command.plan_of(args(quick=True), ["iptables", "nftables"], "host")
-    assert quick.services == [100, 1000] and quick.repeat == 1 and quick.effort.changes == 4
+    assert quick.services == [100, 1000] and quick.repeat == 1 and quick.effort.changes == 3
     assert [s.row for s in quick.subjects] == ["floor", "iptables", "nftables", "kube-proxy-layout"]
     full = command.plan_of(args(services="10000,100,100"), ["ebpf"], "host")
     assert full.services == [100, 10000] and full.repeat == 3 and full.effort == Effort()

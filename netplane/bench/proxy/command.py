@@ -21,7 +21,7 @@ VM_BOOT = 900.0                      # s the VM may take to boot and build its l
 VM_PER_ROUND = 900.0                 # the guest is ~30x slower
 QUICK = {"services": [100, 1000], "repeat": 1}
 DEFAULT = {"services": [100, 1000, 10000], "repeat": 3}
-QUICK_EFFORT = {"connections": 150, "blocks": 2, "rate_seconds": 1.0, "iperf_seconds": 1, "changes": 4, "burst": 10}
+QUICK_EFFORT = {"connections": 100, "blocks": 2, "rate_seconds": 1.0, "iperf_seconds": 1, "changes": 3, "burst": 10}
 # the emulated guest makes a connection ~10x slower (outside the timed part too): half as many there
 VM_EFFORT = {"connections": 0.5, "changes": 0.5}
 

@@ -63,14 +63,18 @@ class Testbed:
                 self.lab.add_pod(pod.split("-")[0], pod)
             self.lab.add_client()
             client_route(self.lab, cluster.SERVER_NODE)
+            # every server and client starts at once, then each is waited for (in the VM an
+            # interpreter's start takes seconds)
             for pod in PODS:
-                self.lab.serve(pod)
+                self.lab.serve(pod, wait=False)
             # iperf3 only in pod A: the throughput step runs while the Service's endpoint is there
             self.iperf = self.lab.spawn(PODS[0], ["iperf3", "-s", "-J", "-p", str(cluster.IPERF_PORT)],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-            wait_listening(self.lab, PODS[0], cluster.IPERF_PORT)
             self.clients = {where: Client(self.lab, where) for where in CLIENTS}
+            for pod in PODS:
+                self.lab.wait_serving(pod)
+            wait_listening(self.lab, PODS[0], cluster.IPERF_PORT)
         except BaseException:
             self.down()
             raise
