@@ -385,15 +385,21 @@ class Lab:
         return all(self.proxy_synced_since(node, since) for node in self.record.nodes)
 
     def proxy_synced_since(self, node: str, since: float) -> bool:
-        """Whether the node's proxy reports (on /healthz, as lastUpdated) a sync
-        that put in everything it had heard of, finished after `since` (a
-        time.time()). /healthz answers 200 before the first sync, so its
-        status alone proves nothing; lastUpdated does, whatever the mode."""
+        """Whether the node's proxy reports a sync that put in everything it
+        had heard of, finished after `since` (a time.time()). /healthz answers
+        200 before the first sync, so its status alone proves nothing;
+        lastUpdated does, whatever the mode."""
+        last = self.proxy_last_sync(node)
+        return last is not None and last > since
+
+    def proxy_last_sync(self, node: str) -> float | None:
+        """When the node's proxy finished its last complete sync (time.time(),
+        /healthz's lastUpdated); None before the first."""
         done = self.run(node, ["curl", "-s", "--max-time", "2", "http://127.0.0.1:10256/healthz"])
         try:
-            return rfc3339_seconds(json.loads(done.stdout)["lastUpdated"]) > since
+            return rfc3339_seconds(json.loads(done.stdout)["lastUpdated"])
         except (ValueError, KeyError, TypeError):
-            return False
+            return None
 
     def add_client(self) -> str:
         """A namespace outside the cluster on the underlay segment, with the

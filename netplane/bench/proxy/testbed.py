@@ -20,7 +20,6 @@ from netplane.bench.procs import end_by_stdin
 from netplane.bench.first_packet import EXTERNAL, client_route, failed_syncs, node_ip
 from netplane.bench.proxy import cluster
 from netplane.bench.proxy.subjects import Subject
-from netplane.kube.fields import rfc3339_seconds
 from netplane.lab import Lab
 
 PROXY_NODE = "node1"
@@ -163,13 +162,7 @@ class Testbed:
         return None
 
     def last_sync(self) -> float | None:
-        """When the proxy's last sync that put in everything it knew finished (time.time()), as
-        its /healthz reports it; None before the first."""
-        done = self.lab.run(PROXY_NODE, ["curl", "-s", "--max-time", "2", "http://127.0.0.1:10256/healthz"])
-        try:
-            return rfc3339_seconds(json.loads(done.stdout)["lastUpdated"])
-        except (ValueError, KeyError, TypeError):
-            return None
+        return self.lab.proxy_last_sync(PROXY_NODE)
 
 
 def wait_listening(lab: Lab, where: str, port: int) -> None:
