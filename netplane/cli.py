@@ -256,7 +256,14 @@ def _cni_parser(sub) -> None:
                    help="cniVersion of the conflist (default 1.0.0, which every current runtime parses; "
                         "1.1.0 enables GC and STATUS)")
     p.add_argument("--agent-socket", default="@netplane-cni", help="the agent socket the plugin tries first")
-    p.add_argument("--python", default=sys.executable, help="interpreter for the plugin (default: this one)")
+    p.add_argument("--client", default="native", choices=["native", "python"],
+                   help="the plugin executable: native (static, needs nothing on the host; default) "
+                        "or python (its twin, run by --python)")
+    p.add_argument("--no-standalone", dest="standalone", action="store_false",
+                   help="when no agent answers, answer CNI error 11 (try again later) instead of "
+                        "running the plugin in-process with --python")
+    p.add_argument("--python", default=sys.executable,
+                   help="interpreter for the standalone path and the python client (default: this one)")
     p.set_defaults(func=_cni_install)
 
 
@@ -529,7 +536,8 @@ def _cni_install(args) -> int:
         ("subnet", args.subnet or None), ("bridge", args.bridge), ("mtu", args.mtu),
         ("dataDir", args.data_dir), ("stateFile", args.state_file)) if value is not None}
     try:
-        written = install.install(args.bin_dir, args.conf_dir, python=args.python, agent_socket=args.agent_socket,
+        written = install.install(args.bin_dir, args.conf_dir, client=args.client, standalone=args.standalone,
+                                  python=args.python, agent_socket=args.agent_socket,
                                   name=args.name, plugin_conf=plugin_conf, cni_version=args.cni_version)
     except install.InstallError as err:
         raise UsageError(str(err)) from None

@@ -11,6 +11,7 @@ and a test that changed it fails: nothing may touch the host.
 """
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -37,8 +38,9 @@ def host_snapshot() -> dict:
         "routes": _ip_json("route", "show", "table", "all") + _ip_json("-6", "route", "show", "table", "all"),
         "forwarding": [open(p).read() for p in ("/proc/sys/net/ipv4/ip_forward",
                                                 "/proc/sys/net/ipv6/conf/all/forwarding")],
-        "netns": sorted(os.listdir(sandbox.RUN_NETNS)) if os.path.isdir(sandbox.RUN_NETNS) else [],
-        "cgroups": sorted(f"{h}/{d}" for h in os.listdir(CGROUPS) for d in _subdirs(f"{CGROUPS}/{h}")),
+        "netns": sorted(filter(_not_anothers, sandbox.listdir(sandbox.RUN_NETNS))),
+        "cgroups": sorted(filter(_not_anothers, (f"{h}/{d}" for h in os.listdir(CGROUPS)
+                                                 for d in _subdirs(f"{CGROUPS}/{h}")))),
         # the proxy's own kernel objects, had a test reached the host's: nftables tables, bpffs mounts
         "nft": subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout,
         "mounts": sorted(line.split()[4] for line in open("/proc/self/mountinfo") if " - bpf " in line),
@@ -46,6 +48,15 @@ def host_snapshot() -> dict:
 
 
 CGROUPS = "/sys/fs/cgroup"
+# Sandboxes (np.<pid>.) and test labs (t<pid>x<n>) name the process that made them.
+OWNER = re.compile(r"(?:^|/|-)(?:np\.|t)(\d+)[.x]")
+
+
+def _not_anothers(name: str) -> bool:
+    """Another live test run's namespaces and cgroups come and go on their
+    own (two runs may share the machine); ours and everyone else's count."""
+    owner = OWNER.search(name)
+    return not owner or int(owner.group(1)) == os.getpid() or not sandbox.alive(int(owner.group(1)))
 
 
 def _subdirs(path: str) -> list[str]:

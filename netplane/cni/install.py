@@ -1,10 +1,17 @@
 """`netplane cni install`: put the plugin where a runtime looks for it.
 
-The executable is the thin client (shim.py) with two things filled in: a
-shebang naming a real interpreter (a per-pod program cannot afford the
-~70 ms of a pyenv-style shim script), and the standalone command it falls
-back to. Both files are written to a temporary name and renamed, so a
-runtime never runs or reads half a file.
+The executable is a thin client of the node agent with its settings filled
+in: the agent's socket, and the standalone command it falls back to when
+no agent answers (or none: then it answers "try again later"). Two clients
+speak the same wire format:
+- native (the default): cni/netplane-cni.c, built by the package build,
+  static, needing nothing on the host; its settings are written into the
+  copy's CONFIG block;
+- python: shim.py under a shebang naming a real interpreter (a per-pod
+  program cannot afford the ~70 ms of a pyenv-style shim script); the
+  native client's tested twin.
+Every file is written to a temporary name and renamed, so a runtime never
+runs or reads half a file.
 """
 import json
 import os
@@ -18,13 +25,49 @@ from netplane.cni.server import parse_address
 
 PLUGIN_NAME = "netplane"
 CONFLIST_NAME = "10-netplane.conflist"
+CLIENTS = ("native", "python")
+NATIVE_CLIENT = Path(__file__).resolve().parent.parent / "_bin" / "netplane-cni"
+# The native client's settings block (cni/netplane-cni.c: CONFIG).
+CONFIG_MARK = b"NETPLANE-CNI-CONFIG-V1\0"
+CONFIG_SIZE = 4096
 
 
 class InstallError(Exception):
     pass
 
 
-def render_shim(python: str, agent_socket: str) -> str:
+def render_native(agent_socket: str, standalone: list[str]) -> bytes:
+    """The native client with its CONFIG block filled in: the socket
+    address, then the standalone argv, each NUL-terminated, then an empty
+    string."""
+    try:
+        image = NATIVE_CLIENT.read_bytes()
+    except OSError as exc:
+        raise InstallError(f"the native CNI client is not built ({NATIVE_CLIENT}: {exc.strerror}); "
+                           "reinstall netplane with a C compiler, or pass --client python") from None
+    at = image.find(CONFIG_MARK)
+    if at < 0 or image.find(CONFIG_MARK, at + 1) >= 0:
+        raise InstallError(f"{NATIVE_CLIENT} has no single settings block; rebuild netplane")
+    fields = [_display_socket(agent_socket), *standalone, ""]
+    if any("\0" in f for f in fields):
+        raise InstallError("the agent socket and the interpreter path may not contain NUL")
+    block = CONFIG_MARK + b"".join(f.encode() + b"\0" for f in fields)
+    if len(block) > CONFIG_SIZE:
+        raise InstallError(f"the plugin's settings take {len(block)} bytes, more than its {CONFIG_SIZE}")
+    return image[:at] + block.ljust(CONFIG_SIZE, b"\0") + image[at + CONFIG_SIZE:]
+
+
+def _display_socket(agent_socket: str) -> str:
+    """The native client's form: '@name' for an abstract socket, else a path."""
+    address = parse_address(agent_socket)
+    return "@" + address[1:] if address.startswith("\0") else address
+
+
+def standalone_command(python: str) -> list[str]:
+    return [python, "-I", "-m", "netplane.cni.standalone"]
+
+
+def render_shim(python: str, agent_socket: str, standalone: bool = True) -> str:
     """The executable: a two-line stub that runs the shim's code object.
 
     A script run as __main__ is compiled on every start (Python caches
@@ -32,7 +75,7 @@ def render_shim(python: str, agent_socket: str) -> str:
     ~2 ms, a quarter of a pod ADD. So the code object is compiled here,
     once, by the very interpreter the stub names, and embedded marshalled.
     """
-    code = _compile_with(python, _configured_source(python, agent_socket))
+    code = _compile_with(python, _configured_source(python, agent_socket, standalone))
     return (f"#!{python} -IS\n"
             "# netplane CNI plugin: the thin client from netplane/cni/shim.py, precompiled by\n"
             "# `netplane cni install` for this interpreter. Reinstall after upgrading either.\n"
@@ -50,11 +93,11 @@ def _compile_with(python: str, source: str) -> bytes:
     return proc.stdout
 
 
-def _configured_source(python: str, agent_socket: str) -> str:
+def _configured_source(python: str, agent_socket: str, standalone: bool) -> str:
     lines = Path(shim.__file__).read_text().splitlines(keepends=True)
     replacements = {
         "AGENT_SOCKET = ": f"AGENT_SOCKET = {parse_address(agent_socket)!r}\n",
-        "STANDALONE = ": f"STANDALONE = {[python, '-I', '-m', 'netplane.cni.standalone']!r}\n",
+        "STANDALONE = ": f"STANDALONE = {standalone_command(python) if standalone else []!r}\n",
     }
     done = set()
     for i, line in enumerate(lines):
@@ -92,23 +135,36 @@ def conflist(name: str, plugin_conf: dict, cni_version: str = DEFAULT_CONFLIST_V
     return {"cniVersion": cni_version, "name": name, "plugins": [conf]}
 
 
-def install(bin_dir: str, conf_dir: str | None = None, *, python: str = sys.executable,
-            agent_socket: str = "@netplane-cni", name: str = "netplane", plugin_conf: dict | None = None,
-            cni_version: str = DEFAULT_CONFLIST_VERSION) -> list[str]:
+def install(bin_dir: str, conf_dir: str | None = None, *, client: str = "native", standalone: bool = True,
+            python: str = sys.executable, agent_socket: str = "@netplane-cni", name: str = "netplane",
+            plugin_conf: dict | None = None, cni_version: str = DEFAULT_CONFLIST_VERSION) -> list[str]:
+    """Without `standalone`, a plugin that finds no agent answers CNI error
+    11 ("try again later") rather than doing the work in-process: for hosts
+    where netplane's Python is not installed (or should not run)."""
     # Everything is validated and rendered before the first file is written.
-    check_interpreter(python)
-    files = [(os.path.join(bin_dir, PLUGIN_NAME), render_shim(python, agent_socket), 0o755)]
+    if client not in CLIENTS:
+        raise InstallError(f"unknown client {client!r}: use one of {', '.join(CLIENTS)}")
+    if standalone or client == "python":
+        check_interpreter(python)
+    if client == "native":
+        executable = render_native(agent_socket, standalone_command(python) if standalone else [])
+    else:
+        executable = render_shim(python, agent_socket, standalone).encode()
+    files = [(os.path.join(bin_dir, PLUGIN_NAME), executable, 0o755)]
     if conf_dir:
         body = json.dumps(conflist(name, plugin_conf or {}, cni_version), indent=2) + "\n"
-        files.append((os.path.join(conf_dir, CONFLIST_NAME), body, 0o644))
-    return [_write_atomic(path, text, mode) for path, text, mode in files]
+        files.append((os.path.join(conf_dir, CONFLIST_NAME), body.encode(), 0o644))
+    try:
+        return [_write_atomic(path, data, mode) for path, data, mode in files]
+    except OSError as exc:
+        raise InstallError(f"cannot write {exc.filename}: {exc.strerror}") from None
 
 
-def _write_atomic(path: str, text: str, mode: int) -> str:
+def _write_atomic(path: str, data: bytes, mode: int) -> str:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
+    with open(tmp, "wb") as f:
+        f.write(data)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
     return path

@@ -13,7 +13,9 @@ interpreter start.
 The agent's socket is in the abstract namespace, which is scoped to the
 network namespace: a plugin run in a node's namespace reaches exactly that
 node's agent. If none answers, the plugin execs the standalone path, which
-does the same work in-process (slower to start, same result).
+does the same work in-process (slower to start, same result), or, when
+installed without one, answers CNI error 11 ("try again later").
+cni/netplane-cni.c is this client's native twin; both speak this format.
 
 The netns travels as a descriptor (SCM_RIGHTS) rather than a path, so the
 agent need not share the runtime's mount namespace to open it.
@@ -68,20 +70,28 @@ def main() -> int:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     try:
         sock.connect(AGENT_SOCKET)
-    except OSError:
+    except OSError as why:
         sock.close()
+        if not STANDALONE:
+            _write_all(1, _error_json(TRY_AGAIN_LATER, "the netplane agent is not running",
+                                      f"nothing answers on {_display(AGENT_SOCKET)} in this network namespace "
+                                      f"({why.strerror}); start `netplane agent` on this node"))
+            return 1
         try:
             posix.execv(STANDALONE[0], STANDALONE)  # no agent here: do the work in-process
         except OSError as exc:
-            _write_all(1, _error_json(INTERNAL, "cannot start the standalone netplane plugin", exc))
+            _write_all(1, _error_json(INTERNAL, "cannot start the standalone netplane plugin",
+                                      f"{STANDALONE[0]}: {exc.strerror}"))
             return 1
     sock.settimeout(REPLY_TIMEOUT)
     env = {k: v for k, v in posix.environ.items() if k.startswith(b"CNI_")}
     try:
         _send(sock, encode_request(env, _read_all(0)), env.get(b"CNI_NETNS"))
         code, out = decode_reply(_recv_all(sock))
-    except (OSError, ValueError) as exc:
-        code, out = 1, _error_json(TRY_AGAIN_LATER, "the netplane agent did not answer", exc)
+    except OSError as exc:
+        code, out = 1, _error_json(TRY_AGAIN_LATER, "the netplane agent did not answer", exc.strerror or exc)
+    except ValueError:
+        code, out = 1, _error_json(TRY_AGAIN_LATER, "the netplane agent did not answer", "it hung up without a reply")
     _write_all(1, out)
     return code
 
@@ -102,6 +112,10 @@ def _send(sock, payload: bytes, netns_path) -> None:
     finally:
         if fd >= 0:
             posix.close(fd)
+
+
+def _display(address: str) -> str:
+    return "@" + address[1:] if address.startswith("\0") else address
 
 
 def _read_all(fd: int) -> bytes:

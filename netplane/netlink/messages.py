@@ -27,8 +27,10 @@ RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
 REAP_GROUP = 0x6E70
 
 
-def get_link(name: str) -> Request:
-    return Request(w.ifinfomsg() + w.string(w.IFLA_IFNAME, name), RTM_GETLINK, 0, f"look up link {name}")
+def get_link(name: str, missing_ok: bool = False) -> Request:
+    """With missing_ok, an absent link is no error: the request gets no reply."""
+    return Request(w.ifinfomsg() + w.string(w.IFLA_IFNAME, name), RTM_GETLINK, 0, f"look up link {name}",
+                   tolerate=frozenset({ENODEV}) if missing_ok else frozenset())
 
 
 def new_bridge(name: str, mac: str, mtu: int) -> Request:
@@ -80,6 +82,17 @@ def retire_link(name: str) -> Request:
     """
     body = w.ifinfomsg(flags=0, change=IFF_UP) + w.string(w.IFLA_IFNAME, name) + w.u32(w.IFLA_GROUP, REAP_GROUP)
     return Request(body, RTM_SETLINK, 0, f"retire link {name}", tolerate=frozenset({ENODEV}))
+
+
+def set_down_index(index: int) -> Request:
+    body = w.ifinfomsg(index=index, flags=0, change=IFF_UP)
+    return Request(body, RTM_SETLINK, 0, f"set link {index} down", tolerate=frozenset({ENODEV}))
+
+
+def rename_index(index: int, name: str) -> Request:
+    """Rename a link (it must be down: Linux refuses to rename one that is up)."""
+    body = w.ifinfomsg(index=index) + w.string(w.IFLA_IFNAME, name)
+    return Request(body, RTM_SETLINK, 0, f"rename link {index} to {name}", tolerate=frozenset({ENODEV}))
 
 
 def _bridge_port(name: str, *port_attrs: bytes) -> bytes:
@@ -142,6 +155,12 @@ def link_attr(raw: bytes, kind: int) -> bytes | None:
             return raw[offset + 4: offset + length]
         offset += (length + 3) & ~3
     return None
+
+
+def link_peer_index(raw: bytes) -> int | None:
+    """IFLA_LINK: for a veth, its peer's index (in the peer's namespace)."""
+    value = link_attr(raw, w.IFLA_LINK)
+    return struct.unpack("=I", value)[0] if value and len(value) == 4 else None
 
 
 def link_mac(raw: bytes) -> str:

@@ -1,7 +1,9 @@
-"""The installed thin client, run for real against an in-process agent."""
+"""The installed thin clients, native and python, run for real against an
+in-process agent: the two twins must behave the same on every path."""
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -36,12 +38,20 @@ def address():
     return f"\0netplane-test-{os.getpid()}-{threading.get_ident()}"
 
 
-@pytest.fixture
-def stub(tmp_path, address):
-    path = tmp_path / "netplane"
-    path.write_text(install.render_shim(sys.executable, "@" + address[1:]))
+def write_client(path, client: str, address: str, standalone: bool = True) -> str:
+    socket_name = "@" + address[1:]
+    if client == "native":
+        data = install.render_native(socket_name, install.standalone_command(sys.executable) if standalone else [])
+    else:
+        data = install.render_shim(sys.executable, socket_name, standalone).encode()
+    path.write_bytes(data)
     path.chmod(0o755)
     return str(path)
+
+
+@pytest.fixture(params=["native", "python"])
+def stub(request, tmp_path, address):
+    return write_client(tmp_path / "netplane", request.param, address)
 
 
 @pytest.fixture
@@ -112,6 +122,58 @@ def test_standalone_errors_are_json_on_stdout(stub):
     assert proc.returncode == 1 and out["code"] == 4 and "Traceback" not in proc.stdout.decode()
 
 
-def test_stub_names_a_real_interpreter_with_isolation_flags(stub):
-    first = open(stub).readline()
+def test_python_stub_names_a_real_interpreter_with_isolation_flags(tmp_path, address):
+    first = open(write_client(tmp_path / "netplane", "python", address)).readline()
     assert first == f"#!{sys.executable} -IS\n"
+
+
+def test_the_twins_answer_alike_when_no_agent_runs_and_no_standalone_is_installed(tmp_path, address):
+    """Code 11, naming the agent and its socket, in the same words."""
+    answers = []
+    for client in ("native", "python"):
+        stub = write_client(tmp_path / client, client, address, standalone=False)
+        proc = run_stub(stub, {"CNI_COMMAND": "ADD"})
+        answers.append((proc.returncode, proc.stdout, proc.stderr))
+    assert answers[0] == answers[1]
+    out = json.loads(answers[0][1])
+    assert answers[0][0] == 1 and out["code"] == 11 and "agent" in out["msg"]
+    assert "@" + address[1:] in out["details"] and "netplane agent" in out["details"]
+
+
+def test_large_requests_and_replies_pass_intact(stub, address):
+    body = b"x" * (3 << 20)
+    seen = []
+
+    def handler(env, stdin, fd):
+        seen.append(stdin)
+        return plugin.Reply(0, body)
+
+    server = CniServer(address, handler=handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = run_stub(stub, {"CNI_COMMAND": "ADD"}, body[:1 << 20])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (proc.returncode, proc.stdout == body, seen == [body[:1 << 20]]) == (0, True, True)
+
+
+def test_native_client_needs_no_dynamic_loader():
+    """Static: no PT_INTERP program header, so it runs on any Linux host."""
+    image = install.NATIVE_CLIENT.read_bytes()
+    assert image[:4] == b"\x7fELF" and image[4] == 2  # 64-bit
+    phoff, = struct.unpack_from("<Q", image, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", image, 0x36)
+    types = [struct.unpack_from("<I", image, phoff + i * phentsize)[0] for i in range(phnum)]
+    assert 3 not in types  # PT_INTERP
+
+
+def test_native_settings_block_is_written_once_and_checked(tmp_path):
+    image = install.render_native("@some-socket", ["/usr/bin/python3", "-I", "-m", "netplane.cni.standalone"])
+    at = image.index(install.CONFIG_MARK)
+    block = image[at + len(install.CONFIG_MARK): at + install.CONFIG_SIZE]
+    assert block.split(b"\0")[:6] == [b"@some-socket", b"/usr/bin/python3", b"-I", b"-m",
+                                      b"netplane.cni.standalone", b""]
+    assert len(image) == len(install.NATIVE_CLIENT.read_bytes())
+    with pytest.raises(install.InstallError, match="settings take"):
+        install.render_native("@x", ["/p" * 3000])
