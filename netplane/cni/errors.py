@@ -23,6 +23,9 @@ INTERNAL = 999
 RANGE_EXHAUSTED = 100
 ATTACHMENT_EXISTS = 101
 CHECK_MISMATCH = 102
+# A runtimeConfig.ips address held by another attachment. Not 11 (try again
+# later): the holder may be a live pod that never goes away.
+ADDRESS_TAKEN = 103
 
 
 @dataclass

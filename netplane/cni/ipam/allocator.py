@@ -5,23 +5,36 @@ runs and agent threads alike. The attachment record is written before the
 address files: a crash between the two leaves a record naming addresses
 that were never taken (harmless, and DEL clears it) rather than taken
 addresses that no record points to.
+
+A requested address (runtimeConfig.ips) replaces the search in its family.
+It is checked against the pool before the lock is taken, and found taken
+before anything is written, so a refused request leaves nothing behind.
 """
+from typing import Sequence
+
 import netaddr
 
+from netplane.cni import capabilities
+from netplane.cni.capabilities import RequestedIP
 from netplane.cni.config import Attachment
-from netplane.cni.errors import ATTACHMENT_EXISTS, INTERNAL, RANGE_EXHAUSTED, CniError
+from netplane.cni.errors import ADDRESS_TAKEN, ATTACHMENT_EXISTS, INTERNAL, RANGE_EXHAUSTED, CniError
 from netplane.cni.ipam.pool import Pool
 from netplane.cni.ipam.store import Store
 
 
-def allocate(store: Store, owner: Attachment, pools: list[Pool]) -> list[str]:
-    """One address from each pool for `owner`, in pool order."""
+def allocate(store: Store, owner: Attachment, pools: list[Pool],
+             requested: Sequence[RequestedIP] = ()) -> list[str]:
+    """One address from each pool for `owner`, in pool order: the requested
+    one where the family has one, else the next free one."""
+    wanted = capabilities.fit(requested, pools)
     with store.locked():
         if store.has_record(owner):
             raise CniError(ATTACHMENT_EXISTS, "attachment already exists",
                            f"container {owner.container_id} already has interface {owner.ifname} on this "
                            f"network ({', '.join(store.lookup(owner))}); DEL it first")
-        chosen = [_pick(store, pool) for pool in pools]
+        for ip in wanted.values():
+            _expect_free(store, ip)
+        chosen = [wanted.get(pool.version) or _pick(store, pool) for pool in pools]
         store.record(owner, chosen)
         try:
             for ip in chosen:
@@ -31,11 +44,22 @@ def allocate(store: Store, owner: Attachment, pools: list[Pool]) -> list[str]:
             _release_locked(store, owner)
             raise
         for pool, ip in zip(pools, chosen, strict=True):
+            if pool.version in wanted:
+                continue  # the cursor follows the search; a request is not part of it
             try:
                 store.set_last_reserved(pool.version, ip)
             except OSError:
                 pass  # only a hint for where the next search starts
         return chosen
+
+
+def _expect_free(store: Store, ip: str) -> None:
+    if store.is_free(ip):
+        return
+    holder = next((o for o, ips in store.owners().items() if ip in ips), None)
+    who = f"container {holder.container_id} interface {holder.ifname}" if holder else "another attachment"
+    raise CniError(ADDRESS_TAKEN, "address requested in 'runtimeConfig.ips' is taken",
+                   f"{ip} is held by {who}; DEL that first or request another address")
 
 
 def _pick(store: Store, pool: Pool) -> str:
