@@ -5,8 +5,6 @@ gateway addresses, the node end of the veth on that bridge, and in the pod
 the interface (up, a veth, same MAC), its addresses and default routes.
 Extra addresses or routes added later in a chain are not our business.
 """
-from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP
-
 from netplane.cni import result as res
 from netplane.cni import wiring
 from netplane.cni.config import Attachment, NetConf
@@ -15,6 +13,7 @@ from netplane.cni.invocation import Invocation
 from netplane.cni.ipam import allocator
 from netplane.cni.lifecycle import store_for
 from netplane.netlink import messages as m
+from netplane.netlink.messages import IFF_UP
 from netplane.netlink.channel import ENODEV, Channel, NetlinkError
 
 

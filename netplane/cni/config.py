@@ -3,6 +3,8 @@
 Every key is checked before the plugin acts, and every complaint names the
 key, so a typo in a conflist is one clear error rather than a half-wired pod.
 """
+import codecs
+import ipaddress
 import json
 import os
 import re
@@ -11,16 +13,30 @@ from typing import Any
 
 import netaddr
 
-from netplane.cni import versions
+from netplane.cni import capabilities, versions
 from netplane.cni.errors import (DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG,
                                  UNSUPPORTED_FIELD, CniError)
-from netplane.cni.invocation import MAX_CONTAINER_ID, CONTAINER_ID, ifname_problem
+from netplane.cni.invocation import MAX_CONTAINER_ID, CONTAINER_ID, ifname_problem, shown
 
 PLUGIN_TYPE = "netplane"
 DEFAULT_BRIDGE = "np0"
 DEFAULT_DATA_DIR = "/var/lib/cni/netplane"
 DEFAULT_STATE_FILE = "/run/netplane/node.json"
 NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
+# The network name is a directory under dataDir: capped like a container ID
+# (invocation.MAX_CONTAINER_ID), well below NAME_MAX.
+MAX_NETWORK_NAME = 200
+# dataDir and stateFile: the IPAM store adds <name>/attachments/<cid>:<ifname>
+# (~430 bytes at most) under dataDir, which must stay below PATH_MAX (4096).
+MAX_PATH = 1024
+NAME_MAX = 255
+# What stdin may be. Real configs are kilobytes and a few levels deep; the
+# bounds make "too big" and "too deep" one clear error on both paths, where
+# they would otherwise hit the agent's request limit or Python's recursion
+# limit (which depends on how deep the calling thread already is).
+MAX_STDIN = 1 << 20
+MAX_DEPTH = 100
+NOT_UTF8 = "network configuration is not UTF-8 JSON"
 GC_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 
 
@@ -42,18 +58,86 @@ class NetConf:
     state_file: str = DEFAULT_STATE_FILE
     prev_result: dict | None = None
     valid_attachments: frozenset[Attachment] | None = None  # GC only
+    runtime_config: capabilities.RuntimeConfig = capabilities.RuntimeConfig()
+
+    def __post_init__(self) -> None:
+        # Requested addresses must fit the subnets: checked here when the
+        # config carries them, so a bad request is refused with the rest of
+        # the config; the state file's are known only at ADD (allocator).
+        capabilities.check_fits(self.runtime_config, self.subnets)
 
 
 def decode(stdin: bytes) -> dict:
+    """stdin as a JSON object; any problem is code 6 (DECODE_FAILURE).
+
+    Only standard UTF-8 JSON (RFC 8259) is taken, as the reference Go
+    plugins do: no UTF-16/32, no byte order mark, no NaN or Infinity, no
+    unpaired surrogate escapes, nothing larger than MAX_STDIN or nested
+    deeper than MAX_DEPTH. Nothing here raises anything but CniError.
+    """
+    if len(stdin) > MAX_STDIN:
+        raise CniError(DECODE_FAILURE, "network configuration is too large", f"at most {MAX_STDIN} bytes")
     if not stdin.strip():
         raise CniError(DECODE_FAILURE, "no network configuration on stdin")
+    text = _utf8_text(stdin)
     try:
-        raw = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError) as exc:
+        raw = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as exc:
         raise CniError(DECODE_FAILURE, "network configuration is not valid JSON", str(exc)) from None
+    # Before the type check: a deep array must be "too deep" however deep
+    # the caller's stack is, i.e. also where json.loads itself gave up.
+    _check_tree(raw)
     if not isinstance(raw, dict):
         raise CniError(DECODE_FAILURE, "network configuration must be a JSON object")
     return raw
+
+
+def _utf8_text(stdin: bytes) -> str:
+    # json.loads(bytes) would guess UTF-16/32 from the NUL bytes and skip a
+    # BOM; decoding strictly first refuses both. UTF-16 of ASCII text is
+    # valid UTF-8, but JSON text never holds a raw NUL, so a NUL gives it away.
+    if stdin.startswith(codecs.BOM_UTF8) or b"\0" in stdin:
+        raise CniError(DECODE_FAILURE, NOT_UTF8, "a byte order mark or NUL bytes (UTF-16 or UTF-32?)")
+    try:
+        return stdin.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CniError(DECODE_FAILURE, NOT_UTF8, f"invalid UTF-8 at byte {exc.start}") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep() -> CniError:
+    return CniError(DECODE_FAILURE, "network configuration is nested too deeply",
+                    f"at most {MAX_DEPTH} levels of objects and arrays")
+
+
+def _check_tree(raw: Any) -> None:
+    """Depth and string checks, iteratively: the tree may be deep."""
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)) and depth > MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(value, dict):
+            stack.extend((k, depth) for k in value)
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, str) and not value.isascii():
+            _check_utf8(value)
+
+
+def _check_utf8(text: str) -> None:
+    # "\ud800" is valid JSON syntax but no Unicode text: it cannot become a
+    # file or interface name, nor be printed back.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise CniError(DECODE_FAILURE, NOT_UTF8, "a string holds an unpaired surrogate escape") from None
 
 
 def cni_version(raw: dict) -> str:
@@ -88,6 +172,7 @@ def parse(raw: dict) -> NetConf:
         state_file=_absolute_path(raw.get("stateFile", DEFAULT_STATE_FILE), "stateFile"),
         prev_result=_prev_result(raw.get("prevResult")),
         valid_attachments=_valid_attachments(raw),
+        runtime_config=capabilities.parse(raw.get("runtimeConfig")),
     )
 
 
@@ -96,6 +181,8 @@ def _invalid(key: str, why: str) -> CniError:
 
 
 def _network_name(value: Any) -> str:
+    if isinstance(value, str) and len(value) > MAX_NETWORK_NAME:  # ASCII only: characters are bytes
+        raise _invalid("name", f"is {len(value)} characters, at most {MAX_NETWORK_NAME}")
     if not isinstance(value, str) or not NETWORK_NAME.match(value):
         raise _invalid("name", "must start with a letter or digit and hold only letters, digits, '_', '.', '-'")
     return value
@@ -106,7 +193,7 @@ def _bridge(value: Any) -> str:
         raise _invalid("bridge", "must be a string")
     problem = ifname_problem(value)
     if problem:
-        raise _invalid("bridge", f"{value!r} {problem}")
+        raise _invalid("bridge", f"{shown(value)} {problem}")
     return value
 
 
@@ -126,11 +213,12 @@ def parse_subnets(value: Any, key: str) -> tuple[netaddr.IPNetwork, ...]:
 
 def _subnet(text: str, key: str) -> netaddr.IPNetwork:
     if "/" not in text:
-        raise _invalid(key, f"{text!r} has no prefix length")
+        raise _invalid(key, f"{shown(text)} has no prefix length")
     try:
+        strict_cidr(text)
         net = netaddr.IPNetwork(text)
     except (netaddr.AddrFormatError, ValueError):
-        raise _invalid(key, f"{text!r} is not a valid CIDR") from None
+        raise _invalid(key, f"{shown(text)} is not a valid CIDR") from None
     if net.ip != net.network:
         raise _invalid(key, f"{text!r} has host bits set; did you mean {net.cidr}?")
     # The gateway takes the first address, and a pod needs at least one more.
@@ -138,6 +226,24 @@ def _subnet(text: str, key: str) -> netaddr.IPNetwork:
     if net.prefixlen > longest:
         raise _invalid(key, f"{text!r} is too small for a gateway and a pod (at most /{longest})")
     return net.cidr
+
+
+_PREFIX_LENGTH = re.compile(r"(0|[1-9][0-9]{0,2})\Z")
+
+
+def strict_cidr(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """`text` if it is exactly "address/length", as Go's net.ParseCIDR takes
+    it (host bits allowed); ValueError otherwise.
+
+    netaddr is lenient (a trailing newline, a netmask after the '/'), and a
+    value a human reads back differently from how we used it is a trap;
+    the stdlib parses addresses strictly, and the prefix length is checked
+    here to be plain decimal.
+    """
+    address, slash, length = text.partition("/")
+    if not slash or not _PREFIX_LENGTH.match(length) or "%" in address:
+        raise ValueError(f"{text!r} is not address/prefix-length")
+    return ipaddress.ip_interface(text)
 
 
 def parse_mtu(value: Any, key: str) -> int:
@@ -148,7 +254,12 @@ def parse_mtu(value: Any, key: str) -> int:
 
 def _absolute_path(value: Any, key: str) -> str:
     if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
-        raise _invalid(key, f"must be an absolute path, got {value!r}")
+        raise _invalid(key, f"must be an absolute path, got {shown(value)}")
+    # Too long a path fails deep in the IPAM store as ENAMETOOLONG; say so here.
+    if len(value.encode(errors="surrogatepass")) > MAX_PATH:
+        raise _invalid(key, f"is longer than {MAX_PATH} bytes")
+    if any(len(part.encode(errors="surrogatepass")) > NAME_MAX for part in value.split("/")):
+        raise _invalid(key, f"has a path component longer than {NAME_MAX} bytes")
     return os.path.normpath(value)
 
 

@@ -4,6 +4,7 @@ Nothing here touches the disk or the kernel: an invalid container ID or
 interface name is refused before any path is built from it.
 """
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -70,13 +71,20 @@ def validate_container_id(container_id: str) -> None:
         raise CniError(INVALID_ENVIRONMENT, "container ID too long",
                        f"{len(container_id)} characters, at most {MAX_CONTAINER_ID}")
     if not CONTAINER_ID.match(container_id):
-        raise CniError(INVALID_ENVIRONMENT, "invalid characters in container ID", container_id)
+        raise CniError(INVALID_ENVIRONMENT, "invalid characters in container ID", shown(container_id))
 
 
 def ifname_problem(name: str) -> str:
     """Why `name` is not a valid Linux interface name, or "" if it is."""
     if not name:
         return "is empty"
+    # A NUL would cut the name short in the kernel (EINVAL, not a clear
+    # error), and no control character belongs in a name a human reads.
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "may not contain control characters"
+    # The standalone path sees non-UTF-8 environment bytes as surrogates.
+    if not _utf8_encodable(name):
+        return "is not valid UTF-8"
     if len(name.encode()) > MAX_IFNAME:
         return f"is longer than {MAX_IFNAME} bytes"
     if name in (".", ".."):
@@ -86,10 +94,24 @@ def ifname_problem(name: str) -> str:
     return ""
 
 
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(value, limit: int = 60) -> str:
+    """repr(value) cut short, so a huge input does not become a huge error."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
 def validate_ifname(name: str, what: str) -> None:
     problem = ifname_problem(name)
     if problem:
-        raise CniError(INVALID_ENVIRONMENT, f"invalid interface name in {what}", f"{name!r} {problem}")
+        raise CniError(INVALID_ENVIRONMENT, f"invalid interface name in {what}", f"{shown(name)} {problem}")
 
 
 def parse_cni_args(raw: str) -> dict[str, str]:
@@ -98,6 +120,6 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     for pair in filter(None, raw.split(";")):
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise CniError(INVALID_ENVIRONMENT, "malformed CNI_ARGS", f"{pair!r} is not KEY=VALUE")
+            raise CniError(INVALID_ENVIRONMENT, "malformed CNI_ARGS", f"{shown(pair)} is not KEY=VALUE")
         out[key] = value
     return out

@@ -1,11 +1,11 @@
 """ADD and DEL: an attachment's life, from address to wired pod and back.
 
 ADD validates everything it was given, takes addresses (the cheap step that
-can fail on a full range), then wires the pod; if wiring fails, the links
-are removed and the addresses go back, so a failed ADD leaves nothing
-behind. DEL needs nothing but the attachment key: the veth name is derived
-from it and IPAM is keyed by it, so DEL works with the namespace gone, the
-record gone, or both, and twice in a row.
+can fail on a full range), then wires the pod; if wiring or building the
+result fails, the links are removed and the addresses go back, so a failed
+ADD leaves nothing behind. DEL needs nothing but the attachment key: the
+veth name is derived from it and IPAM is keyed by it, so DEL works with the
+namespace gone, the record gone, or both, and twice in a row.
 """
 import logging
 
@@ -40,17 +40,25 @@ def add(inv: Invocation, conf: NetConf, netns_fd: int, prev: res.Result | None =
     owner = Attachment(inv.container_id, inv.ifname)
     pools, mtu = network(conf)
     store = store_for(conf)
-    ips = allocator.allocate(store, owner, pools)
+    ips = allocator.allocate(store, owner, pools, conf.runtime_config.ips)
+    # From here on, any failure, up to and including printing the result,
+    # undoes the attachment: links first (attach removes its own), then the
+    # addresses, which must not go back while a pod can still use them.
     try:
         plan = wiring.plan(conf, owner, pools, ips, mtu)
         with Channel.open() as node:
             bridge_mac = wiring.attach(plan, node, netns_fd)
+            try:
+                result = result_of(plan, inv.netns, bridge_mac)
+                reply = res.encode(result.merged_after(prev) if prev else result, conf.cni_version)
+            except BaseException:
+                wiring.detach(plan.host_ifname, node)
+                raise
     except BaseException:
         allocator.release(store, owner)
         raise
     log.info("ADD %s/%s: %s via %s", owner.container_id, owner.ifname, ", ".join(ips), plan.host_ifname)
-    result = result_of(plan, inv.netns, bridge_mac)
-    return res.encode(result.merged_after(prev) if prev else result, conf.cni_version)
+    return reply
 
 
 def result_of(plan: wiring.Plan, sandbox: str, bridge_mac: str) -> res.Result:
@@ -64,15 +72,19 @@ def result_of(plan: wiring.Plan, sandbox: str, bridge_mac: str) -> res.Result:
     )
 
 
-def delete(inv: Invocation, conf: NetConf, reaper: Reaper | None = None) -> None:
+def delete(inv: Invocation, conf: NetConf, reaper: Reaper | None = None, netns_fd: int | None = None) -> None:
     """Detach first, release second: an address must not be handed out
     while the old pod can still use it. With a reaper (the agent), the link
-    is cut off at once and deleted in the background; without, now."""
+    is cut off and the pod's interface name freed at once, and the pair is
+    deleted in the background; without, it is deleted now. Either way, when
+    DEL returns the pod has no CNI_IFNAME from us."""
     owner = Attachment(inv.container_id, inv.ifname)
     host = wiring.host_ifname(owner)
     with Channel.open() as node:
         if reaper:
             reaper.retire(node, host)
+            if netns_fd is not None:  # without the namespace there is no pod end to free
+                wiring.free_pod_ifname(host, node, netns_fd, inv.ifname)
         else:
             wiring.detach(host, node)
     released = allocator.release(store_for(conf), owner)

@@ -33,12 +33,15 @@ class Reply:
 def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reaper: Reaper | None = None) -> Reply:
     started = time.perf_counter()
     version = None  # the config's, once known
+    raw = None      # stdin decoded, once: error answers read its cniVersion too
     command = env.get("CNI_COMMAND", "?")
     try:
-        inv = parse_environment(env)
+        raw, undecodable = _decode(stdin)
+        inv = parse_environment(env)  # an environment error outranks a stdin one
         if inv.command == "VERSION":
-            return _ok(version_info(stdin))
-        raw = config.decode(stdin)
+            return _ok(version_info(raw))
+        if undecodable:
+            raise undecodable
         version = config.cni_version(raw)
         if not versions.allows(version, inv.command):
             raise CniError(INCOMPATIBLE_VERSION, f"config version does not allow {inv.command}",
@@ -47,10 +50,10 @@ def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reape
         return _ok(_dispatch(inv, conf, netns_fd, reaper))
     except CniError as err:
         log.warning("%s failed: %s (code %d)", command, err, err.code)
-        return _error(err, version or _answer_version(stdin))
+        return _error(err, version or _answer_version(raw))
     except Exception as exc:  # a bug or a kernel surprise: report, never crash
         log.exception("%s failed unexpectedly", command)
-        return _error(CniError(INTERNAL, str(exc) or type(exc).__name__), version or _answer_version(stdin))
+        return _error(CniError(INTERNAL, str(exc) or type(exc).__name__), version or _answer_version(raw))
     finally:
         log.debug("%s took %.2f ms", command, (time.perf_counter() - started) * 1e3)
 
@@ -62,7 +65,7 @@ def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reape
         with pod_netns(inv, netns_fd) as fd:
             return lifecycle.add(inv, conf, fd, prev)
     if inv.command == "DEL":
-        lifecycle.delete(inv, conf, reaper)
+        lifecycle.delete(inv, conf, reaper, _pod_netns_if_any(netns_fd))
         return None
     if inv.command == "CHECK":
         expected = check.expected(conf)
@@ -76,25 +79,34 @@ def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reape
     return None
 
 
-def version_info(stdin: bytes) -> dict:
+def _decode(stdin: bytes) -> tuple[dict | None, CniError | None]:
+    """stdin decoded, or why it cannot be. Decoding happens once, here: a
+    second parse in an error handler could fail anew (a RecursionError on
+    deeply nested input once crashed the handler itself)."""
+    try:
+        return config.decode(stdin), None
+    except CniError as err:
+        return None, err
+
+
+def version_info(raw: dict | None) -> dict:
     """VERSION echoes the version it was asked about, as the spec says, even
-    one it does not speak: supportedVersions tells the runtime what to use."""
-    return {"cniVersion": _requested_version(stdin) or versions.LATEST, "supportedVersions": list(versions.SUPPORTED)}
+    one it does not speak: supportedVersions tells the runtime what to use.
+    `raw` is the decoded stdin, None if there was none or it did not decode."""
+    return {"cniVersion": _requested_version(raw) or versions.LATEST, "supportedVersions": list(versions.SUPPORTED)}
 
 
-def _answer_version(stdin: bytes) -> str:
+def _answer_version(raw: dict | None) -> str:
     """Errors found before the config is parsed still answer in the config's
     version when we speak it."""
-    requested = _requested_version(stdin)
+    requested = _requested_version(raw)
     return requested if requested in versions.SUPPORTED else versions.LATEST
 
 
-def _requested_version(stdin: bytes) -> str | None:
-    """The cniVersion string on stdin, if stdin is a JSON object with one."""
-    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError):
-        value = json.loads(stdin or b"{}").get("cniVersion")
-        return value if isinstance(value, str) and value else None
-    return None
+def _requested_version(raw: dict | None) -> str | None:
+    """The decoded config's cniVersion string, if it has one. Never raises."""
+    value = raw.get("cniVersion") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 @contextlib.contextmanager
@@ -122,6 +134,14 @@ def pod_netns(inv: Invocation, passed_fd: int | None) -> Iterator[int]:
     finally:
         if passed_fd is None:
             os.close(fd)
+
+
+def _pod_netns_if_any(fd: int | None) -> int | None:
+    """DEL's namespace, if it was passed and is a pod's: DEL must succeed
+    without one (the spec), it only frees the interface name sooner."""
+    if fd is None or not netns.is_netns(fd) or netns.same_netns(fd, netns.own_netns_path()):
+        return None
+    return fd
 
 
 def _ok(body: dict | None) -> Reply:

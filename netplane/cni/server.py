@@ -24,7 +24,7 @@ from netplane.cni import plugin, shim
 log = logging.getLogger("netplane.agent.cni")
 
 DEFAULT_ADDRESS = shim.AGENT_SOCKET
-MAX_REQUEST = 4 << 20      # network configs are kilobytes; refuse anything absurd
+MAX_REQUEST = 4 << 20      # network configs are kilobytes; the plugin refuses more than 1 MiB
 MAX_CONCURRENT = 64
 CLIENT_TIMEOUT = 30.0      # the client sends everything at once; a silent one is stuck
 
@@ -119,10 +119,13 @@ def _receive(conn: socket.socket) -> tuple[bytes, int | None]:
         chunks, size = [data], len(data)
         while data:
             data = conn.recv(65536)
-            chunks.append(data)
             size += len(data)
-            if size > MAX_REQUEST:
-                raise ValueError(f"request larger than {MAX_REQUEST} bytes")
+            # Beyond the limit, read on but keep nothing: the client sends
+            # everything before it reads, so hanging up would cost it its
+            # answer, and the plugin refuses an oversized config (code 6)
+            # from the first MAX_REQUEST bytes as the standalone path does.
+            if size <= MAX_REQUEST:
+                chunks.append(data)
         return b"".join(chunks), fd
     except BaseException:
         if fd is not None:

@@ -51,7 +51,10 @@ def decode_request(data: bytes) -> tuple:
     env = {}
     for item in filter(None, data[start:end].split(b"\0")):
         key, _, value = item.partition(b"=")
-        env[key.decode()] = value.decode()
+        # As os.environ decodes a process's environment: bytes that are not
+        # UTF-8 survive as surrogates, so the agent refuses them in the same
+        # words as the standalone path does.
+        env[key.decode(errors="surrogateescape")] = value.decode(errors="surrogateescape")
     return env, data[end:]
 
 

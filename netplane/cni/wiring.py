@@ -19,6 +19,7 @@ from netplane.netlink import messages as m
 from netplane.netlink.channel import Channel
 
 DEFAULT_MTU = 1500
+RETIRED_PREFIX = "npdel"  # a DELed pod end awaiting deletion: npdel<ifindex>, at most 15 bytes
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def plan(conf: NetConf, owner: Attachment, pools: list[Pool], pod_ips: list[str]
     return Plan(
         bridge=conf.bridge, bridge_mac=mac_from_ipv4(pools[0].gateway),
         host_ifname=host, host_mac=mac_from_key(host),
-        pod_ifname=owner.ifname, pod_mac=mac_from_ipv4(netaddr.IPAddress(pod_ips[0])),
+        # A MAC the runtime asked for (runtimeConfig.mac) wins over the derived one.
+        pod_ifname=owner.ifname, pod_mac=conf.runtime_config.mac or mac_from_ipv4(netaddr.IPAddress(pod_ips[0])),
         mtu=mtu, pod_addresses=addresses, gateways=gateways,
     )
 
@@ -102,6 +104,34 @@ def attach(p: Plan, node: Channel, pod_netns_fd: int) -> str:
 def detach(host: str, node: Channel) -> None:
     """Delete the node end of the pair; the kernel deletes the pod end with it."""
     node.send(m.del_link(host))
+
+
+def free_pod_ifname(host: str, node: Channel, pod_netns_fd: int, pod_ifname: str) -> None:
+    """Give the pod's interface name back at once, before the pair is deleted.
+
+    Deleting the pair waits out RCU grace periods (see reaper.py), so the
+    agent defers it; but the pod's CNI_IFNAME must be free when DEL
+    returns, or the next plugin's ADD of it fails with "already exists".
+    Renaming the pod end (down first: Linux does not rename a link that is
+    up) costs no such wait. Only our own pod end is touched: the link
+    named CNI_IFNAME and our node end must each be the other's veth peer.
+    """
+    node_lookup = m.get_link(host, missing_ok=True)
+    node.send(node_lookup)
+    if not node_lookup.replies:
+        return  # no pair left, so no pod end either
+    host_raw = node_lookup.replies[0]
+    with Channel.open(pod_netns_fd) as pod:
+        pod_lookup = m.get_link(pod_ifname, missing_ok=True)
+        pod.send(pod_lookup)
+        if not pod_lookup.replies:
+            return
+        pod_raw = pod_lookup.replies[0]
+        index = m.link_index(pod_raw)
+        if m.link_peer_index(pod_raw) != m.link_index(host_raw) or m.link_peer_index(host_raw) != index:
+            return  # another plugin's interface by now: not ours to touch
+        # The index is unique in the namespace, so the retired name is too.
+        pod.send(m.set_down_index(index), m.rename_index(index, f"{RETIRED_PREFIX}{index}"))
 
 
 def _ensure_bridge(p: Plan, node: Channel) -> tuple[int, str]:

@@ -3,7 +3,7 @@ import os
 import socket
 
 from netplane import sandbox
-from netplane.cni import shim
+from netplane.cni import runtime, shim
 from netplane.netlink.netns import call_in_netns, open_netns
 
 
@@ -40,6 +40,43 @@ def test_del_cuts_the_pod_off_before_returning(node):
     assert [owner.container_id for owner in node.reserved()] == ["a"]
     assert not node.ping("a", b4)
     sandbox.wait_for(lambda: host_b not in [l["ifname"] for l in node.node_links()], what="the reaper")
+
+
+REFERENCE_BRIDGE = {"cniVersion": "1.0.0", "name": "ref", "type": "bridge", "bridge": "cni0", "isGateway": True,
+                    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.0.0/24"}]]}}
+
+
+def reference(node, verb: str, pod: str) -> runtime.Outcome:
+    conf = {**REFERENCE_BRIDGE, "ipam": {**REFERENCE_BRIDGE["ipam"], "dataDir": str(node.tmp / "ref-ipam")}}
+    env = runtime.env_for(verb, container_id=f"ref-{pod}", netns=node.pods[pod], ifname="eth0")
+    return runtime.invoke(f"{runtime.REFERENCE_CNI_PATH}/bridge", env, conf, node_netns=node.netns)
+
+
+def pod_link_names(node, pod: str) -> list[str]:
+    return [link["ifname"] for link in node.ip(node.pods[pod], "link", "show")]
+
+
+def test_del_frees_the_interface_name_before_returning(node):
+    """The spec's DEL removes CNI_IFNAME: another plugin may ADD it at once,
+    although the agent deletes the pair itself later, in a batch."""
+    node.start_agent()
+    node.add("p1")
+    assert node.cni("DEL", "p1").ok
+    assert "eth0" not in pod_link_names(node, "p1")
+    added = reference(node, "ADD", "p1")
+    assert added.ok, added.stdout
+    assert reference(node, "DEL", "p1").ok
+
+
+def test_del_leaves_another_plugins_interface_of_that_name_alone(node):
+    node.start_agent()
+    node.add("p1")
+    assert node.cni("DEL", "p1").ok
+    assert reference(node, "ADD", "p1").ok       # the name is someone else's now
+    assert node.cni("DEL", "p1").ok               # a repeated DEL, as runtimes do
+    [eth0] = node.ip(node.pods["p1"], "-d", "link", "show", "eth0")
+    assert eth0["linkinfo"]["info_kind"] == "veth" and "UP" in eth0["flags"]
+    assert reference(node, "DEL", "p1").ok
 
 
 def test_re_add_right_after_del_works(node):
