@@ -11,13 +11,17 @@ The socket is reachable by any process in the node's network namespace,
 so only root (or this agent's own user) may talk to it.
 """
 import array
+import contextlib
 import logging
 import os
+import select
 import socket
 import socketserver
 import stat
 import struct
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 
 from netplane.cni import plugin, shim
 
@@ -43,13 +47,71 @@ class _Handler(socketserver.BaseRequestHandler):
             if not data:
                 return  # a readiness probe: connected, sent nothing
             env, stdin = shim.decode_request(data)
-            reply = self.server.handler(env, stdin, fd)
-            conn.sendall(shim.encode_reply(reply.exit_code, reply.stdout))
+            with self.server.attachments.held(env):
+                self._answer(conn, env, stdin, fd)
         except (OSError, ValueError) as exc:
             log.warning("dropped a CNI request: %s", exc)
         finally:
             if fd is not None:
                 os.close(fd)
+
+    def _answer(self, conn: socket.socket, env: dict, stdin: bytes, fd: int | None) -> None:
+        """Run the request and deliver its answer, as one step for the runtime.
+
+        A runtime whose plugin died (killed on a timeout, say) takes the ADD
+        as failed and DELs the attachment; its DEL may even reach us before
+        the ADD does. An ADD nobody can hear is therefore not run, and one
+        whose answer cannot be delivered is undone, so a pod the runtime
+        never saw is never left wired, holding addresses IPAM gave back.
+        """
+        if _hung_up(conn):
+            log.warning("dropped a CNI %s: its client is gone", env.get("CNI_COMMAND", "?"))
+            return
+        reply = self.server.handler(env, stdin, fd)
+        try:
+            conn.sendall(shim.encode_reply(reply.exit_code, reply.stdout))
+        except OSError:
+            if env.get("CNI_COMMAND") == "ADD" and reply.exit_code == 0:
+                log.warning("undoing ADD %s/%s: its client is gone", env.get("CNI_CONTAINERID"), env.get("CNI_IFNAME"))
+                self.server.handler({**env, "CNI_COMMAND": "DEL"}, stdin, fd)
+            raise
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Has the client closed its end entirely? (It half-closes its sending
+    side to end the request; POLLHUP means it is gone, not just done.)"""
+    poller = select.poll()
+    poller.register(conn, select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+class AttachmentLocks:
+    """One lock per (container ID, interface): ADD, DEL and CHECK of the
+    same attachment run one at a time, never interleaved (a DEL must not
+    release addresses an ADD still in flight is wiring). Different
+    attachments run in parallel."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple, list] = {}   # key -> [lock, users]
+
+    @contextlib.contextmanager
+    def held(self, env: dict) -> Iterator[None]:
+        key = (env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", ""))
+        if not key[0]:
+            yield  # GC, STATUS, VERSION: no attachment
+            return
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._locks[key]
 
 
 class CniServer(socketserver.UnixStreamServer):
@@ -57,6 +119,7 @@ class CniServer(socketserver.UnixStreamServer):
 
     def __init__(self, address: str = DEFAULT_ADDRESS, handler=plugin.run) -> None:
         self.handler = handler
+        self.attachments = AttachmentLocks()
         self.workers = ThreadPoolExecutor(MAX_CONCURRENT, thread_name_prefix="cni")
         self.address = address
         if not address.startswith("\0"):
