@@ -8,6 +8,7 @@ client lands as netplane/_bin/netplane-cni, which `netplane cni install`
 copies into the CNI bin directory.
 """
 import os
+import shlex
 import subprocess
 
 from Cython.Build import cythonize
@@ -38,8 +39,8 @@ class BuildWithCniClient(build_ext):
         package_dir = os.path.dirname(os.path.dirname(self.get_ext_fullpath("netplane._ext.naming")))
         target = os.path.join(package_dir, "_bin", "netplane-cni")
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        compiler = os.environ.get("CC", "cc")
-        subprocess.run([compiler, *CNI_CLIENT_FLAGS, "-o", target, CNI_CLIENT_SOURCE], check=True)
+        compiler = shlex.split(os.environ.get("CC", "cc"))
+        subprocess.run([*compiler, *CNI_CLIENT_FLAGS, "-o", target, CNI_CLIENT_SOURCE], check=True)
 
 
 setup(

@@ -146,8 +146,10 @@ static int connect_agent(const char *address)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t len = strlen(address);
-    if (len >= sizeof sa.sun_path)
+    if (len >= sizeof sa.sun_path) {
+        errno = ENAMETOOLONG;
         return -1;
+    }
     memcpy(sa.sun_path, address, len);
     if (address[0] == '@')
         sa.sun_path[0] = '\0';    /* '@name' is the abstract socket "\0name" */
@@ -161,11 +163,34 @@ static int connect_agent(const char *address)
     return sock;
 }
 
+/* Whether a later entry of environ has the same KEY= as *e. */
+static int overridden(char **e)
+{
+    size_t key = strcspn(*e, "=") + 1;
+    for (char **p = e + 1; *p; p++)
+        if (strncmp(*p, *e, key) == 0)
+            return 1;
+    return 0;
+}
+
+/* A variable's value as Python's os.environ (the standalone path) reads
+ * it: the last of duplicates, where getenv() would take the first. */
+static const char *last_value(const char *name)
+{
+    size_t len = strlen(name);
+    const char *value = NULL;
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            value = *e + len + 1;
+    return value;
+}
+
 static void encode_request(struct buf *req, const struct buf *in)
 {
     struct buf env = {0};
     for (char **e = environ; *e; e++) {
-        if (strncmp(*e, "CNI_", 4) != 0)
+        /* A duplicated key counts once, the last, as in last_value(). */
+        if (strncmp(*e, "CNI_", 4) != 0 || overridden(e))
             continue;
         if (env.len)
             put(&env, "", 1);
@@ -256,14 +281,16 @@ int main(void)
                  address, strerror(why));
         return fail(TRY_AGAIN_LATER, "the netplane agent is not running", details);
     }
+    /* An agent that stops reading or answering costs the pod a timeout, not a hang. */
     struct timeval timeout = {.tv_sec = REPLY_TIMEOUT_S};
     setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
 
     struct buf in = {0}, req = {0}, reply = {0};
     if (read_fd(0, &in) < 0)
         return fail(INTERNAL, "cannot read the network configuration", strerror(errno));
     encode_request(&req, &in);
-    const char *netns = getenv("CNI_NETNS");
+    const char *netns = last_value("CNI_NETNS");
     /* A missing netns is the agent's to report (ADD), or to ignore (DEL). */
     int netns_fd = netns && *netns ? open(netns, O_RDONLY | O_CLOEXEC) : -1;
     if (send_request(sock, &req, netns_fd) < 0 || read_fd(sock, &reply) < 0)

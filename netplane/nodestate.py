@@ -11,8 +11,6 @@ import json
 import os
 from dataclasses import dataclass
 
-import netaddr
-
 from netplane.cni.config import parse_mtu, parse_subnets
 from netplane.cni.errors import INTERNAL, TRY_AGAIN_LATER, CniError
 
@@ -20,7 +18,7 @@ from netplane.cni.errors import INTERNAL, TRY_AGAIN_LATER, CniError
 @dataclass(frozen=True)
 class NodeState:
     node_name: str
-    pod_cidrs: tuple[netaddr.IPNetwork, ...]
+    pod_cidrs: tuple   # networks (ipaddress's, or netaddr's from the pod network)
     mtu: int | None = None
 
 

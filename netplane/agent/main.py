@@ -27,7 +27,7 @@ def publish_node_state(path: str, node_name: str, pod_cidrs, mtu: int | None) ->
 def run(cni_socket: str, deferred_teardown: bool = True, network=None) -> int:
     """Serve until a signal. `network` is a podnet Controller (or None)."""
     reaper = Reaper().start() if deferred_teardown else None
-    server = CniServer(parse_address(cni_socket), handler=functools.partial(plugin.run, reaper=reaper))
+    server = CniServer(parse_address(cni_socket), handler=functools.partial(plugin.run, reaper=reaper, client_opens_netns=True))
     network_thread = _start_network(network)
 
     def on_signal(signum, _frame) -> None:

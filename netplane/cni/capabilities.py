@@ -19,14 +19,13 @@ the disk or the kernel. When the subnets come from the node state file
 instead of the config, they are known only at ADD: the allocator calls fit()
 again before it takes its lock, so either way nothing is written first.
 """
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import netaddr
-
 from netplane.cni.errors import INVALID_CONFIG, UNSUPPORTED_FIELD, CniError
-from netplane.cni.ipam.pool import Pool
+from netplane.cni.ipam.pool import IPAddress, IPNetwork, Pool
 
 MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 PREFIX = re.compile(r"(0|[1-9][0-9]{0,2})\Z")
@@ -34,7 +33,7 @@ PREFIX = re.compile(r"(0|[1-9][0-9]{0,2})\Z")
 
 @dataclass(frozen=True)
 class RequestedIP:
-    ip: netaddr.IPAddress
+    ip: IPAddress
     prefixlen: int | None = None   # None: a bare address, the subnet's prefix applies
 
     @property
@@ -61,7 +60,7 @@ def parse(value: Any) -> RuntimeConfig:
     return RuntimeConfig(ips=_ips(value.get("ips")), mac=_mac(value.get("mac")))
 
 
-def check_fits(runtime_config: RuntimeConfig, subnets: Sequence[netaddr.IPNetwork]) -> None:
+def check_fits(runtime_config: RuntimeConfig, subnets: Sequence[IPNetwork]) -> None:
     """fit() at parse time, when the config names its subnets; else a no-op."""
     if subnets and runtime_config.ips:
         fit(runtime_config.ips, [Pool(s) for s in subnets])
@@ -83,11 +82,11 @@ def fit(requested: Sequence[RequestedIP], pools: Sequence[Pool]) -> dict[int, st
     return out
 
 
-def _unusable(ip: netaddr.IPAddress, pool: Pool) -> str:
+def _unusable(ip: IPAddress, pool: Pool) -> str:
     """Why `ip` is not one the pool could hand out itself; '' if it is."""
     if ip not in pool.subnet:
         return f"is outside the subnet {pool.subnet}"
-    if ip == pool.subnet.network:
+    if ip == pool.subnet.network_address:
         return f"is the network address of {pool.subnet}"
     if ip == pool.gateway:
         return f"is the gateway of {pool.subnet}"
@@ -120,12 +119,13 @@ def _ips(value: Any) -> tuple[RequestedIP, ...]:
 
 def _requested_ip(text: str) -> RequestedIP:
     address, slash, prefix = text.partition("/")
-    # netaddr also reads "/024", "/ 24" and "/255.255.255.0"; a runtime sends plain CIDR.
-    if slash and not PREFIX.match(prefix):
+    # A runtime sends plain CIDR: no "/024", "/ 24" or "/255.255.255.0".
+    # ipaddress reads a zone ("fe80::1%eth0"), which no pod address has.
+    if (slash and not PREFIX.match(prefix)) or "%" in address:
         raise _invalid("runtimeConfig.ips", f"{text!r} is not an address in CIDR form")
     try:
-        ip = netaddr.IPAddress(address)
-    except (netaddr.AddrFormatError, ValueError):
+        ip = ipaddress.ip_address(address)
+    except ValueError:
         raise _invalid("runtimeConfig.ips", f"{text!r} is not an address in CIDR form") from None
     prefixlen = int(prefix) if slash else None
     if prefixlen is not None and prefixlen > (32 if ip.version == 4 else 128):

@@ -11,12 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import netaddr
-
 from netplane.cni import capabilities, versions
 from netplane.cni.errors import (DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG,
                                  UNSUPPORTED_FIELD, CniError)
 from netplane.cni.invocation import MAX_CONTAINER_ID, CONTAINER_ID, ifname_problem, shown
+from netplane.cni.ipam.pool import IPNetwork
 
 PLUGIN_TYPE = "netplane"
 DEFAULT_BRIDGE = "np0"
@@ -52,7 +51,7 @@ class NetConf:
     cni_version: str
     name: str
     bridge: str = DEFAULT_BRIDGE
-    subnets: tuple[netaddr.IPNetwork, ...] = ()   # empty: read the node state file
+    subnets: tuple[IPNetwork, ...] = ()            # empty: read the node state file
     mtu: int | None = None                         # None: state file, else 1500
     data_dir: str = DEFAULT_DATA_DIR
     state_file: str = DEFAULT_STATE_FILE
@@ -197,7 +196,7 @@ def _bridge(value: Any) -> str:
     return value
 
 
-def parse_subnets(value: Any, key: str) -> tuple[netaddr.IPNetwork, ...]:
+def parse_subnets(value: Any, key: str) -> tuple[IPNetwork, ...]:
     """One CIDR, or a list with one IPv4 and at most one IPv6 CIDR (v4 first)."""
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
@@ -211,21 +210,21 @@ def parse_subnets(value: Any, key: str) -> tuple[netaddr.IPNetwork, ...]:
     return tuple(by_family[4] + by_family[6])
 
 
-def _subnet(text: str, key: str) -> netaddr.IPNetwork:
+def _subnet(text: str, key: str) -> IPNetwork:
     if "/" not in text:
         raise _invalid(key, f"{shown(text)} has no prefix length")
     try:
-        strict_cidr(text)
-        net = netaddr.IPNetwork(text)
-    except (netaddr.AddrFormatError, ValueError):
+        given = strict_cidr(text)
+    except ValueError:
         raise _invalid(key, f"{shown(text)} is not a valid CIDR") from None
-    if net.ip != net.network:
-        raise _invalid(key, f"{text!r} has host bits set; did you mean {net.cidr}?")
+    net = given.network
+    if given.ip != net.network_address:
+        raise _invalid(key, f"{text!r} has host bits set; did you mean {net}?")
     # The gateway takes the first address, and a pod needs at least one more.
     longest = 30 if net.version == 4 else 126
     if net.prefixlen > longest:
         raise _invalid(key, f"{text!r} is too small for a gateway and a pod (at most /{longest})")
-    return net.cidr
+    return net
 
 
 _PREFIX_LENGTH = re.compile(r"(0|[1-9][0-9]{0,2})\Z")

@@ -49,6 +49,8 @@ def render_native(agent_socket: str, standalone: list[str]) -> bytes:
     if at < 0 or image.find(CONFIG_MARK, at + 1) >= 0:
         raise InstallError(f"{NATIVE_CLIENT} has no single settings block; rebuild netplane")
     fields = [_display_socket(agent_socket), *standalone, ""]
+    if len(fields[0].encode()) > 107:
+        raise InstallError(f"the agent socket address {agent_socket!r} is longer than a unix socket's 107 bytes")
     if any("\0" in f for f in fields):
         raise InstallError("the agent socket and the interpreter path may not contain NUL")
     block = CONFIG_MARK + b"".join(f.encode() + b"\0" for f in fields)
@@ -75,7 +77,7 @@ def standalone_command(python: str) -> list[str]:
 
 def _import_paths(python: str) -> list[str]:
     program = ("import importlib.util, os\n"
-               "for name in ('netplane', 'netaddr', 'pyroute2'):\n"
+               "for name in ('netplane', 'pyroute2'):\n"
                "    print(os.path.dirname(os.path.dirname(importlib.util.find_spec(name).origin)))")
     proc = subprocess.run([python, "-I", "-c", program], capture_output=True, text=True)
     if proc.returncode != 0:

@@ -30,7 +30,10 @@ class Reply:
     stdout: bytes
 
 
-def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reaper: Reaper | None = None) -> Reply:
+def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reaper: Reaper | None = None,
+        client_opens_netns: bool = False) -> Reply:
+    """One request. The agent passes client_opens_netns: its client opened
+    CNI_NETNS, so no descriptor means the path did not open there."""
     started = time.perf_counter()
     version = None  # the config's, once known
     raw = None      # stdin decoded, once: error answers read its cniVersion too
@@ -47,7 +50,7 @@ def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reape
             raise CniError(INCOMPATIBLE_VERSION, f"config version does not allow {inv.command}",
                            f"config is {version!r}; {inv.command} needs {versions.VERB_INTRODUCED[inv.command]} or later")
         conf = config.parse(raw)
-        return _ok(_dispatch(inv, conf, netns_fd, reaper))
+        return _ok(_dispatch(inv, conf, netns_fd, reaper, client_opens_netns))
     except CniError as err:
         log.warning("%s failed: %s (code %d)", command, err, err.code)
         return _error(err, version or _answer_version(raw))
@@ -58,18 +61,19 @@ def run(env: Mapping[str, str], stdin: bytes, netns_fd: int | None = None, reape
         log.debug("%s took %.2f ms", command, (time.perf_counter() - started) * 1e3)
 
 
-def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reaper: Reaper | None) -> dict | None:
+def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reaper: Reaper | None,
+              client_opens_netns: bool = False) -> dict | None:
     if inv.command == "ADD":
         # A chained ADD's prevResult is checked before anything is opened or taken.
         prev = result.decode(conf.prev_result) if conf.prev_result is not None else None
-        with pod_netns(inv, netns_fd) as fd:
+        with pod_netns(inv, netns_fd, client_opens_netns) as fd:
             return lifecycle.add(inv, conf, fd, prev)
     if inv.command == "DEL":
         lifecycle.delete(inv, conf, reaper, _pod_netns_if_any(netns_fd))
         return None
     if inv.command == "CHECK":
         expected = check.expected(conf)
-        with pod_netns(inv, netns_fd) as fd:
+        with pod_netns(inv, netns_fd, client_opens_netns) as fd:
             check.check(inv, conf, expected, fd)
         return None
     if inv.command == "GC":
@@ -110,14 +114,17 @@ def _requested_version(raw: dict | None) -> str | None:
 
 
 @contextlib.contextmanager
-def pod_netns(inv: Invocation, passed_fd: int | None) -> Iterator[int]:
+def pod_netns(inv: Invocation, passed_fd: int | None, client_opens: bool = False) -> Iterator[int]:
     """The pod's namespace as a descriptor, checked to be a real, foreign netns.
 
     The agent receives the descriptor from its client (which opened
     CNI_NETNS in the runtime's own mount namespace); the standalone path
-    opens the path itself.
+    opens the path itself. The agent never opens the path: in its own
+    mount namespace (a container, say) it may name another namespace.
     """
     fd = passed_fd
+    if fd is None and client_opens:
+        raise CniError(UNKNOWN_CONTAINER, "network namespace does not exist", inv.netns)
     if fd is None:
         try:
             fd = netns.open_netns(inv.netns)

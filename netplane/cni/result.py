@@ -10,8 +10,6 @@ model, so CHECK and chained ADDs compare like with like.
 import ipaddress
 from dataclasses import dataclass, field, replace
 
-import netaddr
-
 from netplane.cni import versions
 from netplane.cni.config import strict_cidr
 from netplane.cni.errors import INVALID_CONFIG, CniError
@@ -34,7 +32,7 @@ class IPConfig:
 
     @property
     def version(self) -> int:
-        return netaddr.IPNetwork(self.address).version
+        return ipaddress.ip_interface(self.address).version
 
 
 @dataclass(frozen=True)
@@ -205,18 +203,16 @@ def _dns(value) -> dict:
 def _cidr(text: str, path: str, keep_host: bool = False) -> str:
     """Normalised "address/length" (the kernel's spelling, IPv6 compressed)."""
     try:
-        strict_cidr(text)
-        net = netaddr.IPNetwork(text)
-    except (ValueError, netaddr.AddrFormatError):
+        given = strict_cidr(text)
+    except ValueError:
         raise _bad(path, f"must be an address/prefix-length, got {shown(text)}") from None
-    return str(net if keep_host else net.cidr)
+    return str(given if keep_host else given.network)
 
 
 def _address(text: str, path: str) -> str:
     if not text:
         return ""
     try:
-        ipaddress.ip_address(text)  # strict: no whitespace, no shorthand like "10.1"
-        return str(netaddr.IPAddress(text))
-    except (ValueError, netaddr.AddrFormatError):
+        return str(ipaddress.ip_address(text))  # strict: no whitespace, no shorthand like "10.1"
+    except ValueError:
         raise _bad(path, f"must be an IP address, got {shown(text)}") from None

@@ -87,7 +87,7 @@ def main() -> int:
                                       f"{STANDALONE[0]}: {exc.strerror}"))
             return 1
     sock.settimeout(REPLY_TIMEOUT)
-    env = {k: v for k, v in posix.environ.items() if k.startswith(b"CNI_")}
+    env = {k: v for k, v in posix.environ.items() if k.startswith(b"CNI_")}  # a duplicated key: the last
     try:
         _send(sock, encode_request(env, _read_all(0)), env.get(b"CNI_NETNS"))
         code, out = decode_reply(_recv_all(sock))

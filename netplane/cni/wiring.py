@@ -9,7 +9,7 @@ can find everything again from the attachment key alone.
 import hashlib
 from dataclasses import dataclass
 
-import netaddr
+import ipaddress
 
 from netplane import fastpath
 from netplane.cni.config import Attachment, NetConf
@@ -51,7 +51,7 @@ def host_ifname(owner: Attachment) -> str:
     return naming.hashed_name("np", f"{owner.container_id}:{owner.ifname}", 15)
 
 
-def mac_from_ipv4(ip: netaddr.IPAddress) -> str:
+def mac_from_ipv4(ip: ipaddress.IPv4Address) -> str:
     """0a:58 + the IPv4 address, as kubenet and OVN-Kubernetes do: a reused
     address comes back with the same MAC, so neighbours' ARP caches stay right."""
     return "0a:58:" + ":".join(f"{b:02x}" for b in ip.packed)
@@ -71,7 +71,7 @@ def plan(conf: NetConf, owner: Attachment, pools: list[Pool], pod_ips: list[str]
         bridge=conf.bridge, bridge_mac=mac_from_ipv4(pools[0].gateway),
         host_ifname=host, host_mac=mac_from_key(host),
         # A MAC the runtime asked for (runtimeConfig.mac) wins over the derived one.
-        pod_ifname=owner.ifname, pod_mac=conf.runtime_config.mac or mac_from_ipv4(netaddr.IPAddress(pod_ips[0])),
+        pod_ifname=owner.ifname, pod_mac=conf.runtime_config.mac or mac_from_ipv4(ipaddress.IPv4Address(pod_ips[0])),
         mtu=mtu, pod_addresses=addresses, gateways=gateways,
     )
 
@@ -128,7 +128,9 @@ def free_pod_ifname(host: str, node: Channel, pod_netns_fd: int, pod_ifname: str
             return
         pod_raw = pod_lookup.replies[0]
         index = m.link_index(pod_raw)
-        if m.link_peer_index(pod_raw) != m.link_index(host_raw) or m.link_peer_index(host_raw) != index:
+        ours = (m.link_kind(pod_raw) == "veth" and m.link_peer_index(pod_raw) == m.link_index(host_raw)
+                and m.link_peer_index(host_raw) == index)
+        if not ours:
             return  # another plugin's interface by now: not ours to touch
         # The index is unique in the namespace, so the retired name is too.
         pod.send(m.set_down_index(index), m.rename_index(index, f"{RETIRED_PREFIX}{index}"))

@@ -154,10 +154,25 @@ def link_attr(raw: bytes, kind: int) -> bytes | None:
     return None
 
 
-def link_peer_index(raw: bytes) -> int | None:
-    """IFLA_LINK: for a veth, its peer's index (in the peer's namespace)."""
+def link_peer_index(raw: bytes) -> int:
+    """IFLA_LINK: for a veth, its peer's index (in the peer's namespace).
+    Kernels before 5.12 leave it out when it equals the link's own index."""
     value = link_attr(raw, w.IFLA_LINK)
-    return struct.unpack("=I", value)[0] if value and len(value) == 4 else None
+    return struct.unpack("=I", value)[0] if value and len(value) == 4 else link_index(raw)
+
+
+def link_kind(raw: bytes) -> str:
+    """IFLA_INFO_KIND inside IFLA_LINKINFO ("veth", "bridge", ...), or ""."""
+    info = link_attr(raw, w.IFLA_LINKINFO) or b""
+    offset = 0
+    while offset + 4 <= len(info):
+        length, attr = struct.unpack_from("=HH", info, offset)
+        if length < 4:
+            break
+        if attr & 0x3FFF == w.IFLA_INFO_KIND:
+            return info[offset + 4: offset + length].rstrip(b"\0").decode(errors="replace")
+        offset += (length + 3) & ~3
+    return ""
 
 
 def link_mac(raw: bytes) -> str:

@@ -76,3 +76,14 @@ def test_decoders_read_what_the_builders_wrote():
     assert m.link_mac(raw) == "0a:58:0a:00:00:01" and m.link_index(raw) == 0
     route = m.decode_route(framed(m.new_default_route(9, "fd00::1", 6)))
     assert route.get_attr("RTA_GATEWAY") == "fd00::1" and route.get_attr("RTA_OIF") == 9
+
+
+def test_link_kind_and_peer_index_from_a_raw_link_message():
+    from netplane.netlink import wire as w
+    header = b"\0" * 16  # nlmsghdr: the readers skip it
+    veth = (header + w.ifinfomsg(index=7) + w.nest(w.IFLA_LINKINFO, w.string(w.IFLA_INFO_KIND, "veth"))
+            + w.u32(w.IFLA_LINK, 12))
+    assert (m.link_kind(veth), m.link_index(veth), m.link_peer_index(veth)) == ("veth", 7, 12)
+    # Kernels before 5.12 omit IFLA_LINK when the peer's index equals the link's own.
+    bare = header + w.ifinfomsg(index=9)
+    assert (m.link_kind(bare), m.link_peer_index(bare)) == ("", 9)

@@ -12,13 +12,13 @@ before anything is written, so a refused request leaves nothing behind.
 """
 from typing import Sequence
 
-import netaddr
+import ipaddress
 
 from netplane.cni import capabilities
 from netplane.cni.capabilities import RequestedIP
 from netplane.cni.config import Attachment
 from netplane.cni.errors import ADDRESS_TAKEN, ATTACHMENT_EXISTS, INTERNAL, RANGE_EXHAUSTED, CniError
-from netplane.cni.ipam.pool import Pool
+from netplane.cni.ipam.pool import IPAddress, Pool
 from netplane.cni.ipam.store import Store
 
 
@@ -109,9 +109,9 @@ def _in_pool(pool: Pool, text: str) -> bool:
     return ip is not None and pool.usable(ip)
 
 
-def _parse_ip(text: str | None) -> netaddr.IPAddress | None:
+def _parse_ip(text: str | None) -> IPAddress | None:
     """An address read back from disk; anything unparsable counts as absent."""
     try:
-        return netaddr.IPAddress(text) if text else None
-    except (netaddr.AddrFormatError, ValueError):
+        return ipaddress.ip_address(text) if text else None
+    except ValueError:
         return None
