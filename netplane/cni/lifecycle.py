@@ -17,7 +17,7 @@ from netplane.cni.invocation import Invocation
 from netplane.cni.ipam import allocator
 from netplane.cni.ipam.pool import Pool
 from netplane.cni.ipam.store import DiskStore
-from netplane.cni.reaper import Reaper
+from netplane.cni.reaper import ChildReaper, Reaper
 from netplane.netlink.channel import Channel
 
 log = logging.getLogger("netplane.cni")
@@ -72,9 +72,11 @@ def result_of(plan: wiring.Plan, sandbox: str, bridge_mac: str) -> res.Result:
     )
 
 
-def delete(inv: Invocation, conf: NetConf, reaper: Reaper | None = None, netns_fd: int | None = None) -> None:
+def delete(inv: Invocation, conf: NetConf, reaper: Reaper | ChildReaper | None = None,
+           netns_fd: int | None = None) -> None:
     """Detach first, release second: an address must not be handed out
-    while the old pod can still use it. With a reaper (the agent), the link
+    while the old pod can still use it. With a reaper (the agent's, or the
+    standalone plugin's child), the link
     is cut off and the pod's interface name freed at once, and the pair is
     deleted in the background; without, it is deleted now. Either way, when
     DEL returns the pod has no CNI_IFNAME from us."""

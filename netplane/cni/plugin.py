@@ -69,7 +69,8 @@ def _dispatch(inv: Invocation, conf: config.NetConf, netns_fd: int | None, reape
         with pod_netns(inv, netns_fd, client_opens_netns) as fd:
             return lifecycle.add(inv, conf, fd, prev)
     if inv.command == "DEL":
-        lifecycle.delete(inv, conf, reaper, _pod_netns_if_any(netns_fd))
+        with del_netns(inv, netns_fd, client_opens_netns) as fd:
+            lifecycle.delete(inv, conf, reaper, fd)
         return None
     if inv.command == "CHECK":
         expected = check.expected(conf)
@@ -143,12 +144,21 @@ def pod_netns(inv: Invocation, passed_fd: int | None, client_opens: bool = False
             os.close(fd)
 
 
-def _pod_netns_if_any(fd: int | None) -> int | None:
-    """DEL's namespace, if it was passed and is a pod's: DEL must succeed
-    without one (the spec), it only frees the interface name sooner."""
-    if fd is None or not netns.is_netns(fd) or netns.same_netns(fd, netns.own_netns_path()):
-        return None
-    return fd
+@contextlib.contextmanager
+def del_netns(inv: Invocation, passed_fd: int | None, client_opens: bool) -> Iterator[int | None]:
+    """DEL's pod namespace if there is one, else None: DEL must succeed
+    without it (the spec); with it, DEL frees the interface name sooner.
+    As for ADD, the agent uses only what its client opened."""
+    fd = passed_fd
+    if fd is None and not client_opens and inv.netns:
+        with contextlib.suppress(OSError):
+            fd = netns.open_netns(inv.netns)
+    try:
+        foreign = fd is not None and netns.is_netns(fd) and not netns.same_netns(fd, netns.own_netns_path())
+        yield fd if foreign else None
+    finally:
+        if fd is not None and passed_fd is None:
+            os.close(fd)
 
 
 def _ok(body: dict | None) -> Reply:

@@ -15,6 +15,7 @@ import sys
 def main() -> int:
     try:
         from netplane.cni import plugin
+        from netplane.cni.reaper import ChildReaper
         from netplane.logs import configure_logging
     except Exception as exc:  # a broken install must still answer in JSON
         print(json.dumps({"cniVersion": "1.1.0", "code": 999, "msg": "the netplane plugin cannot load",
@@ -22,9 +23,11 @@ def main() -> int:
         return 1
     # Runtimes read stdout as the result, so logs go to stderr only.
     configure_logging(os.environ.get("NETPLANE_LOG_LEVEL", "WARNING"), stream=sys.stderr)
-    reply = plugin.run(os.environ, sys.stdin.buffer.read())
+    reaper = ChildReaper()
+    reply = plugin.run(os.environ, sys.stdin.buffer.read(), reaper=reaper)
     sys.stdout.buffer.write(reply.stdout)
     sys.stdout.buffer.flush()
+    reaper.finish()
     return reply.exit_code
 
 

@@ -56,15 +56,17 @@ def pod_link_names(node, pod: str) -> list[str]:
     return [link["ifname"] for link in node.ip(node.pods[pod], "link", "show")]
 
 
-def test_del_frees_the_interface_name_before_returning(node):
+def test_del_frees_the_interface_name_before_returning(node, mode):
     """The spec's DEL removes CNI_IFNAME: another plugin may ADD it at once,
-    although the agent deletes the pair itself later, in a batch."""
-    node.start_agent()
-    node.add("p1")
+    although the pair itself is deleted a little later (by the agent's
+    batch, or by the standalone plugin's child)."""
+    ours = node.add("p1")["interfaces"][1]["name"]
     assert node.cni("DEL", "p1").ok
     assert "eth0" not in pod_link_names(node, "p1")
     added = reference(node, "ADD", "p1")
     assert added.ok, added.stdout
+    sandbox.wait_for(lambda: ours not in node.veths(), what="our pair to be deleted")
+    assert pod_link_names(node, "p1") == ["lo", "eth0"]     # the reference's; ours is gone for good
     assert reference(node, "DEL", "p1").ok
 
 
