@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -60,6 +61,22 @@ def test_cli_refuses_unknown_flags(capsys):
 
 
 def test_python_module_entry_point(tmp_path):
-    import subprocess
     proc = subprocess.run([sys.executable, "-m", "netplane", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "agent" in proc.stdout and "cni" in proc.stdout
+
+
+def test_a_bin_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "bin"
+    blocker.write_text("not a directory")
+    assert cli.main(["cni", "install", "--bin-dir", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("client", ["native", "python"])
+def test_both_clients_install_and_run(tmp_path, client):
+    [plugin] = install.install(str(tmp_path / client), client=client, agent_socket=f"@netplane-test-none-{os.getpid()}",
+                               standalone=False)
+    proc = subprocess.run([plugin], input=b"{}", env={"CNI_COMMAND": "VERSION"}, capture_output=True, timeout=30)
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 1 and out["code"] == 11 and f"netplane-test-none-{os.getpid()}" in out["details"]
