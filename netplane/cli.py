@@ -10,6 +10,7 @@ import time
 
 from netplane.cni import config
 from netplane.cni.errors import CniError
+from netplane.errors import OperatorError, require_net_admin
 from netplane.logs import configure_logging
 
 LAB_VM_TIMEOUT = 1800.0        # s for `lab run` inside the emulated VM, boot included
@@ -38,17 +39,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except UsageError as err:
+    except OperatorError as err:
         print(f"netplane: {err}", file=sys.stderr)
         return 2
 
 
-class UsageError(Exception):
+class UsageError(OperatorError):
     pass
 
 
+def _configure_logging(args) -> None:
+    try:
+        configure_logging(args.log_level, path=args.log_file)
+    except OSError as exc:
+        raise UsageError(f"--log-file {args.log_file}: {exc.strerror}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag said in one line (the usage block is what
+    --help is for); subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="netplane", description=__doc__)
+    parser = _Parser(prog="netplane", description=__doc__)
     sub = parser.add_subparsers(metavar="COMMAND")
     _agent_parser(sub)
     _bench_parser(sub)
@@ -84,7 +100,7 @@ def _agent_parser(sub) -> None:
     net.add_argument("--resync-interval", type=float, default=30.0,
                      help="seconds between full reconciliations (default 30)")
     net.add_argument("--status-file", default="/run/netplane/network.json", help="where to report the pod network")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-file", help="log here instead of stderr")
     p.set_defaults(func=_agent)
 
@@ -200,7 +216,8 @@ def _proxy(args) -> int:
     from netplane.proxy import daemon
 
     cfg, checked = _proxy_config(args)
-    configure_logging(args.log_level, path=args.log_file)
+    _configure_logging(args)
+    require_net_admin("netplane proxy")
     for field in cfg.ignored:
         logging.getLogger("netplane.proxy").warning("config: ignoring kube-proxy field %s", field)
     if args.cleanup:
@@ -462,8 +479,9 @@ def _lab_run_in_vm(args, proxy_modes: list[str]) -> int:
 def _agent(args) -> int:
     from netplane.agent import main as agent
 
+    require_net_admin("netplane agent")
     network = _pod_network(args)
-    configure_logging(args.log_level, path=args.log_file)
+    _configure_logging(args)
     if args.pod_cidr:
         cidrs = _flag(config.parse_subnets, args.pod_cidr, "--pod-cidr")
         mtu = _flag(config.parse_mtu, args.mtu, "--mtu") if args.mtu is not None else None

@@ -19,12 +19,14 @@ import kubernetes.config
 import urllib3
 import yaml
 
+from netplane.errors import OperatorError
+
 # (connect, read) seconds for ordinary requests; watches set their own read timeout
 REQUEST_TIMEOUT = (10.0, 60.0)
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class KubeConfigError(Exception):
+class KubeConfigError(OperatorError):
     """The API cannot be reached as configured; the message is one line for the operator."""
 
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 
+from netplane.errors import OperatorError
 from netplane.gcpause import cyclic_gc_paused
 from netplane.proxy.config import Checked, ProxyConfig, options_of
 from netplane.proxy.dataplane import Dataplane, dataplane
@@ -77,13 +78,25 @@ def _once(proxier: Proxier, wait_timeout: float) -> int:
     return 0
 
 
+def _listening(path: str, address: tuple[str, int], start):
+    """Start a server before the first sync touches the kernel; a taken
+    port (kube-proxy still running, during a migration) is one line."""
+    try:
+        return start()
+    except OSError as exc:
+        flag = "--healthz-bind-address" if path == "/healthz" else "--metrics-bind-address"
+        raise OperatorError(f"cannot serve {path} on {address[0]}:{address[1]}: {exc.strerror} (is kube-proxy "
+                            f"still running on this node? stop it first, or move us with {flag})") from None
+
+
 def _serve(proxier: Proxier, checked: Checked) -> int:
     servers = []
     if checked.healthz:
-        servers.append(HealthServer(checked.healthz, proxier.health).start())
+        servers.append(_listening("/healthz", checked.healthz,
+                                  lambda: HealthServer(checked.healthz, proxier.health).start()))
         log.info("serving /healthz and /livez on %s:%d", *checked.healthz)
     if checked.metrics:
-        servers.append(proxier.metrics.serve(*checked.metrics))
+        servers.append(_listening("/metrics", checked.metrics, lambda: proxier.metrics.serve(*checked.metrics)))
         log.info("serving /metrics on %s:%d", *checked.metrics)
 
     def on_signal(signum, _frame) -> None:
