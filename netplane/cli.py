@@ -49,8 +49,10 @@ class UsageError(OperatorError):
 
 
 def _configure_logging(args) -> None:
+    # --log-level, else kube-proxy's --v (klog: 4 and up is debug output)
+    level = args.log_level or ("DEBUG" if (getattr(args, "verbosity", None) or 0) >= 4 else "INFO")
     try:
-        configure_logging(args.log_level, path=args.log_file)
+        configure_logging(level, path=args.log_file)
     except OSError as exc:
         raise UsageError(f"--log-file {args.log_file}: {exc.strerror}") from None
 
@@ -145,12 +147,16 @@ def _proxy_parsers(sub) -> None:
     source.add_argument("--in-cluster", action="store_true", default=None, help="watch them with in-cluster credentials")
     p.add_argument("--once", action="store_true", help="sync once and exit")
     p.add_argument("--cleanup", action="store_true", help="remove everything netplane installed for the mode, and exit")
-    p.add_argument("--sync-period", help="longest time between syncs, e.g. 30s (default 30s)")
-    p.add_argument("--min-sync-period", help="shortest time between syncs, e.g. 1s (default 1s)")
+    # kube-proxy's flag names are accepted too, so its command lines carry over.
+    p.add_argument("--sync-period", "--iptables-sync-period", help="longest time between syncs, e.g. 30s (default 30s)")
+    p.add_argument("--min-sync-period", "--iptables-min-sync-period",
+                   help="shortest time between syncs, e.g. 1s (default 1s)")
     p.add_argument("--full-sync-period", help="time between full syncs, e.g. 1h (default 1h)")
     p.add_argument("--healthz-bind-address", help="host:port for /healthz and /livez (default 0.0.0.0:10256; '' off)")
     p.add_argument("--metrics-bind-address", help="host:port for /metrics (default 127.0.0.1:10249; '' off)")
-    p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="default INFO")
+    p.add_argument("--v", type=int, dest="verbosity", help="kube-proxy's verbosity: 4 and up is --log-level DEBUG")
     p.add_argument("--log-file", help="log here instead of stderr")
     p.set_defaults(func=_proxy)
     c = sub.add_parser("compile", help="print the rules the proxy would install for a manifests directory (no root)")
@@ -163,8 +169,9 @@ def _proxy_parsers(sub) -> None:
 
 def _proxy_options(p) -> None:
     p.add_argument("--config", help="a config file (YAML; a kube-proxy KubeProxyConfiguration works); flags win")
-    p.add_argument("--mode", help="proxy mode (default iptables)")
-    p.add_argument("--node-name", help="this node's name (default: the hostname)")
+    p.add_argument("--mode", "--proxy-mode", dest="mode", help="proxy mode (default iptables)")
+    p.add_argument("--node-name", "--hostname-override", dest="node_name",
+                   help="this node's name (default: the hostname)")
     p.add_argument("--node-ip", action="append", help="this node's IP (repeat, or comma-separate, for dual-stack)")
     p.add_argument("--zone", help="this node's zone, for topology hints")
     p.add_argument("--cluster-cidr", help="the pod network, one CIDR per family, comma-separated; "
@@ -173,12 +180,22 @@ def _proxy_options(p) -> None:
                                           "to their addresses that no Service holds")
     p.add_argument("--nodeport-addresses", help="CIDRs (comma-separated) or 'primary': node ports answer only on "
                                                 "this node's addresses inside them (default: every local address)")
-    p.add_argument("--masquerade-all", action="store_true", default=None, help="masquerade all service traffic")
-    p.add_argument("--masquerade-bit", type=int, help="the packet mark bit that means 'masquerade' (default 14)")
+    p.add_argument("--masquerade-all", nargs="?", const=True, type=_boolean, default=None, metavar="BOOL",
+                   help="masquerade all service traffic (also --masquerade-all=true|false, as kube-proxy takes it)")
+    p.add_argument("--masquerade-bit", "--iptables-masquerade-bit", dest="masquerade_bit", type=int,
+                   help="the packet mark bit that means 'masquerade' (default 14)")
     from netplane.proxy import modes, options
 
     for name in modes.names():                   # each mode's own flags, such as --iptables-layout
         options.add_flags(p, modes.get(name).options)
+
+
+def _boolean(text: str) -> bool:
+    """A flag's value as Go's strconv.ParseBool reads it."""
+    value = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return value
 
 
 def _proxy_config(args):

@@ -20,6 +20,7 @@ from netplane.proxy.health import HealthServer, HealthState
 from netplane.proxy.metrics import ProxyMetrics
 from netplane.proxy.policy import Node, family_policies
 from netplane.proxy.proxier import Proxier
+from netplane.proxy.service_health import HealthChecks
 from netplane.proxy.settings import Settings
 from netplane.proxy.state import snapshot
 from netplane.proxy.syncloop import Schedule
@@ -51,8 +52,10 @@ def source(cfg: ProxyConfig):
 def run(cfg: ProxyConfig, checked: Checked, once: bool = False, wait_timeout: float = 30.0) -> int:
     schedule = Schedule(min_interval=cfg.min_sync_period, sync_interval=cfg.sync_period,
                         full_interval=cfg.full_sync_period)
-    proxier = Proxier(source(cfg), make_dataplane(cfg, checked), ProxyMetrics(),
-                      HealthState(timeout=2 * cfg.sync_period), schedule)
+    dataplane = make_dataplane(cfg, checked)
+    health = HealthState(timeout=2 * cfg.sync_period)
+    checks = None if once else HealthChecks(dataplane.settings.node.name, health.healthy)
+    proxier = Proxier(source(cfg), dataplane, ProxyMetrics(), health, schedule, checks)
     proxier.hold_gc()
     proxier.source.start()
     try:

@@ -26,14 +26,17 @@ from netplane.proxy.metrics import ProxyMetrics
 from netplane.proxy.syncloop import Schedule, SyncLoop
 from netplane.proxy.tracker import Tracker
 from netplane.proxy.policy import family_policies
+from netplane.proxy.service_health import HealthChecks
 
 log = logging.getLogger("netplane.proxy")
 
 
 class Proxier:
     def __init__(self, source, dataplane: Dataplane, metrics: ProxyMetrics | None = None,
-                 health: HealthState | None = None, schedule: Schedule | None = None) -> None:
+                 health: HealthState | None = None, schedule: Schedule | None = None,
+                 health_checks: HealthChecks | None = None) -> None:
         self.source, self.dataplane = source, dataplane
+        self.health_checks = health_checks     # healthCheckNodePort servers; None: not served
         self.metrics = metrics or ProxyMetrics()
         self.health = health or HealthState(timeout=2 * (schedule or Schedule()).full_interval)
         self.loop = SyncLoop(self.sync, schedule)
@@ -77,6 +80,8 @@ class Proxier:
             self.policies = {}     # updated in place, for a sync that did not happen: the retry decides all anew
             raise
         self.policies = policies
+        if self.health_checks:
+            self.health_checks.update(states, full=names is None)
         self._after_sync(pending, started, names, taken.triggered)
 
     def _after_sync(self, pending: dict, started: float, names, triggered: list[float]) -> None:
@@ -131,3 +136,5 @@ class Proxier:
 
     def stop(self) -> None:
         self.loop.stop()
+        if self.health_checks:
+            self.health_checks.stop()

@@ -707,6 +707,34 @@ def test_a_port_no_service_uses_reaches_the_node_from_outside(lab):
         server.wait()
 
 
+HEALTH_GET = """
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/", timeout=5) as r:
+        print(r.status, r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+"""
+
+
+def test_health_check_node_port_says_which_nodes_have_a_local_endpoint(lab):
+    """A load balancer in front of an externalTrafficPolicy Local Service
+    probes each node's healthCheckNodePort and sends traffic only where it
+    gets 200: the node with the Service's pod, not the other."""
+    pod = next(p for p, r in sorted(lab.record.pods.items()) if r.node == "node2")
+    services.publish(lab, [b.service("hc", "10.96.0.45", [dict(PORT[0], nodePort=30045)], type="LoadBalancer",
+                                     externalTrafficPolicy="Local", healthCheckNodePort=30557),
+                           b.endpoint_slice("hc", services.endpoints(lab, [pod]), TARGET)], "hc.json")
+    answers = {}
+    for node in ("node1", "node2"):
+        done = lab.run("client", [sys.executable, "-c", HEALTH_GET, node_ip(lab, node), "30557"], timeout=30)
+        status, _, body = done.stdout.strip().partition(" ")
+        answers[node] = (int(status), json.loads(body))
+    service = {"namespace": "default", "name": "hc"}
+    assert answers == {"node1": (503, {"service": service, "localEndpoints": 0, "serviceProxyHealthy": True}),
+                       "node2": (200, {"service": service, "localEndpoints": 1, "serviceProxyHealthy": True})}
+
+
 REUSE = """
 import socket, struct, sys
 # One source port for every connection: one the kernel says is free now (a

@@ -153,3 +153,19 @@ def test_bad_flags_exit_2_with_a_message_and_no_traceback(argv, message, capsys)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_kube_proxys_flag_names_carry_over():
+    """A kube-proxy command line works as it is (issue 20: these were refused)."""
+    from netplane import cli
+
+    args = cli._parser().parse_args([
+        "proxy", "--manifests", "/tmp", "--proxy-mode", "nftables", "--hostname-override", "node-7",
+        "--iptables-sync-period", "10s", "--iptables-min-sync-period", "2s", "--masquerade-all=true",
+        "--iptables-masquerade-bit", "13", "--v=2"])
+    cfg, _ = cli._proxy_config(args)
+    assert (cfg.mode, cfg.node_name, cfg.sync_period, cfg.min_sync_period, cfg.masquerade_all, cfg.masquerade_bit) \
+        == ("nftables", "node-7", 10.0, 2.0, True, 13)
+    assert args.verbosity == 2 and args.log_level is None
+    assert cli._parser().parse_args(["proxy", "--masquerade-all=false"]).masquerade_all is False
+    assert cli._parser().parse_args(["proxy", "--masquerade-all"]).masquerade_all is True
