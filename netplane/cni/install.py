@@ -21,7 +21,7 @@ from pathlib import Path
 
 from netplane.cni import config, shim
 from netplane.cni.errors import CniError
-from netplane.cni.server import parse_address
+from netplane.cni.server import display, parse_address
 
 PLUGIN_NAME = "netplane"
 CONFLIST_NAME = "10-netplane.conflist"
@@ -48,7 +48,7 @@ def render_native(agent_socket: str, standalone: list[str]) -> bytes:
     at = image.find(CONFIG_MARK)
     if at < 0 or image.find(CONFIG_MARK, at + 1) >= 0:
         raise InstallError(f"{NATIVE_CLIENT} has no single settings block; rebuild netplane")
-    fields = [_display_socket(agent_socket), *standalone, ""]
+    fields = [display(parse_address(agent_socket)), *standalone, ""]  # '@name' for an abstract socket
     if len(fields[0].encode()) > 107:
         raise InstallError(f"the agent socket address {agent_socket!r} is longer than a unix socket's 107 bytes")
     if any("\0" in f for f in fields):
@@ -57,12 +57,6 @@ def render_native(agent_socket: str, standalone: list[str]) -> bytes:
     if len(block) > CONFIG_SIZE:
         raise InstallError(f"the plugin's settings take {len(block)} bytes, more than its {CONFIG_SIZE}")
     return image[:at] + block.ljust(CONFIG_SIZE, b"\0") + image[at + CONFIG_SIZE:]
-
-
-def _display_socket(agent_socket: str) -> str:
-    """The native client's form: '@name' for an abstract socket, else a path."""
-    address = parse_address(agent_socket)
-    return "@" + address[1:] if address.startswith("\0") else address
 
 
 def standalone_command(python: str) -> list[str]:
