@@ -22,9 +22,9 @@ def no_ipvs_here(monkeypatch):
 
 def test_lab_run_adds_the_modes_this_kernel_lacks_when_a_vm_can_boot(no_ipvs_here, monkeypatch):
     monkeypatch.setattr(vm, "available", lambda: None)
-    assert cli._default_proxy_modes() == modes.available() + ["ipvs"]
+    assert cli.lab._default_proxy_modes() == modes.available() + ["ipvs"]
     monkeypatch.setattr(vm, "available", lambda: "no kernel image")
-    assert "ipvs" not in cli._default_proxy_modes()
+    assert "ipvs" not in cli.lab._default_proxy_modes()
 
 
 def test_lab_up_refuses_a_mode_this_kernel_lacks_in_one_line(no_ipvs_here, capsys):
@@ -39,7 +39,7 @@ def test_lab_run_in_the_vm_passes_the_same_run_on(no_ipvs_here, monkeypatch):
     monkeypatch.setattr(vm, "kernel", lambda: type("P", (), {"name": "vmlinuz-6.1.0-57-amd64"})())
     monkeypatch.setattr(vm, "run", lambda argv, timeout: ran.append(argv) or 0)
     args = cli._parser().parse_args(["lab", "run", "--proxy-mode", "ipvs", "--mode", "routed"])
-    assert cli._lab_run(args) == 0
+    assert cli.lab._lab_run(args) == 0
     assert ran == [[sys.executable, "-m", "netplane", "lab", "run", "--nodes", "3", "--name", "default",
                     "--mode=routed", "--proxy-mode=ipvs"]]
 

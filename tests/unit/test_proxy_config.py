@@ -163,7 +163,7 @@ def test_kube_proxys_flag_names_carry_over():
         "proxy", "--manifests", "/tmp", "--proxy-mode", "nftables", "--hostname-override", "node-7",
         "--iptables-sync-period", "10s", "--iptables-min-sync-period", "2s", "--masquerade-all=true",
         "--iptables-masquerade-bit", "13", "--v=2"])
-    cfg, _ = cli._proxy_config(args)
+    cfg, _ = cli.proxy.proxy_config(args)
     assert (cfg.mode, cfg.node_name, cfg.sync_period, cfg.min_sync_period, cfg.masquerade_all, cfg.masquerade_bit) \
         == ("nftables", "node-7", 10.0, 2.0, True, 13)
     assert args.verbosity == 2 and args.log_level is None
