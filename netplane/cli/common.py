@@ -17,11 +17,13 @@ class Exit:
     fast = False
 
 
-def configure_logging_from(args) -> None:
-    # --log-level, else kube-proxy's --v (klog: 4 and up is debug output)
-    level = args.log_level or ("DEBUG" if (getattr(args, "verbosity", None) or 0) >= 4 else "INFO")
+def configure_logging_from(args, verbosity: int | None = None, log_format: str = "text") -> None:
+    """--log-level, else kube-proxy's verbosity (klog: 4 and up is debug
+    output) from --v or the config file; in text (key=value) or JSON lines."""
+    verbosity = getattr(args, "verbosity", None) if verbosity is None else verbosity
+    level = args.log_level or ("DEBUG" if (verbosity or 0) >= 4 else "INFO")
     try:
-        configure_logging(level, path=args.log_file)
+        configure_logging(level, path=args.log_file, **({"format": log_format} if log_format != "text" else {}))
     except OSError as exc:
         raise UsageError(f"--log-file {args.log_file}: {exc.strerror}") from None
 

@@ -26,7 +26,27 @@ def add_parser(sub) -> None:
                    help="default INFO")
     p.add_argument("--v", type=int, dest="verbosity", help="kube-proxy's verbosity: 4 and up is --log-level DEBUG")
     p.add_argument("--log-file", help="log here instead of stderr")
+    p.add_argument("--logging-format", choices=LOG_FORMATS,
+                   help="text (key=value, default) or json (one object per line, as kube-proxy's)")
+    conntrack = p.add_argument_group("kube-proxy's conntrack settings (written in the node's network namespace)")
+    for flag, key, kind in CONNTRACK_FLAGS:
+        conntrack.add_argument(flag, dest=_conntrack_dest(key), type=kind, metavar="N" if kind is int else "VALUE",
+                               help=f"the config file's conntrack.{key}")
     p.set_defaults(func=_proxy)
+
+
+LOG_FORMATS = ("text", "json")
+# kube-proxy's flags for its conntrack: section, and the field each sets
+CONNTRACK_FLAGS = (("--conntrack-max-per-core", "maxPerCore", int), ("--conntrack-min", "min", int),
+                   ("--conntrack-tcp-timeout-established", "tcpEstablishedTimeout", str),
+                   ("--conntrack-tcp-timeout-close-wait", "tcpCloseWaitTimeout", str),
+                   ("--conntrack-tcp-be-liberal", "tcpBeLiberal", boolean),
+                   ("--conntrack-udp-timeout", "udpTimeout", str),
+                   ("--conntrack-udp-timeout-stream", "udpStreamTimeout", str))
+
+
+def _conntrack_dest(key: str) -> str:
+    return f"conntrack_{key}"
 
 
 def add_options(p) -> None:
@@ -67,6 +87,10 @@ def proxy_config(args):
         for flag in ("sync_period", "min_sync_period", "full_sync_period"):
             value = getattr(args, flag)
             flags[flag] = config.duration(value, "--" + flag.replace("_", "-")) if value is not None else None
+        flags["logging_format"] = getattr(args, "logging_format", None)
+        flags["verbosity"] = getattr(args, "verbosity", None)
+        conntrack = {key: getattr(args, _conntrack_dest(key), None) for _, key, _ in CONNTRACK_FLAGS}
+        flags["conntrack"] = {**base.conntrack, **{k: v for k, v in conntrack.items() if v is not None}}
         cfg = config.merge(base, flags)
         cfg.mode_options = {name: options.with_flags(config.options_of(cfg, name), args) for name in modes.names()}
         if sum(bool(x) for x in (cfg.manifests, cfg.kubeconfig, cfg.in_cluster)) > 1:
@@ -80,7 +104,7 @@ def _proxy(args) -> int:
     from netplane.proxy import daemon
 
     cfg, checked = proxy_config(args)
-    configure_logging_from(args)
+    configure_logging_from(args, cfg.verbosity, cfg.logging_format)
     require_net_admin("netplane proxy")
     for field in cfg.ignored:
         logging.getLogger("netplane.proxy").warning("config: ignoring kube-proxy field %s", field)

@@ -1,20 +1,30 @@
 """The proxy's settings: defaults, then a config file, then command-line flags.
 
+Precedence, field by field: a flag given on the command line wins over the
+config file, which wins over the defaults. The source (where Services come
+from) is one choice: a source flag (--manifests, --kubeconfig, --in-cluster)
+replaces the file's whole source, so `--manifests DIR` overrides a kubeadm
+config's clientConnection.kubeconfig. (kube-proxy itself lets a --config file
+win over most flags; netplane's order is the one a person editing a command
+line expects, and the README says so.)
+
 The config file is YAML (or JSON). It may be a kube-proxy
 KubeProxyConfiguration: the fields netplane understands keep their meaning
 (mode, clusterCIDR, nodePortAddresses, healthzBindAddress,
 metricsBindAddress, hostnameOverride, clientConnection.kubeconfig,
-syncPeriod, minSyncPeriod, and in the active mode's section (iptables,
-nftables, ipvs) masqueradeAll, masqueradeBit, syncPeriod, minSyncPeriod).
+syncPeriod, minSyncPeriod, logging.format, logging.verbosity, the conntrack
+section, and in the active mode's section (iptables, nftables, ipvs)
+masqueradeAll, masqueradeBit, syncPeriod, minSyncPeriod).
 Each mode's section is also where its own options live (options.py:
 `iptables.layout`, `ebpf.cgroupPath`, ...). kube-proxy's fields that
-netplane does not act on are accepted and reported as ignored, so a
-kubeadm config always loads; a field neither knows, at the top or inside a
-section, is an error, so a typo never passes silently. netplane's own
-top-level fields: manifests, nodeIPs, zone, serviceCIDR (comma-separated
-CIDRs; the nftables mode drops traffic to their unallocated addresses),
-fullSyncPeriod, and
-iptablesLayout (the same as iptables.layout).
+netplane does not act on are accepted and reported as ignored (unless left
+at kube-proxy's defaults, as kubeadm writes them), so a kubeadm config
+always loads; a field neither knows, at any level (`iptables.masqueradeALL`,
+`logging.options.json.bufferSize`), is an error naming its path, so a typo
+never passes silently. netplane's own top-level fields: manifests, nodeIPs,
+zone, serviceCIDR (comma-separated CIDRs; the nftables mode drops traffic to
+their unallocated addresses), fullSyncPeriod, and iptablesLayout (the same
+as iptables.layout).
 """
 import dataclasses
 import re
@@ -26,11 +36,26 @@ from netplane.kube import manifests
 from netplane.proxy import modes
 from netplane.proxy import options as mode_options
 
-# kube-proxy's top-level fields netplane does not act on, and the sections it
-# does not look into (their content is kube-proxy's or Windows' business)
+# kube-proxy's top-level fields netplane does not act on
 KUBE_PROXY_IGNORED = {"featureGates", "logging", "bindAddress", "bindAddressHardFail", "enableProfiling",
                       "showHiddenMetricsForVersion", "winkernel", "detectLocalMode", "detectLocal", "oomScoreAdj",
                       "configSyncPeriod", "portRange", "windowsRunAsService", "linux"}
+# What kube-proxy knows inside the sections netplane does not act on (or acts
+# on in part: logging), so that a typo there is caught too: a mapping is a
+# section, ANY a value of any shape (featureGates is a map of gate names).
+ANY = None
+KUBE_PROXY_NESTED = {
+    "logging": {"format": ANY, "flushFrequency": ANY, "verbosity": ANY, "vmodule": ANY,
+                "options": {"json": {"infoBufferSize": ANY, "splitStream": ANY},
+                            "text": {"infoBufferSize": ANY, "splitStream": ANY}}},
+    "detectLocal": {"bridgeInterface": ANY, "interfaceNamePrefix": ANY},
+    "winkernel": {"networkName": ANY, "sourceVip": ANY, "enableDSR": ANY, "rootHnsEndpointName": ANY,
+                  "forwardHealthCheckVip": ANY},
+}
+LOG_FORMATS = ("text", "json")
+# kube-proxy's defaults that kubeadm writes out: nothing to report when left so
+# (bindAddress other than "any" would pick the node IP family, which netplane takes from --node-ip)
+KUBE_PROXY_DEFAULTS = {"bindAddress": ("0.0.0.0", "::")}
 # kube-proxy's sections with fields of their own: every field it knows there
 KUBE_PROXY_SECTIONS = {
     "iptables": {"masqueradeAll", "masqueradeBit", "localhostNodePorts", "syncPeriod", "minSyncPeriod"},
@@ -42,6 +67,8 @@ KUBE_PROXY_SECTIONS = {
     "clientConnection": {"kubeconfig", "acceptContentTypes", "contentType", "qps", "burst"},
 }
 SHARED_IN_SECTION = {"masqueradeAll", "masqueradeBit", "syncPeriod", "minSyncPeriod"}   # read from the mode's
+ACTED_IN_SECTION = {"clientConnection": {"kubeconfig"},                                 # whatever the mode
+                    "conntrack": KUBE_PROXY_SECTIONS["conntrack"]}
 KINDS = ("KubeProxyConfiguration", "ProxyConfiguration")
 
 
@@ -69,6 +96,9 @@ class ProxyConfig:
     full_sync_period: float = 3600.0
     healthz_bind_address: str = "0.0.0.0:10256"
     metrics_bind_address: str = "127.0.0.1:10249"
+    logging_format: str = "text"                          # text (key=value) or json
+    verbosity: int = 0                                   # kube-proxy's --v: 4 and up is debug
+    conntrack: dict = field(default_factory=dict)        # kube-proxy's conntrack: section, as written
     ignored: list[str] = field(default_factory=list)     # kube-proxy fields in the file we do not use
 
 
@@ -96,12 +126,52 @@ def from_dict(doc: dict, where: str = "config") -> ProxyConfig:
         sections["iptables"] = {"layout": values["iptablesLayout"], **sections["iptables"]}
     values.pop("iptablesLayout", None)
     _take(values, cfg, where)
+    _take_logging(values, cfg, where)
     shared = _take_sections(sections, cfg, where)
     unknown = sorted(set(values) - KUBE_PROXY_IGNORED)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s): {', '.join(unknown)}")
-    cfg.ignored = sorted(values) + _ignored_in_sections(sections, where, shared)
+    for key, schema in KUBE_PROXY_NESTED.items():
+        _known(values.get(key), schema, key, where)
+    cfg.ignored = sorted(k for k, v in values.items() if not _empty(v) and v not in KUBE_PROXY_DEFAULTS.get(k, ())) \
+        + _ignored_in_sections(sections, where, shared)
     return cfg
+
+
+def _known(value, schema, path: str, where: str) -> None:
+    """Every field in `value` is one kube-proxy knows at `path`."""
+    if schema is ANY or value is None:
+        return
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {path} must be a mapping")
+    unknown = sorted(set(value) - set(schema))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) in {path}: {', '.join(unknown)}")
+    for key, inner in value.items():
+        _known(inner, schema[key], f"{path}.{key}", where)
+
+
+def _empty(value) -> bool:
+    """What kubeadm writes for "unset": nulls, empty strings, zeros, false, and mappings of those."""
+    if isinstance(value, dict):
+        return all(_empty(v) for v in value.values())
+    return value in (None, "", 0, False, "0") or (isinstance(value, str) and _zero(value))
+
+
+def _take_logging(values: dict, cfg: ProxyConfig, where: str) -> None:
+    """kube-proxy's logging.format and logging.verbosity; the rest of the
+    section (flush frequency, vmodule, buffer sizes) is klog's and ignored."""
+    section = values.get("logging")
+    if not isinstance(section, dict):
+        return
+    if _set(section, "format"):
+        cfg.logging_format = _typed(section["format"], str, f"{where}: logging.format")
+        if cfg.logging_format not in LOG_FORMATS:
+            raise ConfigError(f"{where}: logging.format {cfg.logging_format!r}: choose text or json")
+    if _set(section, "verbosity"):
+        cfg.verbosity = _typed(section["verbosity"], int, f"{where}: logging.verbosity")
+    rest = {k: v for k, v in section.items() if k not in ("format", "verbosity")}
+    values["logging"] = rest
 
 
 def _section_names() -> list[str]:
@@ -118,6 +188,7 @@ def _take_sections(sections: dict[str, dict], cfg: ProxyConfig, where: str) -> s
                                                                f"{where}: {mode.section}")
         except mode_options.OptionError as err:
             raise ConfigError(str(err)) from None
+    cfg.conntrack = {k: v for k, v in sections.get("conntrack", {}).items() if not _empty(v)}
     connection = sections.get("clientConnection", {})
     if _set(connection, "kubeconfig"):
         cfg.kubeconfig = _typed(connection["kubeconfig"], str, f"{where}: clientConnection.kubeconfig")
@@ -152,8 +223,8 @@ def _ignored_in_sections(sections: dict[str, dict], where: str, shared: str) -> 
         unknown = sorted(set(section) - known - own)
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) in {key}: {', '.join(unknown)}")
-        acted = own | (SHARED_IN_SECTION if key == shared else set()) | ({"kubeconfig"} if key == "clientConnection" else set())
-        ignored += [f"{key}.{k}" for k in sorted(set(section) - acted) if section[k] not in (None, "", 0, False)]
+        acted = own | (SHARED_IN_SECTION if key == shared else set()) | ACTED_IN_SECTION.get(key, set())
+        ignored += [f"{key}.{k}" for k in sorted(set(section) - acted) if not _empty(section[k])]
     return ignored
 
 
@@ -233,9 +304,17 @@ def duration(value, what: str) -> float:
     return seconds
 
 
+SOURCE_FIELDS = ("manifests", "kubeconfig", "in_cluster")
+
+
 def merge(base: ProxyConfig, overrides: dict) -> ProxyConfig:
-    """Flags given on the command line (not None) win over the file."""
-    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    """Flags given on the command line (not None) win over the file. The
+    source is one choice: a source flag replaces the file's source whole
+    (`--manifests DIR` over a kubeadm config's clientConnection.kubeconfig)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if any(given.get(k) for k in SOURCE_FIELDS):
+        given = {**{k: ProxyConfig.__dataclass_fields__[k].default for k in SOURCE_FIELDS}, **given}
+    return dataclasses.replace(base, **given)
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,13 @@ iptables: {masqueradeAll: true, masqueradeBit: 15, syncPeriod: 1m30s, minSyncPer
 ipvs: {scheduler: rr, strictARP: false}
 nftables: {masqueradeBit: 14}
 conntrack: {maxPerCore: 32768}
-winkernel: {anything: goes}
+winkernel: {networkName: vxlan0}
 """))
     assert cfg.cluster_cidrs == ["10.244.0.0/16", "fd00:10:244::/56"] and cfg.node_name == "node7"
     assert cfg.kubeconfig == "/etc/kubernetes/proxy.conf" and cfg.masquerade_all and cfg.masquerade_bit == 15
     assert cfg.sync_period == 90 and cfg.min_sync_period == 0.5
-    assert cfg.ignored == ["winkernel", "conntrack.maxPerCore", "iptables.localhostNodePorts",
-                           "nftables.masqueradeBit"]
+    assert cfg.ignored == ["winkernel", "iptables.localhostNodePorts", "nftables.masqueradeBit"]
+    assert cfg.conntrack == {"maxPerCore": 32768}
 
 
 def test_a_modes_options_come_from_its_section_and_its_flags_win(tmp_path, capsys):
@@ -89,6 +89,11 @@ iptables: {masqueradeAll: false, masqueradeBit: null, minSyncPeriod: 0s, syncPer
     ("iptables: [1]\n", "iptables must be a mapping"),
     ("nodeIPs: 10.0.0.1\n", "expected a list of strings"),
     ("mode: [\n", "proxy.yaml"),
+    ("logging: {format: json, optoins: {}}\n", "unknown field(s) in logging: optoins"),
+    ("logging: {options: {json: {infoBufferSise: 0}}}\n", "unknown field(s) in logging.options.json: infoBufferSise"),
+    ("logging: {format: yaml}\n", "logging.format 'yaml': choose text or json"),
+    ("detectLocal: {bridgeInterfaces: cni0}\n", "unknown field(s) in detectLocal: bridgeInterfaces"),
+    ("winkernel: [1]\n", "winkernel must be a mapping"),
 ])
 def test_bad_config_files_are_refused_with_the_reason(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -169,3 +174,103 @@ def test_kube_proxys_flag_names_carry_over():
     assert args.verbosity == 2 and args.log_level is None
     assert cli._parser().parse_args(["proxy", "--masquerade-all=false"]).masquerade_all is False
     assert cli._parser().parse_args(["proxy", "--masquerade-all"]).masquerade_all is True
+
+
+# What `kubeadm init` writes into the kube-proxy ConfigMap (kubeadm 1.31, every field at its zero value).
+KUBEADM_CONFIG = """
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+bindAddress: 0.0.0.0
+bindAddressHardFail: false
+clientConnection:
+  acceptContentTypes: ""
+  burst: 0
+  contentType: ""
+  kubeconfig: /var/lib/kube-proxy/kubeconfig.conf
+  qps: 0
+clusterCIDR: 10.244.0.0/16
+configSyncPeriod: 0s
+conntrack:
+  maxPerCore: null
+  min: null
+  tcpBeLiberal: false
+  tcpCloseWaitTimeout: null
+  tcpEstablishedTimeout: null
+  udpStreamTimeout: 0s
+  udpTimeout: 0s
+detectLocal:
+  bridgeInterface: ""
+  interfaceNamePrefix: ""
+detectLocalMode: ""
+enableProfiling: false
+healthzBindAddress: ""
+hostnameOverride: ""
+iptables:
+  localhostNodePorts: null
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 0s
+  syncPeriod: 0s
+ipvs:
+  excludeCIDRs: null
+  minSyncPeriod: 0s
+  scheduler: ""
+  strictARP: false
+  syncPeriod: 0s
+  tcpFinTimeout: 0s
+  tcpTimeout: 0s
+  udpTimeout: 0s
+kind: KubeProxyConfiguration
+logging:
+  flushFrequency: 0
+  options:
+    json:
+      infoBufferSize: "0"
+    text:
+      infoBufferSize: "0"
+  verbosity: 0
+metricsBindAddress: ""
+mode: ""
+nftables:
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 0s
+  syncPeriod: 0s
+nodePortAddresses: null
+oomScoreAdj: null
+portRange: ""
+showHiddenMetricsForVersion: ""
+winkernel:
+  enableDSR: false
+  forwardHealthCheckVip: false
+  networkName: ""
+  rootHnsEndpointName: ""
+  sourceVip: ""
+"""
+
+
+def test_the_config_kubeadm_writes_loads_with_nothing_reported_ignored(tmp_path):
+    cfg = config.load_file(write(tmp_path, KUBEADM_CONFIG))
+    assert cfg.kubeconfig == "/var/lib/kube-proxy/kubeconfig.conf" and cfg.cluster_cidrs == ["10.244.0.0/16"]
+    assert cfg.ignored == [] and cfg.conntrack == {} and cfg.logging_format == "text"
+    config.check(cfg, ["iptables"])
+
+
+def test_logging_format_and_verbosity_are_read_and_the_rest_of_logging_reported_ignored(tmp_path):
+    cfg = config.load_file(write(tmp_path, "logging: {format: json, verbosity: 4, flushFrequency: 5s}\n"))
+    assert (cfg.logging_format, cfg.verbosity) == ("json", 4)
+    assert cfg.ignored == ["logging"]
+
+
+def test_a_source_flag_replaces_the_files_source(tmp_path):
+    """kubeadm's config names a kubeconfig; --manifests on the command line must win, not clash."""
+    from netplane import cli
+
+    path = write(tmp_path, KUBEADM_CONFIG)
+    args = cli._parser().parse_args(["proxy", "--config", path, "--manifests", str(tmp_path)])
+    cfg, _ = cli.proxy.proxy_config(args)
+    assert (cfg.manifests, cfg.kubeconfig, cfg.in_cluster) == (str(tmp_path), None, False)
+    args = cli._parser().parse_args(["proxy", "--config", path, "--in-cluster"])
+    cfg, _ = cli.proxy.proxy_config(args)
+    assert (cfg.manifests, cfg.kubeconfig, cfg.in_cluster) == (None, None, True)
+    args = cli._parser().parse_args(["proxy", "--config", path])
+    assert cli.proxy.proxy_config(args)[0].kubeconfig == "/var/lib/kube-proxy/kubeconfig.conf"   # the file's
