@@ -10,7 +10,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("proxy", help="run the service proxy (kube-proxy replacement) on this node")
     add_options(p)
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--manifests", help="a directory of Service and EndpointSlice manifests, watched")
+    source.add_argument("--manifests", help="a directory of Service and EndpointSlice manifests, or one file, watched")
     source.add_argument("--kubeconfig", help="watch Services and EndpointSlices on the API server it names")
     source.add_argument("--in-cluster", action="store_true", default=None, help="watch them with in-cluster credentials")
     p.add_argument("--once", action="store_true", help="sync once and exit")
@@ -113,13 +113,15 @@ def _proxy(args) -> int:
             print(f"removed {line}")
         return 0
     if not (cfg.manifests or cfg.kubeconfig or cfg.in_cluster):
-        raise UsageError("give a source: --manifests DIR, --kubeconfig FILE or --in-cluster")
+        raise UsageError("give a source: --manifests DIR|FILE, --kubeconfig FILE or --in-cluster")
     check_source(cfg)
     return daemon.run(cfg, checked, once=args.once)
 
 
 def check_source(cfg) -> None:
-    if cfg.manifests is not None and not os.path.isdir(cfg.manifests):
-        raise UsageError(f"manifests {cfg.manifests}: no such directory")
+    from netplane.proxy.manifest_source import problem
+
+    if cfg.manifests is not None and (why := problem(cfg.manifests)):
+        raise UsageError(f"manifests {cfg.manifests}: {why}")
     if cfg.kubeconfig is not None and not os.path.isfile(cfg.kubeconfig):
         raise UsageError(f"kubeconfig {cfg.kubeconfig}: no such file")

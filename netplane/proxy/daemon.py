@@ -1,5 +1,5 @@
 """`netplane proxy`: the node daemon, and the one-shot jobs beside it
-(--once, --cleanup, and `netplane compile`).
+(--once and --cleanup; `netplane compile` is dry_run.py).
 
 The daemon runs the Proxier's sync loop on the main thread, the source on
 its own thread, and serves /healthz and /livez (default 0.0.0.0:10256) and
@@ -13,16 +13,14 @@ import socket
 import time
 
 from netplane.errors import OperatorError
-from netplane.gcpause import cyclic_gc_paused
 from netplane.proxy.config import Checked, ProxyConfig, options_of
 from netplane.proxy.dataplane import Dataplane, dataplane
 from netplane.proxy.health import HealthServer, HealthState
 from netplane.proxy.metrics import ProxyMetrics
-from netplane.proxy.policy import Node, family_policies
+from netplane.proxy.policy import Node
 from netplane.proxy.proxier import Proxier
 from netplane.proxy.service_health import HealthChecks
 from netplane.proxy.settings import Settings
-from netplane.proxy.state import snapshot
 from netplane.proxy.syncloop import Schedule
 
 log = logging.getLogger("netplane.proxy")
@@ -123,33 +121,3 @@ def cleanup(cfg: ProxyConfig, checked: Checked) -> list[str]:
     kube-proxy's --cleanup does: a node may have run another mode before)."""
     plane = make_dataplane(cfg, checked, sweep=False)
     return plane.cleanup() + plane.sweep_other_modes(kept_too=True)
-
-
-def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None) -> str:
-    """What `netplane compile` prints: the full plan for the source's objects,
-    no kernel touched. `timing`, if given, gets seconds per phase."""
-    timing = {} if timing is None else timing
-    # A one-shot run over large manifests allocates millions of objects and
-    # frees none of them: the cyclic GC would only rescan them, again and again.
-    with cyclic_gc_paused():
-        started = time.perf_counter()
-        src = source(cfg)
-        src.scan()
-        services, slices = src.objects()
-        timing["read"] = _lap(started)
-        snap = snapshot(services, slices)
-        timing["parse"] = _lap(started, timing)
-        for what, why in sorted(snap.skipped.items()):
-            log.warning("skipping %s: %s", what, why)
-        plane = make_dataplane(cfg, checked, sweep=False)
-        node = plane.settings.node
-        policies = {f: family_policies(snap.ports, f, node) for f in plane.settings.families}
-        timing["categorize"] = _lap(started, timing)
-        text = plane.dry_run(policies)
-        timing["compile"] = _lap(started, timing)
-        return text
-
-
-def _lap(started: float, timing: dict | None = None) -> float:
-    """Seconds since `started`, less the phases already in `timing`."""
-    return time.perf_counter() - started - sum((timing or {}).values())

@@ -1,8 +1,10 @@
-"""`--manifests DIR`: Services and EndpointSlices from files, as changes.
+"""`--manifests DIR|FILE`: Services and EndpointSlices from files, as changes.
 
 The embedded default source. Every *.yaml, *.yml and *.json file under DIR
-is read (several documents per file and `kind: List` welcome); other kinds
-of objects are ignored. A scan re-reads only the files whose size, mtime or
+is read (hidden files and folders are not), or the one FILE given, whatever its name (several documents per
+file and `kind: List` welcome); other kinds of objects (Deployments,
+ConfigMaps...) are ignored without a word, so a whole application's
+manifests can be given. A scan re-reads only the files whose size, mtime or
 inode changed, and turns what they hold into per-object Changes: an object
 whose text did not change produces none, so the proxy parses only what did.
 
@@ -12,9 +14,11 @@ Keeping the last good state:
 - a bad item in a `kind: List` is reported and skipped; the file's other
   objects count;
 - a deleted file withdraws its objects;
-- a deleted DIR withdraws nothing: that is an accident (a remount, a
-  volume swap), not an intent. Its objects stay until DIR is back, and
-  are then re-read.
+- a deleted DIR (or FILE) withdraws nothing: that is an accident (a
+  remount, a volume swap), not an intent. Its objects stay until it is
+  back, and are then re-read.
+A FILE is followed through its symlinks at every scan (its signature is
+its target's), so a ConfigMap volume's swap of `..data` is a change.
 An object defined by two files is taken from the last of them, in path
 order, and the duplicate is reported.
 """
@@ -36,15 +40,18 @@ class ManifestDir:
         self.errors: dict[str, str] = {}                    # file (or DIR) -> what is wrong with it
         self._files: dict[str, tuple[tuple, dict[Key, dict]]] = {}   # file -> (stat signature, its objects)
         self._defined_by: dict[Key, dict[str, dict]] = {}   # object -> file -> its text there
+        self._absent = False                                # PATH is missing (its objects are kept)
 
     def scan(self) -> list[Change]:
         """Re-read what changed on disk; the changes to the objects."""
-        if not os.path.isdir(self.path):
+        present = dict(self._scan())
+        if not present and not os.path.isdir(self.path):    # gone (a FILE, maybe only for a moment)
             self._missing()
             return []
-        if self.errors.pop(self.path, None):
+        if self._absent:
+            self._absent = False
+            self.errors.pop(self.path, None)
             log.info("%s is back; reading it again", self.path)
-        present = dict(self._scan())
         touched: dict[Key, dict | None] = {}
         for gone in set(self._files) - set(present):
             self._replace(gone, None, touched)
@@ -59,24 +66,26 @@ class ManifestDir:
         return [self._winner(key) for key in sorted(self._defined_by) if key[0] == kind]
 
     def _missing(self) -> None:
-        if self.path not in self.errors:
+        if not self._absent:
             log.error("%s is missing; keeping the %d objects read from it until it is back", self.path,
                       len(self._defined_by))
-        self.errors[self.path] = "directory missing; keeping the last good objects"
+        self._absent = True
+        self.errors[self.path] = "missing; keeping the last good objects"
         for path in list(self._files):          # so that everything is read again when it is back
             self._files[path] = (None, self._files[path][1])
 
     def _scan(self):
+        """(file, its stat signature) for every file to read."""
+        if not os.path.isdir(self.path):
+            yield from _signed(self.path)          # a FILE: whatever its name
+            return
         for root, dirs, files in os.walk(self.path):
-            dirs.sort()
+            # hidden folders are skipped as hidden files are: a ConfigMap volume's
+            # ..2026_12_01... holds the targets of the links beside them
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
                 if name.endswith(SUFFIXES) and not name.startswith("."):
-                    path = os.path.join(root, name)
-                    try:
-                        st = os.stat(path)
-                    except OSError:
-                        continue                           # removed while we looked
-                    yield path, (path, st.st_ino, st.st_mtime_ns, st.st_size)
+                    yield from _signed(os.path.join(root, name))
 
     def _load(self, path: str, signature: tuple, touched: dict) -> None:
         problems: list[str] = []
@@ -133,3 +142,22 @@ class ManifestDir:
             if before is not after and before != after:
                 changes.append(Change(key[0], key[1], before, after))
         return changes
+
+
+def _signed(path: str):
+    """(path, its signature), or nothing if it is gone. stat() follows
+    symlinks: a swapped target (a ConfigMap's `..data`) has another inode."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return                                     # removed while we looked
+    yield path, (path, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def problem(path: str) -> str | None:
+    """Why PATH cannot be a --manifests source (None: it can)."""
+    if not os.path.exists(path):
+        return "no such file or directory"
+    if not (os.path.isdir(path) or os.path.isfile(path)):
+        return "not a file or a directory"
+    return None

@@ -146,7 +146,7 @@ def test_flags_win_over_the_file_and_compile_prints_the_plan(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["proxy"], "give a source"),
-    (["proxy", "--manifests", "/nonexistent"], "no such directory"),
+    (["proxy", "--manifests", "/nonexistent"], "no such file or directory"),
     (["proxy", "--manifests", ".", "--sync-period", "fast"], "--sync-period: 'fast' is not a duration"),
     (["proxy", "--manifests", ".", "--min-sync-period", "1m", "--sync-period", "30s"], "minimum sync period"),
     (["proxy", "--manifests", ".", "--node-ip", "10.0.0.1,10.0.0.2"], "at most one per family"),

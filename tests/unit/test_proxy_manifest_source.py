@@ -136,3 +136,114 @@ def test_the_watcher_scans_on_a_write_without_polling_and_follows_a_recreated_di
         assert seen.wait(2)
     finally:
         watcher.stop()
+
+
+# --manifests FILE: one file, read as a directory's files are, and watched through its directory.
+
+DEPLOYMENT = {"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2}}
+
+
+def names(source, kind="Service"):
+    return [o["metadata"]["name"] for o in source.objects(kind)]
+
+
+def test_a_file_source_reads_its_services_and_slices_and_skips_other_kinds_silently(tmp_path, caplog):
+    path = tmp_path / "app"                     # any name: the file was given, not found by its suffix
+    write(path, "\n---\n".join(json.dumps(o) for o in (DEPLOYMENT, SERVICE, {"kind": "ConfigMap"}, SLICE)))
+    (tmp_path / "other.yaml").write_text(json.dumps(named("not-mine")))
+    source = ManifestDir(str(path))
+    assert summary(source.scan()) == [("EndpointSlice", "default/web-1", False, True),
+                                      ("Service", "default/web", False, True)]
+    assert names(source) == ["web"] and source.errors == {} and not caplog.records
+
+
+def test_a_file_rewritten_by_rename_is_seen(tmp_path):
+    path = tmp_path / "services.yaml"
+    write(path, json.dumps(SERVICE))
+    source = ManifestDir(str(path))
+    source.scan()
+    write(path, json.dumps(named("web2")))      # write() writes a temporary file and renames it over
+    assert summary(source.scan()) == [("Service", "default/web", True, False), ("Service", "default/web2", False, True)]
+
+
+def configmap_volume(folder, version, text):
+    """What kubelet's atomic writer does: the keys in a fresh ..<version>
+    folder, `..data` swapped to it by a rename, the old folder removed."""
+    (folder / f"..{version}").mkdir()
+    (folder / f"..{version}" / "services.yaml").write_text(text)
+    os.symlink(f"..{version}", folder / "..data_tmp")
+    old = os.readlink(folder / "..data") if os.path.lexists(folder / "..data") else None
+    os.replace(folder / "..data_tmp", folder / "..data")
+    if old:
+        shutil.rmtree(folder / old)
+    if not os.path.lexists(folder / "services.yaml"):
+        os.symlink("..data/services.yaml", folder / "services.yaml")
+
+
+def test_a_configmap_volumes_symlink_swap_is_seen_in_a_file_and_in_its_directory(tmp_path):
+    configmap_volume(tmp_path, "v1", json.dumps(SERVICE))
+    one_file, folder = ManifestDir(str(tmp_path / "services.yaml")), ManifestDir(str(tmp_path))
+    assert names(one_file) == [] and summary(one_file.scan()) == [("Service", "default/web", False, True)]
+    assert summary(folder.scan()) == [("Service", "default/web", False, True)]    # ..v1 is not read twice
+    configmap_volume(tmp_path, "v2", json.dumps(named("web2")))
+    expected = [("Service", "default/web", True, False), ("Service", "default/web2", False, True)]
+    assert summary(one_file.scan()) == expected and summary(folder.scan()) == expected
+    assert one_file.errors == {} and folder.errors == {}
+
+
+def test_a_file_that_goes_bad_or_away_keeps_its_last_good_objects(tmp_path):
+    path = tmp_path / "services.json"
+    write(path, json.dumps({"kind": "List", "items": [SERVICE, SLICE]}))
+    source = ManifestDir(str(path))
+    source.scan()
+    write(path, "{not json")
+    assert source.scan() == [] and names(source) == ["web"] and names(source, "EndpointSlice") == ["web-1"]
+    assert str(path) in source.errors[str(path)]
+    os.unlink(path)                             # unlike a file in a directory: the source itself is gone
+    assert source.scan() == [] and names(source) == ["web"] and "missing" in source.errors[str(path)]
+    write(path, json.dumps(named("web2")))
+    assert summary(source.scan()) == [("EndpointSlice", "default/web-1", True, False),
+                                      ("Service", "default/web", True, False), ("Service", "default/web2", False, True)]
+    assert source.errors == {}
+
+
+def events_call_for_a_scan(watcher):
+    return watcher._follow(watcher._inotify.read(timeout=2000))
+
+
+def test_a_watched_file_wakes_the_watcher_for_its_own_name_and_its_links_first_step_only(tmp_path):
+    configmap_volume(tmp_path, "v1", json.dumps(SERVICE))
+    watcher = DirWatcher(str(tmp_path / "services.yaml"), lambda: None, "test")
+    assert watcher._arm() and list(watcher._watches.values()) == [str(tmp_path)]
+    try:
+        (tmp_path / "unrelated.yaml").write_text("{}")
+        assert not events_call_for_a_scan(watcher)
+        configmap_volume(tmp_path, "v2", "{}")      # touches ..v2, ..data_tmp, ..data, ..v1: ..data counts
+        assert events_call_for_a_scan(watcher)
+    finally:
+        watcher._disarm()
+    plain = tmp_path / "plain.yaml"
+    write(plain, "{}")
+    watcher = DirWatcher(str(plain), lambda: None, "test")
+    assert watcher._arm()
+    try:
+        write(plain, "{}")                           # a rename over it: a new inode, still seen
+        assert events_call_for_a_scan(watcher)
+    finally:
+        watcher._disarm()
+
+
+def test_the_watcher_scans_a_file_rewritten_by_rename(tmp_path):
+    path = tmp_path / "services.yaml"
+    write(path, "{}")
+    seen = threading.Event()
+    # no polling and no rescan within the test: only an inotify event can call scan() again
+    watcher = DirWatcher(str(path), seen.set, "test", poll=3600, rescan=3600).start()
+    try:
+        assert watcher.watching and seen.is_set()
+        for _ in range(2):
+            seen.clear()
+            write(path, json.dumps(SERVICE))
+            assert seen.wait(5)
+    finally:
+        watcher.stop()
