@@ -2,8 +2,9 @@
 
 - the CNI fast path (netplane/cni/server.py), always;
 - the pod network across nodes (netplane/podnet/controller.py), when the
-  agent has a node source (a nodes file or the Kubernetes API).
-Both run as threads until SIGTERM or SIGINT. Stopping the agent leaves the
+  agent has a node source (a nodes file or the Kubernetes API);
+- /healthz, /livez and /metrics (netplane/agent/observe.py), unless turned off.
+All run as threads until SIGTERM or SIGINT. Stopping the agent leaves the
 kernel state in place, so pods keep their connectivity while it restarts.
 """
 import functools
@@ -12,9 +13,10 @@ import signal
 import threading
 
 from netplane import nodestate
+from netplane.agent.observe import Observer
 from netplane.cni import plugin
 from netplane.cni.reaper import Reaper
-from netplane.cni.server import CniServer, display, parse_address
+from netplane.cni.server import CniServer, answers, display, parse_address
 
 log = logging.getLogger("netplane.agent")
 
@@ -24,10 +26,27 @@ def publish_node_state(path: str, node_name: str, pod_cidrs, mtu: int | None) ->
     log.info("node state written to %s: %s", path, ", ".join(map(str, pod_cidrs)))
 
 
-def run(cni_socket: str, deferred_teardown: bool = True, network=None) -> int:
-    """Serve until a signal. `network` is a podnet Controller (or None)."""
+def run(cni_socket: str, deferred_teardown: bool = True, network=None,
+        healthz: tuple[str, int] | None = None, metrics: tuple[str, int] | None = None) -> int:
+    """Serve until a signal. `network` is a podnet Controller (or None);
+    `healthz` and `metrics` are (host, port) to serve them on (None: off)."""
+    observer = Observer(network)
+    # bound first: a taken port stops the agent before it touches the kernel
+    observe_servers = observer.serve(healthz, metrics)
+    try:
+        return _serve(cni_socket, deferred_teardown, network, observer)
+    finally:
+        for observed in observe_servers:
+            observed.stop()
+
+
+def _serve(cni_socket: str, deferred_teardown: bool, network, observer: Observer) -> int:
     reaper = Reaper().start() if deferred_teardown else None
-    server = CniServer(parse_address(cni_socket), handler=functools.partial(plugin.run, reaper=reaper, client_opens_netns=True))
+    handler = functools.partial(plugin.run, reaper=reaper, client_opens_netns=True)
+    server = CniServer(parse_address(cni_socket), handler=observer.counted(handler))
+    serving = threading.Event()
+    # healthy while the loop runs and the socket takes connections (a path socket can be deleted under us)
+    observer.health.cni_serving = lambda: serving.is_set() and answers(server.address)
     network_thread = _start_network(network)
 
     def on_signal(signum, _frame) -> None:
@@ -39,8 +58,10 @@ def run(cni_socket: str, deferred_teardown: bool = True, network=None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     log.info("serving the CNI fast path on %s", display(server.address))
     try:
+        serving.set()
         server.serve_forever(poll_interval=0.5)
     finally:
+        serving.clear()
         server.server_close()
         if reaper:
             reaper.stop()

@@ -2,6 +2,7 @@
 import os
 import socket
 
+from netplane.agent.ports import DEFAULT_HEALTHZ_ADDRESS, DEFAULT_METRICS_ADDRESS
 from netplane.cni import config
 from netplane.cni.errors import CniError
 from netplane.cli.common import UsageError, configure_logging_from
@@ -31,6 +32,11 @@ def add_parser(sub) -> None:
     net.add_argument("--resync-interval", type=float, default=30.0,
                      help="seconds between full reconciliations (default 30)")
     net.add_argument("--status-file", default="/run/netplane/network.json", help="where to report the pod network")
+    observe = p.add_argument_group("health and metrics")
+    observe.add_argument("--healthz-bind-address", default=DEFAULT_HEALTHZ_ADDRESS, metavar="HOST:PORT",
+                         help=f"serve /healthz and /livez here ('' turns them off; default {DEFAULT_HEALTHZ_ADDRESS})")
+    observe.add_argument("--metrics-bind-address", default=DEFAULT_METRICS_ADDRESS, metavar="HOST:PORT",
+                         help=f"serve Prometheus /metrics here ('' turns it off; default {DEFAULT_METRICS_ADDRESS})")
     p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-file", help="log here instead of stderr")
     p.set_defaults(func=_agent)
@@ -40,13 +46,16 @@ def _agent(args) -> int:
     from netplane.agent import main as agent
 
     require_net_admin("netplane agent")
+    healthz = _bind_address(args.healthz_bind_address, "--healthz-bind-address")
+    metrics = _bind_address(args.metrics_bind_address, "--metrics-bind-address")
     network = _pod_network(args)
     configure_logging_from(args)
     if args.pod_cidr:
         cidrs = _flag(config.parse_subnets, args.pod_cidr, "--pod-cidr")
         mtu = _flag(config.parse_mtu, args.mtu, "--mtu") if args.mtu is not None else None
         agent.publish_node_state(args.state_file, args.node_name, cidrs, mtu)
-    return agent.run(args.cni_socket, deferred_teardown=not args.sync_teardown, network=network)
+    return agent.run(args.cni_socket, deferred_teardown=not args.sync_teardown, network=network,
+                     healthz=healthz, metrics=metrics)
 
 
 def _pod_network(args):
@@ -71,6 +80,16 @@ def _pod_network(args):
     settings = Settings(mode=args.mode, vni=args.vni, port=args.vxlan_port)
     return Controller(_node_source(args), args.node_name or socket.gethostname().lower(), settings,
                       args.state_file, args.status_file, args.resync_interval)
+
+
+def _bind_address(text: str, flag: str) -> tuple[str, int] | None:
+    """host:port as netplane proxy reads its own (None: turned off)."""
+    from netplane.proxy.config import ConfigError, bind_address
+
+    try:
+        return bind_address(text, flag)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
 
 
 def _check_writable(path: str, flag: str) -> None:

@@ -40,7 +40,14 @@ class Report:
     problems: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     changes: int = 0
-    at: float = 0.0
+    at: float = 0.0              # when the pass started (epoch seconds)
+    duration: float = 0.0        # how long it took (seconds)
+
+    @property
+    def succeeded(self) -> bool:
+        """The pod network is set up as the source describes it (problems
+        such as a skipped peer may remain; failures and not-ready may not)."""
+        return self.ready and not self.failures
 
 
 class Controller:
@@ -49,8 +56,13 @@ class Controller:
         self.source, self.node_name, self.settings = source, node_name, settings
         self.state_file, self.status_file = state_file, status_file
         self.resync_interval = resync_interval
+        # What the agent's /healthz and /metrics read (from their own threads:
+        # plain counters and one reference, replaced whole after each pass).
         self.passes = 0
+        self.failed_passes = 0           # passes that hit an error (not those waiting for the source)
         self.total_changes = 0           # edits applied since the agent started
+        self.last_report: Report | None = None
+        self.peers: list[str] = []       # the peers the kernel is set up for (a pass that stopped early keeps them)
         self._published_state = None
         self._stop = threading.Event()
         self._last_said: dict[str, list[str]] = {}
@@ -61,8 +73,7 @@ class Controller:
             while not self._stop.is_set():
                 self.source.changed.clear()
                 report = self.reconcile(ipr)
-                healthy = report.ready and not report.failures
-                self.source.changed.wait(self.resync_interval if healthy else RETRY_AFTER_FAILURE)
+                self.source.changed.wait(self.resync_interval if report.succeeded else RETRY_AFTER_FAILURE)
 
     def stop(self) -> None:
         self._stop.set()
@@ -70,6 +81,7 @@ class Controller:
 
     def reconcile(self, ipr: IPRoute) -> Report:
         report = Report(self.node_name, self.settings.mode, at=time.time())
+        started = time.monotonic()
         try:
             self._reconcile(ipr, report)
         except kernel.UnderlayNotFound as err:
@@ -78,8 +90,13 @@ class Controller:
             report.failures.append(f"{type(err).__name__}: {err}")
             if report.failures != self._last_said.get("failures"):
                 log.exception("pod network pass failed")
+        report.duration = time.monotonic() - started
         self.passes += 1
+        self.failed_passes += bool(report.failures)
         self.total_changes += report.changes
+        self.last_report = report
+        if report.ready:
+            self.peers = report.peers
         self._say_once("problems", report.problems)
         self._say_once("failures", report.failures)
         self._write_status(report)
@@ -141,7 +158,8 @@ class Controller:
         try:
             os.makedirs(os.path.dirname(self.status_file) or ".", exist_ok=True)
             with open(tmp, "w") as f:
-                json.dump(report.__dict__ | {"passes": self.passes, "totalChanges": self.total_changes}, f)
+                json.dump(report.__dict__ | {"passes": self.passes, "failedPasses": self.failed_passes,
+                                           "totalChanges": self.total_changes}, f)
             os.replace(tmp, self.status_file)
         except OSError as err:        # a status file is a report, never a reason to stop
             self._say_once("status", [f"cannot write the status file: {err}"])

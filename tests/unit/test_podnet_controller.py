@@ -157,3 +157,26 @@ def test_the_loop_runs_on_changes_not_only_on_the_resync_timer_and_stops_promptl
         control.stop()
         thread.join(timeout=2)
     assert not thread.is_alive()
+
+
+def test_what_the_agent_reports_passes_failures_and_the_peers_set_up(setup, monkeypatch):
+    """The counters /metrics and /healthz read: a failed pass counts as
+    one, a pass that stops early (this node left the source) keeps the
+    peers the kernel is set up for, and the status file says it too."""
+    kernel, source, control, tmp = setup
+    source._publish(lab_nodes(1, 2, 3))
+    first = control.reconcile(ipr=None)
+    assert first.succeeded and control.last_report is first and control.peers == ["node2", "node3"]
+    assert first.duration >= 0 and control.failed_passes == 0
+
+    monkeypatch.setattr(ctl.kernel, "observe", lambda ipr, device: (_ for _ in ()).throw(OSError("netlink gone")))
+    failed = control.reconcile(ipr=None)
+    assert not failed.succeeded and failed.failures == ["OSError: netlink gone"]
+    assert (control.passes, control.failed_passes, control.last_report) == (2, 1, failed)
+    assert control.peers == ["node2", "node3"]
+    assert json.loads((tmp / "status.json").read_text())["failedPasses"] == 1
+
+    source._publish(lab_nodes(2, 3))                # this node is gone from the source: not a failure
+    gone = control.reconcile(ipr=None)
+    assert not gone.succeeded and not gone.failures and control.failed_passes == 1
+    assert control.peers == ["node2", "node3"]
