@@ -13,8 +13,11 @@ pause() (every request answers 503, as while the apiserver restarts).
 
 A watch is a chunked HTTP/1.1 response of newline-delimited JSON events,
 served by its own thread that sleeps on a Condition the writers notify.
-Label and field selectors are not implemented: they answer 400 rather than
-returning more than was asked for.
+The one field selector a data plane sends, `metadata.name=NAME` (kube-proxy
+watches its own Node with it), filters lists and watches; any other field
+selector, and every label selector, answers 400 rather than returning more
+than was asked for. `requests` records every request as (method, target),
+the target with its query string, so tests can check what a client asked.
 """
 import copy
 import json
@@ -24,7 +27,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
@@ -35,6 +40,21 @@ log = logging.getLogger("netplane.kube")
 
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 DEFAULT_WATCH_SECONDS = 300
+Selector = Callable[[dict], bool]
+
+
+class Request(NamedTuple):
+    """One HTTP request as received: e.g. ("GET", "/api/v1/services?watch=true&resourceVersion=5")."""
+    method: str
+    target: str         # the path with its query string, as sent
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.target).path
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.target).query))
 
 
 class FakeApiServer:
@@ -54,7 +74,8 @@ class FakeApiServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None, *,
                  resources=(NODES, SERVICES, ENDPOINTSLICES), bookmark_interval: float = 1.0):
         self.bookmark_interval = bookmark_interval
-        self.requests: list[tuple[str, str, dict[str, str]]] = []   # (method, path, query), oldest first
+        self.requests: list[Request] = []      # every request received, oldest first
+        self._requests_lock = threading.Lock()
         self._cond = threading.Condition()      # guards everything below; writers notify watchers
         self._rv = 0
         self._floor = 0         # events at or below this rv were compacted away
@@ -200,11 +221,12 @@ class FakeApiServer:
             if found is None:
                 raise Status(404, "NotFound", f'{resource.plural} "{name}" not found')
             return h.send_json(200, found)
-        if "labelSelector" in query or "fieldSelector" in query:
-            raise Status(400, "BadRequest", "selectors are not supported by the fake apiserver")
+        if "labelSelector" in query:
+            raise Status(400, "BadRequest", "label selectors are not supported by the fake apiserver")
+        wanted = field_selector(query.get("fieldSelector"), namespace)
         if query.get("watch") in ("1", "true"):
-            return self._watch(h, resource, namespace, query)
-        h.send_json(200, self._list(resource, namespace))
+            return self._watch(h, resource, wanted, query)
+        h.send_json(200, self._list(resource, wanted))
 
     def _route(self, path: str) -> tuple[Resource, str | None, str | None]:
         """/api/v1[/namespaces/NS]/PLURAL[/NAME], or /apis/GROUP/VERSION/..."""
@@ -224,11 +246,11 @@ class FakeApiServer:
             raise Status(404, "NotFound", f"no route for {path}")
         return resource, namespace, name
 
-    def _list(self, resource: Resource, namespace: str | None) -> dict:
+    def _list(self, resource: Resource, wanted: Selector) -> dict:
         with self._cond:
             # a real apiserver leaves kind and apiVersion out of the items of a typed list
             items = [{k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
-                     for obj in self._objects[resource].values() if _in(obj, namespace)]
+                     for obj in self._objects[resource].values() if wanted(obj)]
             rv = self._rv
         return {"kind": _kind(resource) + "List", "apiVersion": resource.api_version,
                 "metadata": {"resourceVersion": str(rv)}, "items": items}
@@ -257,7 +279,7 @@ class FakeApiServer:
                     merged["metadata"][field] = current["metadata"][field]
             return self.put(resource, merged)
 
-    def _watch(self, h: "_Handler", resource: Resource, namespace: str | None, query: dict) -> None:
+    def _watch(self, h: "_Handler", resource: Resource, wanted: Selector, query: dict) -> None:
         deadline = time.monotonic() + float(query.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
         since = query.get("resourceVersion") or "0"
@@ -266,29 +288,29 @@ class FakeApiServer:
         with self._cond:
             drops, cursor = self._drops, int(since)
             if cursor == 0:     # "any version": the current state as ADDED events, then live ones
-                first, cursor = [("ADDED", o) for o in self._objects[resource].values() if _in(o, namespace)], self._rv
+                first, cursor = [("ADDED", o) for o in self._objects[resource].values() if wanted(o)], self._rv
             else:
                 first = []
             self._watching.add(h.connection)
         try:
             h.start_stream()
             h.send_events(first)
-            self._stream(h, resource, namespace, cursor, drops, deadline, bookmarks)
+            self._stream(h, resource, wanted, cursor, drops, deadline, bookmarks)
         finally:
             with self._cond:
                 self._watching.discard(h.connection)
 
-    def _stream(self, h, resource, namespace, cursor, drops, deadline, bookmarks) -> None:
+    def _stream(self, h, resource, wanted, cursor, drops, deadline, bookmarks) -> None:
         next_bookmark = time.monotonic() + self.bookmark_interval if bookmarks else float("inf")
         while True:
             with self._cond:
                 if cursor < self._floor:
                     h.send_events([("ERROR", _too_old(cursor, self._floor))])
                     return h.end_stream()
-                events = self._events(resource, namespace, cursor)
+                events = self._events(resource, wanted, cursor)
                 if not events:
                     self._cond.wait(max(0.0, min(deadline, next_bookmark) - time.monotonic()))
-                    events = self._events(resource, namespace, cursor)
+                    events = self._events(resource, wanted, cursor)
                 if self._drops != drops or self._closed:
                     h.close_connection = True       # no final chunk: the client sees a broken stream
                     return
@@ -302,8 +324,8 @@ class FakeApiServer:
                                              "metadata": {"resourceVersion": str(cursor)}})])
                 next_bookmark = now + self.bookmark_interval
 
-    def _events(self, resource: Resource, namespace: str | None, cursor: int) -> list[tuple[str, dict]]:
-        return [(kind, obj) for rv, kind, obj in self._history[resource] if rv > cursor and _in(obj, namespace)]
+    def _events(self, resource: Resource, wanted: Selector, cursor: int) -> list[tuple[str, dict]]:
+        return [(kind, obj) for rv, kind, obj in self._history[resource] if rv > cursor and wanted(obj)]
 
 
 class Status(Exception):
@@ -341,8 +363,22 @@ def _kind(resource: Resource) -> str:
     return resource.kind or resource.plural.rstrip("s").capitalize()
 
 
-def _in(obj: dict, namespace: str | None) -> bool:
-    return namespace is None or obj["metadata"].get("namespace") == namespace
+def field_selector(text: str | None, namespace: str | None) -> Selector:
+    """Which objects a list or watch returns: those of the namespace in the
+    path (all if none), narrowed by `metadata.name=NAME` (or `==`) if given."""
+    name = None
+    if text is not None:
+        field, op, name = text.partition("==") if "==" in text else text.partition("=")
+        if field.strip() != "metadata.name" or not op or not name or "," in name:
+            raise Status(400, "BadRequest", f"field selector {text!r} is not supported by the fake apiserver "
+                                            "(only metadata.name=NAME is)")
+        name = name.strip()
+
+    def wanted(obj: dict) -> bool:
+        meta = obj["metadata"]
+        return ((namespace is None or meta.get("namespace") == namespace)
+                and (name is None or meta.get("name") == name))
+    return wanted
 
 
 def _now() -> str:
@@ -388,7 +424,9 @@ class _Handler(BaseHTTPRequestHandler):
         method, url = self.command, urlsplit(self.path)
         query = dict(parse_qsl(url.query))
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.fake.requests.append((method, url.path, query))
+        fake = self.server.fake
+        with fake._requests_lock:
+            fake.requests.append(Request(method, self.path))
         try:
             self.server.fake._dispatch(self, method, url.path, query, body)
         except Status as e:

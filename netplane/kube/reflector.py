@@ -22,6 +22,8 @@ they must be quick and must not modify the objects):
   cost follows the change, not the collection (the proxy's trackers).
 - `on_change` gets a copy of the whole cache after every change (the agent's
   node source, where the collection is small).
+A `field_selector` (e.g. "metadata.name=node-1": kube-proxy watches its own
+Node so) narrows both the list and the watch to the objects it matches.
 """
 import json
 import logging
@@ -44,8 +46,10 @@ class Gone(Exception):
 class Reflector:
     def __init__(self, api, resource: Resource, on_change: Callable[[dict[str, dict]], None] | None = None, *,
                  watch_timeout: int = 300, backoff_initial: float = 0.2, backoff_max: float = 30.0,
-                 name: str | None = None, on_events: Callable[[list[Change]], None] | None = None):
+                 name: str | None = None, on_events: Callable[[list[Change]], None] | None = None,
+                 field_selector: str | None = None):
         self.api, self.resource, self.on_change, self.on_events = api, resource, on_change, on_events
+        self._selector = [("fieldSelector", field_selector)] if field_selector else []
         self.watch_timeout = watch_timeout
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
         self.name = name or resource.plural
@@ -101,7 +105,7 @@ class Reflector:
         self._delay = min(self._delay * 2, self.backoff_max)
 
     def _list(self) -> None:
-        self._response = client.request(self.api, "GET", self.resource.path())
+        self._response = client.request(self.api, "GET", self.resource.path(), self._selector)
         try:
             body = client.read_json(self._response)
         finally:
@@ -124,7 +128,7 @@ class Reflector:
 
     def _watch(self) -> None:
         query = [("watch", "true"), ("resourceVersion", self._rv), ("allowWatchBookmarks", "true"),
-                 ("timeoutSeconds", self.watch_timeout)]
+                 ("timeoutSeconds", self.watch_timeout), *self._selector]
         # the server ends the watch at timeoutSeconds; the read timeout only catches a dead peer
         response = client.request(self.api, "GET", self.resource.path(), query,
                                   timeout=(client.REQUEST_TIMEOUT[0], self.watch_timeout + 30))

@@ -3,8 +3,13 @@
 Input from the API server or from manifest files is checked here and only
 here. A bad object raises InvalidObject with a reason the caller logs; it
 never takes the daemon or other services down. Services the proxy does
-not handle (headless, ExternalName) parse to no ports at all.
+not handle (headless, ExternalName) parse to no ports at all, and so do
+those that kube-proxy leaves alone by label (its informers select
+`!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless`):
+a Service whose proxy-name label gives it to another proxy, and the
+EndpointSlices labelled so, or as a headless Service's.
 """
+import logging
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -14,7 +19,10 @@ from netplane.kube.fields import (InvalidObject, dns1035_label, dns1123_label, d
                                   mapping, parse_ip, sequence)
 from netplane.proxy.model import DEFAULT_AFFINITY_TIMEOUT, PROTOCOLS, Endpoint, PortName, ServicePort
 
+log = logging.getLogger("netplane.proxy")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
 TOPOLOGY_ANNOTATIONS = ("service.kubernetes.io/topology-mode", "service.kubernetes.io/topology-aware-hints")
 TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 TRAFFIC_DISTRIBUTIONS = ("PreferClose", "PreferSameZone", "PreferSameNode")
@@ -36,6 +44,8 @@ class Slice:
 
 def service_ports(obj) -> tuple[ServicePort, ...]:
     meta, namespace, name = _meta(obj, "Service", dns1035_label)
+    if _not_ours(mapping(meta.get("labels"), "metadata.labels"), "Service", namespace, name):
+        return ()
     spec = mapping(obj.get("spec"), "spec")
     kind = spec.get("type", "ClusterIP")
     if kind not in TYPES:
@@ -52,9 +62,10 @@ def service_ports(obj) -> tuple[ServicePort, ...]:
 def endpoint_slice(obj) -> Slice | None:
     """None for a slice the proxy ignores (FQDN addresses, or no service label)."""
     meta, namespace, name = _meta(obj, "EndpointSlice", dns1123_subdomain)
-    service = mapping(meta.get("labels"), "metadata.labels").get(SERVICE_NAME_LABEL)
+    labels = mapping(meta.get("labels"), "metadata.labels")
+    service = labels.get(SERVICE_NAME_LABEL)
     address_type = obj.get("addressType")
-    if not service or address_type == "FQDN":
+    if not service or address_type == "FQDN" or _not_ours(labels, "EndpointSlice", namespace, name):
         return None
     dns1123_label(service, f"metadata.labels[{SERVICE_NAME_LABEL!r}]")
     if address_type not in ("IPv4", "IPv6"):
@@ -84,6 +95,17 @@ def _port_entry(raw: dict, field: str, index: int) -> tuple[str, str, int]:
     if type(number) is not int or not 1 <= number <= 65535:
         number = _port_number(number, f"{field}[{index}].port")
     return name, protocol, number
+
+
+def _not_ours(labels: dict, kind: str, namespace: str, name: str) -> bool:
+    """Whether a label leaves the object to another proxy (or to DNS alone).
+    That is normal, not a problem: said at debug level only. (Runs for
+    every object: the common case is two failed lookups.)"""
+    if SERVICE_PROXY_NAME_LABEL not in labels and HEADLESS_LABEL not in labels:
+        return False
+    label = SERVICE_PROXY_NAME_LABEL if SERVICE_PROXY_NAME_LABEL in labels else HEADLESS_LABEL
+    log.debug("ignoring %s %s/%s: labelled %s=%r", kind, namespace, name, label, labels[label])
+    return True
 
 
 # -- Service pieces -----------------------------------------------------------

@@ -156,6 +156,61 @@ def test_unknown_paths_and_selectors_are_refused(api):
         assert client.request(api, "GET", path).status == 404, path
     # silently ignoring a selector would hand a test more than it asked for
     assert client.request(api, "GET", NODES.path(), [("labelSelector", "a=b")]).status == 400
+    for selector in ("spec.unschedulable=true", "metadata.name!=n1", "metadata.name", "metadata.name=a,b"):
+        assert client.request(api, "GET", NODES.path(), [("fieldSelector", selector)]).status == 400, selector
+
+
+@pytest.mark.parametrize("selector", ["metadata.name=n2", "metadata.name==n2"])
+def test_a_name_field_selector_narrows_lists_and_watches(fake, api, selector):
+    for name in ("n1", "n2", "n3"):
+        fake.put(NODES, node(name))
+    listed = client.read_json(client.request(api, "GET", NODES.path(), [("fieldSelector", selector)]))
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["n2"]
+    assert listed["metadata"]["resourceVersion"] == "3"
+    fake.put(NODES, node("n1", unschedulable=True))
+    fake.put(NODES, node("n2", unschedulable=True))
+    fake.delete(NODES, "n2")
+    events = watch_events(api, NODES, "3", fieldSelector=selector)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("MODIFIED", "n2"), ("DELETED", "n2")]
+    # from rv 0 the current state comes first, narrowed alike
+    fake.put(NODES, node("n2"))
+    assert [e["object"]["metadata"]["name"] for e in watch_events(api, NODES, "0", fieldSelector=selector)] == ["n2"]
+
+
+def test_a_name_field_selector_keeps_to_the_namespace_of_the_path(fake, api):
+    fake.put(SERVICES, {"metadata": {"namespace": "a", "name": "web"}})
+    fake.put(SERVICES, {"metadata": {"namespace": "b", "name": "web"}})
+    query = [("fieldSelector", "metadata.name=web")]
+    assert len(client.list_collection(api, SERVICES)["items"]) == 2
+    only_b = client.read_json(client.request(api, "GET", SERVICES.path(namespace="b"), query))
+    assert [i["metadata"]["namespace"] for i in only_b["items"]] == ["b"]
+
+
+def test_every_request_is_recorded_with_its_query_in_order(fake, api):
+    fake.put(NODES, node("n1"))
+    client.read_json(client.request(api, "GET", NODES.path(), [("fieldSelector", "metadata.name=n1")]))
+    watch_events(api, SERVICES, "1")
+    client.patch(api, NODES, "n1", {"metadata": {"labels": {"a": "b"}}})
+    assert client.request(api, "GET", "/api/v1/widgets").status == 404
+    assert [r.method for r in fake.requests] == ["GET", "GET", "PATCH", "GET"]
+    assert fake.requests[0] == ("GET", "/api/v1/nodes?fieldSelector=metadata.name%3Dn1")
+    assert fake.requests[1].path == "/api/v1/services"
+    assert fake.requests[1].query == {"watch": "true", "resourceVersion": "1", "timeoutSeconds": "0.5"}
+    assert fake.requests[2:] == [("PATCH", "/api/v1/nodes/n1"), ("GET", "/api/v1/widgets")]
+
+
+def test_requests_from_many_threads_are_all_recorded(fake, api):
+    import threading
+
+    def get_nodes():
+        for _ in range(10):
+            client.list_collection(api, NODES)
+    threads = [threading.Thread(target=get_nodes) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert fake.requests == [("GET", "/api/v1/nodes")] * 40
 
 
 def test_serves_on_a_socket_from_the_caller():

@@ -58,7 +58,7 @@ def reflect(api):
 
 
 def watch_versions(fake):
-    return [q["resourceVersion"] for method, path, q in fake.requests if q.get("watch") == "true"]
+    return [r.query["resourceVersion"] for r in fake.requests if r.query.get("watch") == "true"]
 
 
 def test_initial_list_syncs_the_cache(fake, reflect):

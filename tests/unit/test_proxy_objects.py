@@ -93,6 +93,25 @@ def test_slices_the_proxy_ignores():
     unlabelled = slice_([])
     del unlabelled["metadata"]["labels"]
     assert endpoint_slice(unlabelled) is None
+    for label in ("service.kubernetes.io/service-proxy-name", "service.kubernetes.io/headless"):
+        theirs = slice_([{"addresses": ["10.0.0.1"]}])
+        theirs["metadata"]["labels"][label] = ""
+        assert endpoint_slice(theirs) is None, label
+
+
+@pytest.mark.parametrize("value", ["other-proxy", ""])
+def test_a_service_left_to_another_proxy_by_its_label_has_nothing_to_proxy(value, caplog):
+    caplog.set_level("DEBUG", "netplane.proxy")
+    obj = service()
+    obj["metadata"]["labels"] = {"app": "web", "service.kubernetes.io/service-proxy-name": value}
+    assert service_ports(obj) == ()
+    # normal, not a problem: said at debug level only, with the reason
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("DEBUG", f"ignoring Service shop/web: labelled service.kubernetes.io/service-proxy-name={value!r}")]
+    obj["metadata"]["labels"] = {"app": "web", "service.kubernetes.io/headless": ""}
+    assert service_ports(obj) == ()
+    del obj["metadata"]["labels"]["service.kubernetes.io/headless"]
+    assert len(service_ports(obj)) == 1
 
 
 @pytest.mark.parametrize("obj, reason", [

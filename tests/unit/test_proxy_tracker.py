@@ -13,6 +13,7 @@ from netplane.proxy.tracker import Tracker
 NAMESPACES = ("default", "shop")
 SERVICES = ("a", "b", "c")
 PORTS = ({"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"})
+PROXY_NAME = "service.kubernetes.io/service-proxy-name"
 
 
 @st.composite
@@ -23,7 +24,10 @@ def services(draw):
     ips = draw(st.sampled_from([["10.96.0.1"], ["fd00:96::1"], ["10.96.0.2", "fd00:96::2"], []]))
     ports = draw(st.lists(st.sampled_from(PORTS), min_size=1, max_size=2, unique_by=lambda p: p["name"]))
     policy = draw(st.sampled_from(["Cluster", "Local"]))
-    return b.service(name, ips, ports, namespace=namespace, internalTrafficPolicy=policy)
+    obj = b.service(name, ips, ports, namespace=namespace, internalTrafficPolicy=policy)
+    if draw(st.integers(0, 9)) == 0:                                   # another proxy's
+        obj["metadata"]["labels"] = {PROXY_NAME: "other"}
+    return obj
 
 
 @st.composite
@@ -80,6 +84,22 @@ def _check_taken(tracker, synced):
     changed and changed back in between may be named too: its compile finds
     nothing to do, and telling it apart would cost a copy of every state."""
     assert changed(synced, tracker.ports) <= tracker.take().changed
+
+
+def test_a_service_that_gains_the_proxy_name_label_leaves_and_comes_back_when_it_loses_it():
+    tracker = Tracker()
+    ours = b.service("a", "10.96.0.1", [PORTS[0]])
+    theirs = {**ours, "metadata": {**ours["metadata"], "labels": {PROXY_NAME: "other-proxy"}}}
+    tracker.update([Change("Service", "default/a", None, ours),
+                    Change("EndpointSlice", "default/a-ipv4", None,
+                           b.endpoint_slice("a", ["10.244.0.1"], [{"name": "http", "port": 8080}]))])
+    [name] = tracker.take().changed
+    assert [str(e.ip) for e in tracker.ports[name].endpoints] == ["10.244.0.1"]
+    tracker.update([Change("Service", "default/a", ours, theirs)])
+    assert tracker.take().changed == {name} and name not in tracker.ports
+    assert tracker.skipped == {}                    # not an error: nothing for `compile --strict` to fail on
+    tracker.update([Change("Service", "default/a", theirs, ours)])
+    assert tracker.take().changed == {name} and [str(e.ip) for e in tracker.ports[name].endpoints] == ["10.244.0.1"]
 
 
 def test_a_failed_sync_gives_its_changes_back():
