@@ -23,7 +23,7 @@ def configure_logging_from(args, verbosity: int | None = None, log_format: str =
     verbosity = getattr(args, "verbosity", None) if verbosity is None else verbosity
     level = args.log_level or ("DEBUG" if (verbosity or 0) >= 4 else "INFO")
     try:
-        configure_logging(level, path=args.log_file, **({"format": log_format} if log_format != "text" else {}))
+        configure_logging(level, path=args.log_file, format=log_format)
     except OSError as exc:
         raise UsageError(f"--log-file {args.log_file}: {exc.strerror}") from None
 
@@ -38,10 +38,9 @@ class Parser(argparse.ArgumentParser):
 
 def boolean(text: str) -> bool:
     """A flag's value as Go's strconv.ParseBool reads it."""
-    value = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}.get(text.lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
-    return value
+    from netplane.proxy.options import go_bool
+
+    return go_bool(text)
 
 
 def commas(values) -> list[str] | None:

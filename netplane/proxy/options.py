@@ -10,6 +10,11 @@ the command line are read the same way for every mode.
 `iptables.layout: kube-proxy` in the config file and `--iptables-layout
 kube-proxy` on the command line then set the same field; a value outside
 `choices` is one clear error, whichever way it came.
+
+A boolean option's flag takes kube-proxy's spellings as well as ours:
+`--iptables-localhost-nodeports=false` (Go's ParseBool: 1, t, true, 0, f,
+false, in any case), `--iptables-localhost-nodeports` and
+`--no-iptables-localhost-nodeports`.
 """
 import argparse
 import dataclasses
@@ -42,13 +47,33 @@ def add_flags(parser, options_cls) -> None:
     for f in dataclasses.fields(options_cls):
         if not f.metadata.get("flag"):
             continue
-        if type(f.default) is bool:                  # --ipvs-strict-arp / --no-ipvs-strict-arp
-            parser.add_argument(f.metadata["flag"], dest=_dest(f), default=None,
-                                action=argparse.BooleanOptionalAction, help=f.metadata["help"])
+        if type(f.default) is bool:
+            _add_bool_flag(parser, f)
             continue
         choices = f.metadata["choices"]
         parser.add_argument(f.metadata["flag"], dest=_dest(f), default=None, help=f.metadata["help"]
                             + (f" ({' or '.join(choices)}; default {f.default})" if choices else ""))
+
+
+def _add_bool_flag(parser, f) -> None:
+    """--flag, --flag=BOOL (kube-proxy's form) and --no-flag, into one dest."""
+    flag = f.metadata["flag"]
+    parser.add_argument(flag, dest=_dest(f), nargs="?", const=True, default=None, type=go_bool, metavar="BOOL",
+                        help=f"{f.metadata['help']} (or {flag}=true|false, as kube-proxy takes it; "
+                                                          f"default {str(f.default).lower()})")
+    parser.add_argument("--no-" + flag.lstrip("-"), dest=_dest(f), action="store_false", default=None,
+                        help=argparse.SUPPRESS)
+
+
+GO_BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+
+
+def go_bool(text: str) -> bool:
+    """A flag's value as Go's strconv.ParseBool reads it (kube-proxy's flags)."""
+    value = GO_BOOLS.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+    return value
 
 
 def with_flags(options, args):

@@ -24,7 +24,8 @@ class Programmed:
 
 
 class IptablesHarness:
-    nodeports_on_primary_ip = False        # node ports answer on every local address but loopback
+    nodeports_on_primary_ip = False        # node ports answer on every local address
+    nodeports_on_localhost = True          # loopback too, for IPv4 (localhostNodePorts, kube-proxy's default)
 
     def __init__(self, layout: str) -> None:
         self.layout = layout

@@ -16,11 +16,16 @@ TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "MARK", "MASQUERADE", "DNAT", "
 
 
 class FakeIptables:
-    def __init__(self, family: int) -> None:
-        self.family = family
+    def __init__(self, family: int, backend: str | None = None) -> None:
+        self.family, self.backend = family, backend
+        self.route_localnet = 0                 # the sysctl, as this fake kernel holds it
         self.tables: dict[str, dict[str, list[str]]] = {t: {b: [] for b in chains} for t, chains in BUILTIN.items()}
         self.restores: list[str] = []          # every transaction applied, in order
         self.fail_next = ""                     # a message: the next restore fails with it
+
+    def enable_route_localnet(self) -> bool:
+        changed, self.route_localnet = self.route_localnet != 1, 1
+        return changed
 
     def restore(self, parts: list[str] | str, bulk: bool = False) -> None:
         text = parts if isinstance(parts, str) else "".join(parts)

@@ -155,8 +155,10 @@ class Tracer:
             return which in self.local, k + 3
         if module == "statistic":
             return "maybe", k + 5
-        if module == "conntrack":
-            return "NEW" in words[k + 2].split(","), k + 3
+        if module == "conntrack":     # a new connection's first packet: NEW, and DNAT once translated
+            negated = words[k + 1] == "!"
+            states = {"NEW", "DNAT"} if p.dnat else {"NEW"}
+            return bool(states & set(words[k + 2 + negated].split(","))) != negated, k + 3 + negated
         if module == "mark":
             negated = words[k + 1] == "!"
             value, mask = (int(x, 16) for x in words[k + 2 + negated].split("/"))

@@ -77,9 +77,10 @@ def contexts(draw, family: int):
     cidr = {4: "10.244.0.0/16", 6: "fd00:244::/56"}[family]
     local = {4: "127.0.0.0/8", 6: "::1/128"}[family]
     destinations = draw(st.sampled_from([(f"-m addrtype --dst-type LOCAL ! -d {local}",), (),
+                                         ("-m addrtype --dst-type LOCAL",),      # localhost node ports
                                          ("-d 192.0.2.1/32", "-d 192.0.2.2/32")]))
     return Context(family, draw(st.sampled_from([cidr, ""])), draw(st.booleans()), destinations,
-                   draw(st.integers(0, 31)), draw(st.sampled_from(LAYOUTS)))
+                   draw(st.integers(0, 31)), draw(st.sampled_from(LAYOUTS)), draw(st.booleans()))
 
 
 @st.composite

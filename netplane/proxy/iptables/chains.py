@@ -22,6 +22,9 @@ MARK_MASQ = "NP-MARK-MASQ"
 POSTROUTING = "NP-POSTROUTING"
 FORWARD = "NP-FORWARD"
 CANARY = "NP-PROXY-CANARY"      # an empty chain, kept for tools that look for it
+# kube-proxy's KUBE-FIREWALL: with localhost node ports (route_localnet=1),
+# drops what reaches 127.0.0.0/8 from outside the node; empty otherwise
+LOCALNET_FIREWALL = "NP-FIREWALL"
 
 # Drift: chains that always hold rules once a sync is in. If one is gone, or
 # empty, someone deleted or flushed the table behind our back (`iptables -t
@@ -40,6 +43,8 @@ JUMPS = (
     ("filter", "FORWARD", f'-m conntrack --ctstate NEW -m comment --comment "netplane external services" -j {FILTER_EXTERNAL}'),
     ("filter", "OUTPUT", f'-m conntrack --ctstate NEW -m comment --comment "netplane load balancer firewall" -j {FILTER_FIREWALL}'),
     ("filter", "OUTPUT", f'-m conntrack --ctstate NEW -m comment --comment "netplane service portals" -j {FILTER_SERVICES}'),
+    ("filter", "INPUT", f'-m comment --comment "netplane localnet firewall" -j {LOCALNET_FIREWALL}'),
+    ("filter", "OUTPUT", f'-m comment --comment "netplane localnet firewall" -j {LOCALNET_FIREWALL}'),
     ("nat", "PREROUTING", f'-m comment --comment "netplane service portals" -j {NAT_SERVICES}'),
     ("nat", "OUTPUT", f'-m comment --comment "netplane service portals" -j {NAT_SERVICES}'),
     ("nat", "POSTROUTING", f'-m comment --comment "netplane postrouting rules" -j {POSTROUTING}'),

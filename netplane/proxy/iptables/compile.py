@@ -89,6 +89,7 @@ def static_chains(ctx: Context) -> dict[str, dict[str, str]]:
                 f'-A {c.FORWARD} -m mark --mark {mark}/{mark} -m comment --comment "netplane forwarding rules" -j ACCEPT',
                 f'-A {c.FORWARD} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "netplane forwarding conntrack rule" -j ACCEPT']),
             c.CANARY: "",
+            c.LOCALNET_FIREWALL: rules_text(_localnet_firewall(ctx)),
         },
         "nat": {
             c.MARK_MASQ: rules_text([f"-A {c.MARK_MASQ} -j MARK --or-mark {mark}"]),
@@ -100,6 +101,15 @@ def static_chains(ctx: Context) -> dict[str, dict[str, str]]:
         },
     }
 
+
+def _localnet_firewall(ctx: Context) -> list[str]:
+    """kube-proxy's safeguard for route_localnet=1 (kubernetes issue 90259):
+    the kernel then routes packets to 127.0.0.0/8 that arrive from outside,
+    so any such packet that is not a reply, nor one we DNATed, is dropped."""
+    if not ctx.localhost_nodeports:
+        return []
+    return [f'-A {c.LOCALNET_FIREWALL} ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment '
+            f'"netplane block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP']
 
 
 def compile_family(views: dict[PortName, PortPolicy], ctx: Context, *,

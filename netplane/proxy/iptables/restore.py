@@ -5,12 +5,19 @@ Everything goes through iptables-restore, one transaction per call, with
 instead of fail. The jumps from the built-in chains into ours cannot be
 made idempotent inside a --noflush restore, so they are checked and
 inserted one by one, on full syncs only.
+
+The binaries are those of one backend (backend.py): iptables-nft-* or
+iptables-legacy-*, chosen once; without one, the system's default
+alternative (plain `iptables`).
 """
 import shlex
 import subprocess
 import tempfile
+from functools import cached_property
 
+from netplane.proxy.iptables import backend as backends
 from netplane.proxy.iptables import chains as c
+from netplane.proxy.iptables import localnet
 
 
 NAT = "*nat\n"                   # the piece that opens the nat table's part of a transaction
@@ -21,11 +28,24 @@ class IptablesError(RuntimeError):
 
 
 class Iptables:
-    def __init__(self, family: int, wait: int = 5) -> None:
-        self.family = family
-        prefix = "iptables" if family == 4 else "ip6tables"
-        self.cmd, self.restore_cmd, self.save_cmd = prefix, f"{prefix}-restore", f"{prefix}-save"
+    def __init__(self, family: int, wait: int = 5, backend: str | None = None) -> None:
+        """`backend`: auto (detected), nft or legacy, decided once per process
+        (backend.resolve) when first needed, so that a compile that never
+        touches the kernel lists nothing; None for the plain binaries."""
+        self.family, self.requested = family, backend
         self.wait = str(wait)
+
+    @cached_property
+    def backend(self) -> str | None:
+        return backends.resolve(self.requested) if self.requested else None
+
+    @cached_property
+    def _binaries(self) -> tuple[str, str, str]:
+        return backends.binaries(self.family, self.backend)
+
+    cmd = property(lambda self: self._binaries[0])
+    restore_cmd = property(lambda self: self._binaries[1])
+    save_cmd = property(lambda self: self._binaries[2])
 
     def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
@@ -70,6 +90,10 @@ class Iptables:
             if proc.wait() != 0:
                 err.seek(0)
                 raise _failure(argv, err.read().decode(errors="replace"), proc.returncode)
+
+    def enable_route_localnet(self) -> bool:
+        """route_localnet=1 in this process's namespace (localnet.py); returns whether it changed."""
+        return localnet.enable()
 
     def chains(self, table: str) -> set[str]:
         """Our chains in a table, from iptables-save (used on full syncs only:

@@ -60,6 +60,7 @@ class Context:
     nodeport_destinations: tuple[str, ...] = ()   # matches for "addressed to this node"
     masquerade_bit: int = 14                      # the packet mark bit meaning "masquerade me"
     layout: str = COMPACT
+    localhost_nodeports: bool = False             # node ports answer on 127.0.0.1 (route_localnet; IPv4)
 
     @property
     def host_suffix(self) -> str:
