@@ -22,7 +22,7 @@ run, the daemon's default periods plus the mode's flags) measures:
 A second, fresh daemon ("soak" run, with `soak_flags` added: by default
 --sync-period 200ms --min-sync-period 100ms) measures:
 - the cost of a sync with nothing to do: the durations the daemon logs for
-  "partial sync of 0 service port(s)" over a window, and its CPU meanwhile;
+  "sync=partial ... changed=0" over a window, and its CPU meanwhile;
 - memory: VmRSS after the first sync, then every `rss_every` partial syncs
   (counted from its log) while the target flips once a second (the
   manifest source polls every second), until `soak` partial syncs; then
@@ -69,7 +69,7 @@ FILLER_FILE, TARGET_FILE = "services.json", f"{TARGET}.json"
 PROBE = Path(__file__).with_name("probe.py")
 
 # the daemon's log line after each sync (netplane/proxy/proxier.py, Proxier._after_sync)
-SYNC_LINE = re.compile(r'msg="(full sync|partial sync of (\d+) service port\(s\)) done in ([\d.]+) ms')
+SYNC_LINE = re.compile(r'msg="sync done" sync=(full|partial) duration_ms=([\d.]+)(?: changed=(\d+))?')
 
 
 @dataclass(frozen=True)
@@ -177,8 +177,8 @@ def parse_sync_lines(text: str) -> list[dict]:
     (None for a full sync), "ms": duration}."""
     out = []
     for m in SYNC_LINE.finditer(text):
-        full = m.group(1) == "full sync"
-        out.append({"full": full, "ports": None if full else int(m.group(2)), "ms": float(m.group(3))})
+        full = m.group(1) == "full"
+        out.append({"full": full, "ports": None if full else int(m.group(3)), "ms": float(m.group(2))})
     return out
 
 
@@ -253,7 +253,7 @@ def render_markdown(report: dict, title: str = "Network programming through the 
               "it includes the manifest source noticing the write (inotify now; a 1 s poll before). "
               "Idle CPU: the daemon's share of one core "
               f"over {p['idle_window']:g} s with nothing changing, default periods. Idle sync: the durations the "
-              "daemon logs for 'partial sync of 0 service port(s)' in a second daemon run with "
+              "daemon logs for 'sync=partial ... changed=0' in a second daemon run with "
               f"`{' '.join(p['soak_flags'])}`, over {p['idle_sync_window']:g} s; the soak then counts that run's "
               "partial syncs (empty or not) while the target flips once a second. RSS first: 1 s after that run's "
               "first sync; soak start: after the empty-sync window; growth in soak: from the soak's first "

@@ -12,12 +12,17 @@ compile and applier, and owns the rules no mode should write twice:
    back what the kernel holds.
 3. After the rules are in, stale UDP conntrack entries are deleted (a hook
    a mode may decline, as the eBPF mode with its own table does).
-The Dataplane runs the families in turn, reports full or partial syncs to
-the metrics, and once the first full sync of every family is in, removes
+The Dataplane runs the families in turn, says for each whether its sync
+was full and how long it took (`spent`, for the proxier's metrics and
+logs), and, once given the metrics (`report_to`), publishes what only it
+sees: apply failures, the mode's counts of what the kernel holds, and the
+conntrack cleanup. Once the first full sync of every family is in, it removes
 what other modes left behind (as kube-proxy does on a mode switch), except
 the modes this one relies on. Until then the old rules keep serving.
 """
+import dataclasses
 import logging
+import time
 
 import netaddr
 
@@ -35,6 +40,7 @@ class FamilySyncer:
         self.mode, self.family, self.settings, self.options = mode, family, settings, options
         self.applier, self.local_addresses = applier, local_addresses
         self.plan = None
+        self.metrics = None                     # a ProxyMetrics, once the dataplane reports to one
 
     def context(self):
         """The node's addresses are read only when --nodeport-addresses needs them."""
@@ -47,14 +53,29 @@ class FamilySyncer:
         previous, ctx = self.plan, self.context()
         full = previous is None or changed is None or ctx != previous.context
         if not full and (why := self.applier.drift()):
-            log.warning("IPv%d: %s; doing a full sync", self.family, why)
+            log.warning("drift: doing a full sync", extra={"family": self.family, "reason": why})
             full = True
         self.plan = None                                   # unknown until the apply succeeds
         installed = self.applier.read_back() if full else None
         plan = self.mode.compile(policies, ctx, None if full else previous, None if full else changed, installed)
-        self.applier.apply(plan, None if full else previous)
+        try:
+            self.applier.apply(plan, None if full else previous)
+        except Exception:
+            if self.metrics is not None:                   # kube-proxy's restore failures, per mode
+                self.metrics.apply_failed(self.family, full)
+            raise
         self.plan = plan
         return full
+
+    def publish_counts(self, full: bool) -> None:
+        """The mode's counts of the plan just applied. A count that fails is
+        logged, never raised: the rules are in, a retry would not help."""
+        if self.metrics is None or self.plan is None:
+            return
+        try:
+            self.metrics.counted(self.family, self.mode.counts(self.plan, full))
+        except Exception as err:
+            log.error("counting the plan for the metrics failed", extra={"family": self.family, "error": str(err)})
 
     def dry_run(self, policies: Policies):
         return self.mode.compile(policies, self.context(), None, None, None)
@@ -77,19 +98,39 @@ class Dataplane:
             getattr(s.applier, "prepare", lambda: None)()
         self.clean_conntrack = clean_conntrack if mode.cleans_conntrack else None
         self.last_full = False                             # whether the last sync was full (metrics, logs, tests)
+        self.spent: dict[int, tuple[bool, float]] = {}     # family -> (full, seconds) of the last sync
+        self.metrics = None
         self._sweep_pending = sweep
+
+    def move_to_zone(self, zone: str) -> None:
+        """The Node's topology label changed: the policies decided from now
+        on narrow hints to the new zone (the caller makes the next sync full)."""
+        node = dataclasses.replace(self.settings.node, zone=zone)
+        self.settings = dataclasses.replace(self.settings, node=node)
+        for syncer in self.syncers.values():
+            syncer.settings = self.settings
+
+    def report_to(self, metrics) -> None:
+        """Publish apply failures, counts and conntrack cleanups to `metrics` (a ProxyMetrics)."""
+        self.metrics = metrics
+        metrics.use_mode(self.mode.name)
+        for syncer in self.syncers.values():
+            syncer.metrics = metrics
 
     @property
     def appliers(self) -> dict:
         return {f: s.applier for f, s in self.syncers.items()}
 
     def sync(self, policies: dict[int, Policies], changed: set[PortName] | None) -> None:
-        self.last_full = False
+        self.last_full, self.spent = False, {}
         for family, syncer in self.syncers.items():
+            started = time.monotonic()
             mine = policies.get(family, {})
             full = syncer.sync(mine, changed)
             self.last_full |= full
             self._clean_conntrack(family, mine, changed, full)
+            self.spent[family] = (full, time.monotonic() - started)
+            syncer.publish_counts(full)
         if self._sweep_pending:
             self._sweep_pending = False
             self.sweep_other_modes()
@@ -97,10 +138,14 @@ class Dataplane:
     def _clean_conntrack(self, family: int, policies: Policies, changed, full: bool) -> None:
         if self.clean_conntrack is None or not (full or _udp_changed(policies, changed)):
             return
+        started = time.monotonic()
         try:
-            self.clean_conntrack(family, policies)
+            deleted = self.clean_conntrack(family, policies)
         except Exception as err:      # the rules are in: a failed cleanup must not undo the sync
-            log.error("IPv%d: deleting stale UDP conntrack entries failed: %s", family, err)
+            log.error("deleting stale UDP conntrack entries failed", extra={"family": family, "error": str(err)})
+            return
+        if self.metrics is not None:  # kube-proxy's conntrack reconciler metrics
+            self.metrics.conntrack_cleaned(family, time.monotonic() - started, deleted or 0)
 
     def sweep_other_modes(self, kept_too: bool = False) -> list[str]:
         """Remove what other modes left in the kernel (after a mode switch;
@@ -115,10 +160,12 @@ class Dataplane:
                     applier = other.applier(family, self.all_options.get(name) or other.options())
                     if applier.present():
                         gone = applier.cleanup()
-                        log.info("IPv%d: removed what the %s mode left behind: %d object(s)", family, name, len(gone))
+                        log.info("removed what another mode left behind",
+                                 extra={"family": family, "mode": name, "objects": len(gone)})
                         removed += gone
                 except Exception as err:      # never fatal: the new mode's rules are in
-                    log.error("IPv%d: removing the %s mode's leftovers failed: %s", family, name, err)
+                    log.error("removing another mode's leftovers failed",
+                              extra={"family": family, "mode": name, "error": str(err)})
         return removed
 
     def dry_run(self, policies: dict[int, Policies]) -> str:

@@ -6,6 +6,8 @@ whose rules lag behind the cluster is reported before it causes outages.
 `/healthz` is also 503 while this node is being deleted (load balancers
 use it to drain the node); `/livez` ignores that and answers liveness only.
 Both return kube-proxy's JSON body: lastUpdated, currentTime, nodeEligible.
+Each answer is counted by its status (kubeproxy_proxy_healthz_total and
+kubeproxy_proxy_livez_total) when the server is given the metrics.
 """
 import json
 import threading
@@ -48,8 +50,10 @@ def _rfc3339(ts: float) -> str:
 class HealthServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], state: HealthState, node_eligible=lambda: True) -> None:
+    def __init__(self, address: tuple[str, int], state: HealthState, node_eligible=lambda: True,
+                 metrics=None) -> None:
         self.state, self.node_eligible = state, node_eligible
+        self.metrics = metrics           # a ProxyMetrics (its probed(path, code)), or None
         super().__init__(address, _Handler)
 
     def start(self) -> "HealthServer":
@@ -68,7 +72,10 @@ class _Handler(BaseHTTPRequestHandler):
         eligible = self.server.node_eligible()
         ok = self.server.state.healthy() and (eligible or path == "/livez")
         body = json.dumps(self.server.state.body(eligible)).encode()
-        self.send_response(200 if ok else 503)
+        code = 200 if ok else 503
+        if self.server.metrics is not None:
+            self.server.metrics.probed(path, code)
+        self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Content-Length", str(len(body)))

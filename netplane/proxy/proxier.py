@@ -14,21 +14,28 @@ Nothing in a partial sync walks the whole cluster, so its cost follows the
 change. If the apply fails, the taken changes go back to the tracker and
 the policies are forgotten, so the retry is a full sync that decides every
 port anew from the tracker's map.
+
+After a sync the metrics get, per family, its duration (the decision plus
+the dataplane's share) under full or partial, and the Services whose Local
+policy finds no local endpoint (kept as sets updated from the changed ports
+only); the log line "sync done" carries the same as fields.
 """
 import gc
 import logging
 import threading
 import time
 
+from netplane.proxy import startup
 from netplane.proxy.dataplane import Dataplane
 from netplane.proxy.health import HealthState
-from netplane.proxy.metrics import ProxyMetrics
+from netplane.proxy.metrics import NoLocalEndpoints, ProxyMetrics
 from netplane.proxy.syncloop import Schedule, SyncLoop
 from netplane.proxy.tracker import Tracker
 from netplane.proxy.policy import family_policies
 from netplane.proxy.service_health import HealthChecks
 
 log = logging.getLogger("netplane.proxy")
+NAMED_PORTS = 10          # a partial sync of up to this many ports names them in its log line
 
 
 class Proxier:
@@ -46,6 +53,11 @@ class Proxier:
         self._lock = threading.Lock()                        # the source's thread and the sync's
         self._skipped: dict[str, str] = {}
         self._gc_held = False                                # hold_gc()
+        self._rethink = False                                # decide every port anew at the next sync
+        self._node_name_checked = False                      # startup.node_name_warning, once
+        self.no_local = {f: NoLocalEndpoints() for f in dataplane.settings.families}
+        if hasattr(dataplane, "report_to"):                  # the real one (tests may drive a recorder)
+            dataplane.report_to(self.metrics)
         source.on_events = self.changed
 
     def changed(self, changes: list) -> None:
@@ -53,7 +65,9 @@ class Proxier:
             self.tracker.update(changes)
             for change in changes:
                 self._pending[change.kind] = self._pending.get(change.kind, 0) + 1
+                self.metrics.changed(change.kind)
             self._publish_pending()
+        self.metrics.queued(self.dataplane.settings.families)
         self.health.queued()
         self.loop.request()
 
@@ -62,15 +76,14 @@ class Proxier:
             log.info("waiting for the source's first complete read")
             return
         started = time.monotonic()
-        full = full or not self.policies
+        full, self._rethink = full or not self.policies or self._rethink, False
         with self._lock:     # a change that arrives after this stays pending for the next sync
             pending, taken = dict(self._pending), self.tracker.take()
             states = dict(self.tracker.ports) if full else {n: self.tracker.ports.get(n) for n in taken.changed}
             skipped = self.tracker.skipped_reasons()
         self._report_skipped(skipped)
         names = None if full else taken.changed
-        policies = {f: family_policies(states, f, self.dataplane.settings.node, self.policies.get(f), names)
-                    for f in self.dataplane.settings.families}
+        policies, decided = self._decide(states, names)
         try:
             self.dataplane.sync(policies, names)
         except Exception:
@@ -82,25 +95,75 @@ class Proxier:
         self.policies = policies
         if self.health_checks:
             self.health_checks.update(states, full=names is None)
-        self._after_sync(pending, started, names, taken.triggered)
+        self._count_no_local(policies, names)
+        self._after_sync(pending, started, names, taken.triggered, decided)
+        if names is None and not self._node_name_checked:
+            self._check_node_name(states)
 
-    def _after_sync(self, pending: dict, started: float, names, triggered: list[float]) -> None:
+    def set_zone(self, zone: str) -> None:
+        """The Node's topology.kubernetes.io/zone changed (nodes.NodeWatch):
+        topology hints now select another zone's endpoints, so every port is
+        decided anew, in one full sync."""
+        if zone == self.dataplane.settings.node.zone:
+            return
+        log.info("node zone changed; re-deciding every service port", extra={"zone": zone})
+        with self._lock:
+            self.dataplane.move_to_zone(zone)
+            self._rethink = True
+        self.loop.request()
+
+    def _check_node_name(self, states) -> None:
+        """Once, after the first full sync: endpoints name nodes, never this
+        one (a wrong --hostname-override makes Local policies drop all)."""
+        self._node_name_checked = True
+        notice = startup.node_name_warning(states, self.dataplane.settings.node.name)
+        if notice:
+            notice.emit(log)
+
+    def _decide(self, states, names) -> tuple[dict[int, dict], dict[int, float]]:
+        """The per-family policies of `names` (all ports: None), and the seconds each family took."""
+        policies, decided = {}, {}
+        for f in self.dataplane.settings.families:
+            started = time.monotonic()
+            policies[f] = family_policies(states, f, self.dataplane.settings.node, self.policies.get(f), names)
+            decided[f] = time.monotonic() - started
+        return policies, decided
+
+    def _count_no_local(self, policies: dict[int, dict], names) -> None:
+        for family, tally in self.no_local.items():
+            internal, external = tally.update(policies.get(family, {}), names)
+            self.metrics.no_local_endpoints(family, internal, external)
+
+    def _after_sync(self, pending: dict, started: float, names, triggered: list[float],
+                    decided: dict[int, float]) -> None:
         elapsed = time.monotonic() - started
         with self._lock:
             for kind, count in pending.items():     # changes that arrived during the sync stay pending
                 self._pending[kind] -= count
             self._publish_pending()
             caught_up = not any(self._pending.values())
-        self.metrics.sync_duration.observe(elapsed)
-        self.metrics.syncs.labels("full" if self.dataplane.last_full else "partial").inc()
-        self.metrics.last_sync.set_to_current_time()
+        full = self.dataplane.last_full
+        spent = getattr(self.dataplane, "spent", None) or {}
+        for family, seconds in decided.items():     # a recorder without `spent`: the whole sync, as kube-proxy's
+            family_full, applied = spent.get(family, (full, elapsed - seconds))
+            self.metrics.synced(family, family_full, seconds + applied)
+        self.metrics.syncs.labels("full" if full else "partial").inc()
         self.metrics.observe_programming(triggered)
         if caught_up:
             self.health.updated()
-        if self.dataplane.last_full:
+        if full:
             self._freeze()
-        what = "full sync" if self.dataplane.last_full else f"partial sync of {len(names)} service port(s)"
-        log.info("%s done in %.1f ms: %d service port(s)", what, elapsed * 1000, len(self.tracker.ports))
+        log.info("sync done", extra=self._sync_fields(full, elapsed, names))
+
+    def _sync_fields(self, full: bool, elapsed: float, names) -> dict:
+        """The "sync done" line's fields; a partial sync of a few ports names them."""
+        fields = {"sync": "full" if full else "partial", "duration_ms": round(elapsed * 1000, 1)}
+        if not full:
+            fields["changed"] = len(names)
+        fields["service_ports"] = len(self.tracker.ports)
+        if not full and 0 < len(names) <= NAMED_PORTS:
+            fields["services"] = sorted(str(n) for n in names)
+        return fields
 
     def hold_gc(self) -> None:
         """Keep the cyclic GC off until the first full sync is in: the first

@@ -138,7 +138,7 @@ def test_endpoint_churn_under_a_continuous_client_loses_no_connection(lab):
     assert result["failed"] == 0, result
     assert result["ok"] > 200 and len({a.split()[0] for a in result["answers"]}) == len(pods)
     log = open(os.path.join(lab.node_dir("node1"), "proxy.log")).read()
-    assert "partial sync of 1 service port(s)" in log       # churn is applied by partial syncs
+    assert "sync=partial" in log and " changed=1 " in log   # churn is applied by partial syncs
 
 
 UDP_ASK = """

@@ -74,12 +74,12 @@ def test_summary():
     assert bench.summary([]) == {"n": 0}
 
 
-LOG = """ts=2026-11-30T11:31:10.215Z level=info logger=netplane.proxy msg="proxy running: mode iptables, node node1"
-ts=2026-11-30T11:31:10.382Z level=info logger=netplane.proxy msg="full sync done in 166.4 ms: 100 service port(s)"
-ts=2026-11-30T11:31:13.232Z level=info logger=netplane.proxy msg="partial sync of 1 service port(s) done in 17.7 ms: \
-100 service port(s)"
-ts=2026-11-30T11:31:14.232Z level=info logger=netplane.proxy msg="partial sync of 0 service port(s) done in 9 ms: \
-100 service port(s)"
+LOG = """ts=2026-11-30T11:31:10.215Z level=info logger=netplane.proxy msg="proxy running" mode=iptables node=node1
+ts=2026-11-30T11:31:10.382Z level=info logger=netplane.proxy msg="sync done" sync=full duration_ms=166.4 service_ports=100
+ts=2026-11-30T11:31:13.232Z level=info logger=netplane.proxy msg="sync done" sync=partial duration_ms=17.7 changed=1 \
+service_ports=100 services=default/web:http
+ts=2026-11-30T11:31:14.232Z level=info logger=netplane.proxy msg="sync done" sync=partial duration_ms=9 changed=0 \
+service_ports=100
 """
 
 

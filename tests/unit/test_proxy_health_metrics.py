@@ -69,8 +69,7 @@ def test_healthz_and_livez(server):
 
 def test_metrics_use_kube_proxys_names():
     metrics = ProxyMetrics()
-    metrics.sync_duration.observe(0.003)
-    metrics.last_sync.set(1234)
+    metrics.synced(4, full=False, seconds=0.003)
     metrics.pending_services.set(2)
     metrics.sync_failures.inc()
     server = metrics.serve("127.0.0.1", 0)
@@ -80,8 +79,11 @@ def test_metrics_use_kube_proxys_names():
     finally:
         server.shutdown()
         server.server_close()
-    assert 'kubeproxy_sync_proxy_rules_duration_seconds_bucket{le="0.004"} 1.0' in text
-    assert "kubeproxy_sync_proxy_rules_last_timestamp_seconds 1234.0" in text
+    assert 'kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family="IPv4",le="0.004"} 1.0' in text
+    assert 'kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family="IPv4"} 1.0' in text
+    assert 'kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family="IPv4"}' not in text
+    assert 'kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"}' in text
     assert "kubeproxy_sync_proxy_rules_service_changes_pending 2.0" in text
     assert "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0.0" in text
+    assert "kubeproxy_sync_proxy_rules_service_changes_total 0.0" in text
     assert "netplane_proxy_sync_failures_total 1.0" in text

@@ -101,6 +101,18 @@ def render(plan: Plan) -> str:
             f"backend(s), {len(u.tables_deleted)} table(s) and {len(u.ranges_deleted)} range(s) deleted\n")
 
 
+def counts(plan: Plan, full: bool) -> modes.Counts:
+    """Entries of the BPF maps the plan's mirror holds (O(1): their sizes),
+    and what this sync wrote into them (netplane_proxy_objects{kind})."""
+    s, u = plan.sockets, plan.sockets.updates
+    held = {"services": len(s.services), "backends": len(s.backends), "maglev_tables": len(s.tables),
+            "nodeports": len(plan.context.nodeports)}
+    written = {"services": len(u.masters) + len(u.slots), "backends": len(u.backends),
+               "maglev_tables": len(u.tables), "deleted": len(u.masters_deleted) + len(u.slots_deleted)
+               + len(u.backends_deleted) + len(u.tables_deleted)}
+    return modes.Counts(held, written)
+
+
 class EbpfApplier:
     def __init__(self, family: int, options: EbpfOptions | None = None) -> None:
         self.family, self.options = family, options or EbpfOptions()
@@ -315,4 +327,4 @@ def unavailable() -> str | None:
 MODE = modes.register(modes.Mode(
     name="ebpf", options=EbpfOptions, section="ebpf", context=context, compile=compile_plan,
     applier=EbpfApplier, render=render, unavailable=unavailable, translates_at_connect=True,
-    snat_local_endpoints=False))
+    snat_local_endpoints=False, counts=counts))

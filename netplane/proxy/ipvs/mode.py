@@ -59,6 +59,20 @@ def render_plan(plan: Plan) -> str:
     return ipvs_render.text(plan.changes)
 
 
+def counts(plan: Plan, full: bool) -> modes.Counts:
+    """Virtual servers, real servers and np-ipvs0's addresses the kernel
+    holds, and what this sync sent (netplane_proxy_objects{kind}: kube-proxy's
+    IPVS mode counts nothing). The real servers are summed over every
+    virtual server, so only on full syncs; a partial one keeps that value."""
+    held = {"virtual_servers": len(plan.held), "addresses": len(plan.addresses)}
+    if full:
+        held["real_servers"] = sum(len(dests) for dests in plan.held.values())
+    c = plan.changes
+    written = {"virtual_servers": len(c.add_servers) + len(c.edit_servers) + len(c.delete_servers),
+               "real_servers": len(c.dests), "addresses": len(c.add_addresses) + len(c.delete_addresses)}
+    return modes.Counts(held, written)
+
+
 class IpvsApplier:
     def __init__(self, family: int, options: IpvsOptions | None = None, *, kernel=None, device=None,
                  runner=None, reader=None, write_sysctls=dev.write_sysctls) -> None:
@@ -185,5 +199,5 @@ def _unavailable() -> str | None:
 
 MODE = modes.register(modes.Mode(
     name="ipvs", options=IpvsOptions, section="ipvs", context=context, compile=ipvs_compile.compile_family,
-    applier=IpvsApplier, render=render_plan, unavailable=_unavailable))
+    applier=IpvsApplier, render=render_plan, unavailable=_unavailable, counts=counts))
 

@@ -20,12 +20,17 @@ A mode is a pure compile step and a thin applier (see the README,
   holds the last plan (drift), clean up, and say whether anything of the
   mode is present (so another mode can sweep it after taking over).
 - `render(plan)`: the plan as the text a person reads (`netplane compile`).
+- `counts(plan, full)` -> Counts: what the kernel holds after the plan,
+  and what the sync wrote, per kind (the metrics publish them after each
+  sync). A count that would walk the whole plan is left out of a partial
+  sync's `held` (it keeps its last full sync's value), so a partial sync
+  stays O(changed). The default: no counts.
 Modes register themselves by name in MODES when their module is imported.
 """
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class Applier(Protocol):
@@ -34,6 +39,18 @@ class Applier(Protocol):
     def drift(self) -> str | None: ...
     def cleanup(self) -> list[str]: ...
     def present(self) -> bool: ...
+
+
+class Counts(NamedTuple):
+    """kind -> how many: what the kernel holds after a sync (`held`), and
+    what the sync wrote (`written`). The kinds are the mode's own (iptables:
+    the tables; nftables: chains, sets, elements...)."""
+    held: dict[str, int] = {}
+    written: dict[str, int] = {}
+
+
+def no_counts(plan, full: bool) -> Counts:
+    return Counts()
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,7 @@ class Mode:
     unavailable: Callable[[], str | None] = lambda: None   # why this kernel cannot run it (None: it can)
     translates_at_connect: bool = False             # sockets on the node are translated at connect(): no NAT
     snat_local_endpoints: bool = True               # external Cluster traffic to this node's pods is SNATed too
+    counts: Callable[[Any, bool], Counts] = no_counts   # what a plan holds and writes, per kind (metrics)
 
 
 MODES: dict[str, Mode] = {}

@@ -2,7 +2,8 @@
 Compile is compile.py (pure); the applier hands its transaction to nft.
 
 The applier keeps nothing: the core keeps the last plan, which holds the
-mirror of the table. Drift is read from the base chains: the table or one
+mirror of the table; so the counts for the metrics are read off the
+mirror's sizes (O(1) per map, on partial syncs too). Drift is read from the base chains: the table or one
 of them gone, or emptied (`nft flush table`), means someone changed it
 behind our back, and the core's next sync is full.
 """
@@ -12,7 +13,7 @@ from netplane.proxy import modes
 from netplane.proxy.nftables import names, render, static
 from netplane.proxy.nftables.compile import compile_family
 from netplane.proxy.nftables.context import Context
-from netplane.proxy.nftables.plan import Plan
+from netplane.proxy.nftables.plan import Plan, Transaction
 from netplane.proxy.nftables.reader import NetlinkReader
 from netplane.proxy.nftables.runner import LIBNFTABLES, VIAS, Nft
 from netplane.proxy.options import option
@@ -48,6 +49,25 @@ def compile_plan(policies, ctx: Context, previous: Plan | None, changed, install
 
 def render_plan(plan: Plan) -> str:
     return f"# nft -f -\n{render.script(plan.transaction)}"
+
+
+def counts(plan: Plan, full: bool) -> modes.Counts:
+    """Chains, maps and sets, and their elements, that the table holds; and
+    what this sync's transaction wrote (kube-proxy's nftables mode has no
+    count of its own: these are netplane_proxy_objects{kind})."""
+    ctx = plan.context
+    # flushed chains and sets stay in the table until their delayed deletion (compile.py, "stale")
+    stale_chains = sum(1 for kind, _ in plan.stale.values() if kind == "chain")
+    held = {"chains": len(static.chains(ctx)) + len(plan.shapes) + len(plan.own_chains) + stale_chains,
+            "sets": len(static.sets(ctx)) + len(plan.own_sets) + len(plan.stale) - stale_chains,
+            "elements": sum(len(table) for table in plan.elements.values()) + len(ctx.nodeports or ())}
+    return modes.Counts(held, transaction_counts(plan.transaction))
+
+
+def transaction_counts(tx: Transaction) -> dict[str, int]:
+    """What a transaction writes: chains filled, their rules, elements added."""
+    return {"chains": len(tx.rules), "rules": sum(len(rules) for rules in tx.rules.values()),
+            "elements": sum(len(added) for added in tx.add_elements.values())}
 
 
 class NftablesApplier:
@@ -89,4 +109,4 @@ class NftablesApplier:
 
 MODE = modes.register(modes.Mode(
     name="nftables", options=NftablesOptions, section="nftables", context=context, compile=compile_plan,
-    applier=NftablesApplier, render=render_plan))
+    applier=NftablesApplier, render=render_plan, counts=counts))
