@@ -6,12 +6,13 @@
     lab      the namespaced cluster on this machine, and demo (lab.py)
     proxy    the service proxy daemon (proxy.py)
     compile  the proxy's rules for manifests, no root (compile.py)
+    explain  what the proxy does to a packet, in any mode (explain.py)
 """
 import logging
 import os
 import sys
 
-from netplane.cli import agent, bench, cni, compile, lab, proxy
+from netplane.cli import agent, bench, cni, compile, explain, lab, proxy
 from netplane.cli.common import Exit, Parser
 from netplane.errors import OperatorError
 
@@ -43,6 +44,6 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> Parser:
     parser = Parser(prog="netplane", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=Parser)
-    for module in (agent, bench, cni, lab, proxy, compile):
+    for module in (agent, bench, cni, lab, proxy, compile, explain):
         module.add_parser(sub)
     return parser

@@ -79,15 +79,23 @@ class Programmed:
 
     def trace(self, src: str, proto: str, dst: str, port: int, affinity_to: str | None = None):
         family = 4 if ":" not in dst else 6
-        maps = self.kernel[family]
-        ip = netaddr.IPAddress(src)
-        node_origin = src in self.local
-        from_pod = any(ip in c for c in self.settings.cluster_cidrs if c.version == family)
-        if node_origin or from_pod:
-            return SocketTracer(maps.services, maps.backends, set(maps.nodeports)).connect(
-                proto, dst, port, node_origin, affinity_to)
-        return PacketTracer(maps.services, maps.backends, set(maps.nodeports), maps.source_ranges,
-                            maps.tables).arrive(src, proto, dst, port, affinity_to)
+        return trace_maps(self.kernel[family], self.settings.cluster_cidrs, self.local,
+                          src, proto, dst, port, affinity_to)
+
+
+def trace_maps(maps, cluster_cidrs, local, src: str, proto: str, dst: str, port: int, affinity_to=None):
+    """A connection through maps (FakeMaps, or the kernel's read into the
+    same attributes: `netplane explain`): from a socket on the node (the
+    node's own addresses, or a pod in `cluster_cidrs`) as the socket
+    programs look it up, else as the tc programs do."""
+    ip = netaddr.IPAddress(src)
+    node_origin = src in local
+    from_pod = any(ip in c for c in cluster_cidrs if c.version == ip.version)
+    if node_origin or from_pod:
+        return SocketTracer(maps.services, maps.backends, set(maps.nodeports)).connect(
+            proto, dst, port, node_origin, affinity_to)
+    return PacketTracer(maps.services, maps.backends, set(maps.nodeports), maps.source_ranges,
+                        maps.tables).arrive(src, proto, dst, port, affinity_to)
 
 
 @harness("ebpf")

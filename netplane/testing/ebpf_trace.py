@@ -12,13 +12,15 @@
 Each answers as the program does: every backend a pick may take, or the
 refusal (count 0: ECONNREFUSED or an ICMP unreachable; DROP with the drop
 flag), or "not a Service" (untouched). With ClientIP affinity, a client
-the affinity map remembers gets its backend."""
+the affinity map remembers gets its backend. Verdict.branches adds each
+backend's chance (its share of the slots, or of the Maglev table) and the
+map entries looked up, for `netplane explain`."""
 import struct
 
 import netaddr
 
 from netplane.proxy.ebpf import entries as e
-from netplane.testing.verdict import Verdict
+from netplane.testing.verdict import Branch, Verdict
 
 PROTO = {"tcp": 6, "udp": 17}
 NOT_A_SERVICE = Verdict(frozenset(), "ACCEPT", False)
@@ -45,14 +47,18 @@ class SocketTracer:
         if master is None:
             return NOT_A_SERVICE
         count, flags, affinity, _ = e.parse_value(master)
+        steps = (_entry("services (socket lookup at connect)", key, count, flags),)
         if count == 0:
-            return Verdict(frozenset(), "DROP" if flags & e.FLAG_DROP else "REJECT", False)
-        endpoints = frozenset(_text(*self.backend(key, i)[:2]) for i in range(1, count + 1))
-        if affinity and affinity_to in endpoints:
-            endpoints = frozenset({affinity_to})
+            return _refused(flags, steps)
+        picks = [_text(*self.backend(key, i)[:2]) for i in range(1, count + 1)]
+        if affinity and affinity_to in picks:
+            picks = [affinity_to]
+        endpoints = frozenset(picks)
         # nothing is NATed: the backend sees the socket's own address, which is
         # the node's for the node's processes (as a masquerade would give it)
-        return Verdict(endpoints, "ACCEPT", node_origin, endpoints if node_origin else frozenset())
+        why = ("the socket is the node's own: the backend sees the node's address",) if node_origin else ()
+        return Verdict(endpoints, "ACCEPT", node_origin, endpoints if node_origin else frozenset(),
+                       _shares(picks, lambda ep: node_origin, steps + why))
 
     def backend(self, key: tuple, i: int) -> tuple[bytes, int, bool]:
         held = self.services[e.service_key(*key, i)]
@@ -72,20 +78,28 @@ class PacketTracer(SocketTracer):
             return NOT_A_SERVICE
         key, master = found
         count, flags, affinity, port_id = e.parse_value(master)
+        steps = (_entry("services (tc, a packet from another machine)", key, count, flags),)
         if flags & e.FLAG_FIREWALL and not self._allowed(src, port_id):
-            return Verdict(frozenset(), "DROP", False)
+            return Verdict(frozenset(), "DROP", False, frozenset(),
+                           (Branch("", "DROP", False, 1.0, steps + (f"source_ranges: no range of port {port_id} "
+                                                                   f"holds {src}",)),))
         if count == 0:
-            return Verdict(frozenset(), "DROP" if flags & e.FLAG_DROP else "REJECT", False)
-        ids = self._table_ids(port_id) if key[3] & e.SCOPE_EXTERNAL else \
+            return _refused(flags, steps)
+        maglev = key[3] & e.SCOPE_EXTERNAL
+        ids = self._table_slots(port_id) if maglev else \
             [e.parse_value(self.services[e.service_key(*key, i)])[0] for i in range(1, count + 1)]
-        backends = {}
+        backends, picks = {}, []
         for backend_id in ids:
             addr, bport, local = e.parse_backend(self.backends[backend_id.to_bytes(4, "little")])
             backends[_text(addr, bport)] = not (flags & e.FLAG_LOCAL) and not local     # SNATed?
+            picks.append(_text(addr, bport))
         if affinity and affinity_to in backends:
-            backends = {affinity_to: backends[affinity_to]}
+            backends, picks = {affinity_to: backends[affinity_to]}, [affinity_to]
         snat = frozenset(ep for ep, yes in backends.items() if yes)
-        return Verdict(frozenset(backends), "ACCEPT", len(snat) == len(backends), snat)
+        steps += (f"maglev table of port {port_id}: {len(ids)} slots",) if maglev else ()
+        return Verdict(frozenset(backends), "ACCEPT", len(snat) == len(backends), snat,
+                       _shares(picks, backends.get, steps, "SNAT (masquerade): the backend is on another node, "
+                                                           "under externalTrafficPolicy Cluster"))
 
     def _frontend(self, addr: bytes, port: int, proto: int):
         for key in ((addr, port, proto, e.SCOPE_EXTERNAL), (addr, port, proto, 0)):
@@ -108,7 +122,32 @@ class PacketTracer(SocketTracer):
                 return True
         return False
 
-    def _table_ids(self, port_id: int) -> set[int]:
+    def _table_slots(self, port_id: int) -> list[int]:
+        """The backend id in every slot of the port's Maglev table."""
         table = self.tables.of(port_id)
         assert table is not None, f"a master names port {port_id}, which has no Maglev table"
-        return set(struct.unpack(f"={len(table) // 4}I", table))
+        return list(struct.unpack(f"={len(table) // 4}I", table))
+
+
+def _entry(where: str, key: tuple, count: int, flags: int) -> str:
+    addr, port, proto, scope = key
+    names = [n for bit, n in ((e.FLAG_DROP, "drop"), (e.FLAG_LOCAL, "local"), (e.FLAG_FIREWALL, "firewall"))
+             if flags & bit]
+    scopes = [n for bit, n in ((e.SCOPE_EXTERNAL, "external"), (e.SCOPE_NODEPORT, "nodeport")) if scope & bit]
+    proto_name = next((n for n, number in PROTO.items() if number == proto), str(proto))
+    return (f"{where}: {_text(addr, port)}/{proto_name} scope {'+'.join(scopes) or 'cluster'}: "
+            f"{count} backend(s), flags {','.join(names) or 'none'}")
+
+
+def _refused(flags: int, steps: tuple) -> Verdict:
+    verdict = "DROP" if flags & e.FLAG_DROP else "REJECT"
+    return Verdict(frozenset(), verdict, False, frozenset(), (Branch("", verdict, False, 1.0, steps),))
+
+
+def _shares(picks: list[str], snat, steps: tuple, why: str = "") -> tuple:
+    """A branch per backend, its chance its share of the slots a pick is made from."""
+    out = []
+    for ep in dict.fromkeys(picks):
+        masq = bool(snat(ep))
+        out.append(Branch(ep, "ACCEPT", masq, picks.count(ep) / len(picks), steps + ((why,) if masq and why else ())))
+    return tuple(out)

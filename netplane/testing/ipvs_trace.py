@@ -12,6 +12,8 @@ virtual server with no real server of weight > 0 answers ICMP port
 unreachable (REJECT). Persistence (ClientIP affinity) sends a remembered
 client to the real server it remembers.
 """
+from dataclasses import replace
+
 from netplane.proxy.ipvs.plan import FWMARK, Key, endpoint
 from netplane.testing.nftables_trace import REFUSED, Tracer, _dnat
 
@@ -40,16 +42,28 @@ class IpvsTracer(Tracer):
         if key is None:
             yield from otherwise(p)
             return
-        dests = [d for d, (weight, *_) in self.ipvs.real[key].items() if weight > 0]
-        if self.ipvs.services[key].timeout and self.affinity_to:
-            dests = [d for d in dests if endpoint(*d) == self.affinity_to] or dests
-        if not dests:
-            yield p, "reject"                    # ip_vs_leave: ICMP port unreachable
-        for dest in dests:
-            yield from self._hooks(["postrouting"], _dnat(p, dest))
+        weights = {d: weight for d, (weight, *_) in self.ipvs.real[key].items() if weight > 0}
+        server = self.ipvs.services[key]
+        if server.timeout and self.affinity_to:
+            weights = {d: w for d, w in weights.items() if endpoint(*d) == self.affinity_to} or weights
+        looked = f"IPVS virtual server {_server(key)} (scheduler {server.scheduler}" + \
+            (f", persistent {server.timeout}s)" if server.timeout else ")")
+        if not weights:
+            # ip_vs_leave: ICMP port unreachable
+            yield replace(p, trail=p.trail + (f"{looked}: no real server of weight > 0",)), "reject"
+        total = sum(weights.values())
+        for dest, weight in weights.items():
+            # the share a weighted round robin gives it (other schedulers follow the weights over time)
+            q = replace(p, weight=p.weight * weight / total,
+                        trail=p.trail + (f"{looked}: real server {endpoint(*dest)} weight {weight}",))
+            yield from self._hooks(["postrouting"], _dnat(q, dest))
 
     def _lookup_server(self, p) -> Key | None:
         if p.mark and Key(FWMARK, "", p.mark) in self.ipvs.services:
             return Key(FWMARK, "", p.mark)
         key = Key(p.proto.upper(), str(p.dst), p.dport)
         return key if key in self.ipvs.services else None
+
+
+def _server(key: Key) -> str:
+    return f"fwmark {key.port}" if key.protocol == FWMARK else f"{key.protocol} {endpoint(key.address, key.port)}"

@@ -7,7 +7,9 @@ forward by where the destination (after DNAT) lives, and postrouting on
 the way out. It reports every endpoint the packet may be DNATed to (a
 `numgen random` choice is followed every way: in a backends map key and in
 an inline verdict map), whether it is accepted, rejected or dropped, and
-whether it is masqueraded.
+whether it is masqueraded. Each way through also carries its chance (a
+slot of `numgen random mod N` is 1/N) and the rules and map elements it
+crossed (Verdict.branches), for `netplane explain`.
 
 Every rule in the table is parsed when the tracer is made, reached or not,
 and a rule form it does not know fails loudly (AssertionError): a new
@@ -18,6 +20,7 @@ from dataclasses import dataclass, replace
 import netaddr
 
 from netplane.testing.nftables_fake import priority_value
+from netplane.testing.verdict import Branch
 from netplane.testing.verdict import Verdict as Trace
 
 REFUSED = ("drop", "reject")
@@ -36,6 +39,8 @@ class _Packet:
     ctmark: int = 0             # the connection's mark (the IPVS mode marks for masquerading there)
     dnat: str = ""              # the endpoint it was DNATed to, "ip:port" or "[ip]:port"
     masquerade: bool = False
+    weight: float = 1.0         # the chance of this way (random choices split it)
+    trail: tuple = ()           # "chain: rule" and "@map: element" steps, in order
 
 
 class Tracer:
@@ -44,22 +49,21 @@ class Tracer:
         self.local = {netaddr.IPAddress(a) for a in local_addresses}
         self.affinity = {name: {netaddr.IPAddress(c) for c in clients} for name, clients in (affinity or {}).items()}
         self.chains = {name: [_Rule(rule).ops for rule in rules] for name, rules in table["chains"].items()}
+        self.texts = table["chains"]
         self.hooks: dict[str, list[str]] = {}
         for name, (_, hook, _priority) in sorted(table["base"].items(), key=lambda c: priority_value(c[1][2])):
             self.hooks.setdefault(hook, []).append(name)
 
     def trace(self, src: str, proto: str, dst: str, port: int) -> Trace:
         start = _Packet(netaddr.IPAddress(src), netaddr.IPAddress(dst), proto.lower(), port)
-        results = set()
+        results, branches = set(), []
         for p, verdict in self._path(start):
-            if verdict in REFUSED:
-                results.add(("", verdict.upper(), False))
-            else:
-                results.add((p.dnat, "ACCEPT", p.masquerade))
+            results.add(_way(p, verdict))
+            branches.append(Branch(*_way(p, verdict), p.weight, p.trail))
         verdicts = {v for _, v, _ in results}
         assert len(verdicts) == 1, f"branches disagree on the verdict: {results}"
         return Trace(frozenset(e for e, _, _ in results if e), verdicts.pop(), all(m for _, _, m in results),
-                     frozenset(e for e, _, m in results if e and m))
+                     frozenset(e for e, _, m in results if e and m), tuple(branches))
 
     def _path(self, p: _Packet):
         """The hooks in turn. The node's own packets cross output and
@@ -103,21 +107,24 @@ class Tracer:
         """Yield (packet, verdict) for every way through `name`; verdict None
         means it fell off the end or returned (back to the caller)."""
         assert name in self.chains, f"no chain {name}"
-        yield from self._rules(self.chains[name], 0, p)
+        yield from self._rules(self.chains[name], 0, p, name)
 
-    def _rules(self, rules: list, i: int, p: _Packet):
+    def _rules(self, rules: list, i: int, p: _Packet, chain: str = ""):
         if i == len(rules):
             yield p, None
             return
         for q, outcome in self._ops(rules[i], 0, p):
             if outcome is None:                             # no match, or no verdict: the next rule
-                yield from self._rules(rules, i + 1, q)
+                yield from self._rules(rules, i + 1, q, chain)
                 continue
+            if chain:                                       # the rule goes before the elements it looked up
+                n = len(p.trail)
+                q = replace(q, trail=q.trail[:n] + (f"{chain}: {self.texts[chain][i]}",) + q.trail[n:])
             kind, target = outcome
             if kind == "jump":
                 for r, verdict in self._chain(target, q):
                     if verdict is None:
-                        yield from self._rules(rules, i + 1, r)
+                        yield from self._rules(rules, i + 1, r, chain)
                     else:
                         yield r, verdict
             elif kind == "goto":
@@ -153,6 +160,7 @@ class Tracer:
                 yield p, None                                # no element: the rule ends here
             else:
                 mark = value[0] if isinstance(value, tuple) else value
+                p = _looked_up(p, source, keys[0], value, 1)
                 yield from self._ops(ops, k + 1, replace(p, mark=int(mark, 0) if isinstance(mark, str) else mark))
         elif op == "update":
             yield from self._ops(ops, k + 1, p)             # remembers the client: no effect on this packet
@@ -164,9 +172,10 @@ class Tracer:
             expr, source = args
             if not expr(p):
                 yield p, None                                # a protocol's selector on another protocol
-            for key in expr(p):
+            keys = expr(p)
+            for key in keys:
                 value = self._lookup(source, key) if isinstance(source, str) else _inline(source, key)
-                yield p, (None if value is None else _verdict(value))
+                yield (p, None) if value is None else (_looked_up(p, source, key, value, len(keys)), _verdict(value))
         elif op == "dnat":
             expr, source = args
             keys = expr(p) if expr else [()]
@@ -174,7 +183,10 @@ class Tracer:
                 yield p, None
             for key in keys:
                 value = self._lookup(source, key) if expr else source
-                yield (p, None) if value is None else (_dnat(p, value), ("accept", ""))
+                if value is None:
+                    yield p, None
+                else:
+                    yield _dnat(_looked_up(p, source, key, value, len(keys)) if expr else p, value), ("accept", "")
         else:
             raise AssertionError(f"unknown op {op}")
 
@@ -448,6 +460,19 @@ def _verdict(value) -> tuple[str, str]:
     words = value.split()
     assert words[0] in ("jump", "goto", "accept", "drop", "return"), f"tracer does not understand verdict {value}"
     return (words[0], words[1]) if len(words) == 2 else (words[0], "")
+
+
+def _way(p: _Packet, verdict) -> tuple:
+    return ("", verdict.upper(), False) if verdict in REFUSED else (p.dnat, "ACCEPT", p.masquerade)
+
+
+def _looked_up(p: _Packet, source, key: tuple, value, ways: int) -> _Packet:
+    """`p` after a lookup that found `value`: the element joins its trail,
+    and one of `ways` equally likely keys (numgen's slots) splits its chance."""
+    shown = value if isinstance(value, str) else " . ".join(map(str, value)) if isinstance(value, tuple) else ""
+    where = f"@{source}" if isinstance(source, str) else "vmap"
+    element = " . ".join(key) + (f" : {shown}" if shown else "")
+    return replace(p, weight=p.weight / ways, trail=p.trail + (f"{where}: {element}",))
 
 
 def _dnat(p: _Packet, value) -> _Packet:

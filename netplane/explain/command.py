@@ -1,0 +1,48 @@
+"""`netplane explain`'s steps: read or compile the state, trace, say."""
+import json
+import os
+
+from netplane.errors import OperatorError
+from netplane.explain import compiled, live, names
+from netplane.explain.explanation import Explanation
+from netplane.explain.packet import Packet
+
+
+def explain(packet: Packet, cfg, checked, *, manifests: str | None, mode: str | None,
+            netns: str | None) -> Explanation:
+    """`mode`: the one asked for (None: the live one, detected)."""
+    cidr = next((c for c in checked.cluster_cidrs if c.version == packet.family), None)
+    if manifests is not None and netns:
+        raise OperatorError("--netns reads a namespace's live state; --manifests explains a compile: give one")
+    if manifests is not None:
+        if not os.path.exists(manifests):
+            raise OperatorError(f"manifests {manifests}: no such file or directory")
+        kernel, policies = compiled.kernel(cfg, checked, packet.family)
+        frontend = names.from_policies(policies, packet, kernel.local)
+        where = f"as compiled from {manifests}"
+    else:
+        if netns:
+            enter(netns)
+        kernel = live.kernel(mode or live.detect(packet.family, cfg.mode_options), packet.family)
+        frontend = None
+        where = "live state" + (f" of network namespace {netns}" if netns else " of this network namespace")
+    verdict = kernel.trace(packet)
+    frontend = frontend or names.from_steps(kernel.mode, [s for b in verdict.branches for s in b.steps])
+    return Explanation(packet, kernel.mode, where, verdict, frontend, cidr, names_known=manifests is not None)
+
+
+def enter(name: str) -> None:
+    """Move this process (and the tools it runs) into /run/netns/NAME."""
+    from pyroute2 import netns
+
+    path = name if "/" in name else f"/run/netns/{name}"
+    if not os.path.exists(path):
+        raise OperatorError(f"--netns {name}: no such network namespace ({path})")
+    try:
+        netns.setns(path, flags=0)
+    except OSError as err:
+        raise OperatorError(f"--netns {name}: cannot enter it: {err.strerror or err} (root is needed)") from None
+
+
+def dumps(x: Explanation) -> str:
+    return json.dumps(x.to_json(), indent=2) + "\n"

@@ -1,0 +1,60 @@
+"""`netplane explain --manifests`: the state a compile of those manifests
+would install, held by the mode's fake kernel. The path is the proxy's
+own (source -> snapshot -> policies, as daemon.compile_plan), then the
+mode's harness programs its fake kernel through the real applier."""
+import logging
+
+from netplane import testing
+from netplane.errors import OperatorError
+from netplane.explain.kernel import Kernel
+from netplane.proxy import daemon
+from netplane.proxy.nftables.names import FAMILY
+from netplane.proxy.policy import family_policies
+from netplane.proxy.state import snapshot
+
+log = logging.getLogger("netplane.explain")
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def kernel(cfg, checked, family: int) -> tuple[Kernel, dict]:
+    """(the family's Kernel, its policies: PortName -> PortPolicy)."""
+    settings = daemon.settings(cfg, checked)
+    if family not in settings.families:
+        raise OperatorError(f"the proxy serves IPv{'/IPv'.join(map(str, settings.families))} here "
+                            f"(its --node-ip), not IPv{family}")
+    services, slices = _objects(cfg)
+    snap = snapshot(services, slices)
+    for what, why in sorted(snap.skipped.items()):
+        log.warning("skipping %s: %s", what, why)
+    policies = {f: family_policies(snap.ports, f, settings.node) for f in settings.families}
+    local = tuple(str(ip) for ip in settings.node_ips) + LOOPBACK
+    name = f"iptables/{cfg.mode_options['iptables'].layout}" if cfg.mode == "iptables" else cfg.mode
+    if name not in testing.names():
+        raise OperatorError(f"netplane explain does not know the {cfg.mode} mode")
+    programmed = testing.get(name).program(settings, policies, local)
+    return _held(cfg.mode, family, programmed, local, settings), policies[family]
+
+
+def _objects(cfg):
+    src = daemon.source(cfg)
+    src.scan()
+    for where, why in sorted(src.errors.items()):
+        log.warning("manifests: %s: %s", where, why)
+    found = src.objects()
+    if found is None:
+        raise OperatorError(f"manifests {cfg.manifests}: nothing could be read")
+    return found
+
+
+def _held(mode: str, family: int, programmed, local: tuple, settings) -> Kernel:
+    """What the harness's fake kernel holds, as a Kernel."""
+    held = programmed.kernel[family]
+    if mode == "iptables":
+        return Kernel(mode, family, held.tables, local)
+    if mode == "nftables":
+        return Kernel(mode, family, held.tables[FAMILY[family]], local)
+    if mode == "ebpf":
+        return Kernel(mode, family, held, local, settings.cluster_cidrs)
+    # ipvs: the nftables table around IPVS, the virtual servers, and np-ipvs0's addresses are local too
+    return Kernel(mode, family, (held.nft.tables[FAMILY[family]], held.kernel),
+                  local + tuple(sorted(held.device.addresses(family))))
