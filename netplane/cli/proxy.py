@@ -3,6 +3,7 @@ import logging
 import os
 
 from netplane.cli.common import UsageError, boolean, commas, configure_logging_from
+from netplane.logs import FORMATS
 from netplane.errors import require_net_admin
 
 
@@ -26,27 +27,14 @@ def add_parser(sub) -> None:
                    help="default INFO")
     p.add_argument("--v", type=int, dest="verbosity", help="kube-proxy's verbosity: 4 and up is --log-level DEBUG")
     p.add_argument("--log-file", help="log here instead of stderr")
-    p.add_argument("--logging-format", choices=LOG_FORMATS,
+    p.add_argument("--logging-format", choices=FORMATS,
                    help="text (key=value, default) or json (one object per line, as kube-proxy's)")
-    conntrack = p.add_argument_group("kube-proxy's conntrack settings (written in the node's network namespace)")
-    for flag, key, kind in CONNTRACK_FLAGS:
-        conntrack.add_argument(flag, dest=_conntrack_dest(key), type=kind, metavar="N" if kind is int else "VALUE",
-                               help=f"the config file's conntrack.{key}")
+    from netplane.proxy import conntrack_settings
+
+    conntrack_settings.add_flags(p.add_argument_group("kube-proxy's conntrack settings (written in the node's "
+                                                      "network namespace at start)"))
     p.set_defaults(func=_proxy)
 
-
-LOG_FORMATS = ("text", "json")
-# kube-proxy's flags for its conntrack: section, and the field each sets
-CONNTRACK_FLAGS = (("--conntrack-max-per-core", "maxPerCore", int), ("--conntrack-min", "min", int),
-                   ("--conntrack-tcp-timeout-established", "tcpEstablishedTimeout", str),
-                   ("--conntrack-tcp-timeout-close-wait", "tcpCloseWaitTimeout", str),
-                   ("--conntrack-tcp-be-liberal", "tcpBeLiberal", boolean),
-                   ("--conntrack-udp-timeout", "udpTimeout", str),
-                   ("--conntrack-udp-timeout-stream", "udpStreamTimeout", str))
-
-
-def _conntrack_dest(key: str) -> str:
-    return f"conntrack_{key}"
 
 
 def add_options(p) -> None:
@@ -73,7 +61,7 @@ def add_options(p) -> None:
 
 
 def proxy_config(args):
-    from netplane.proxy import config, modes, options
+    from netplane.proxy import config, conntrack_settings, modes, options
 
     try:
         base = config.load_file(args.config) if args.config else config.ProxyConfig()
@@ -89,9 +77,8 @@ def proxy_config(args):
             flags[flag] = config.duration(value, "--" + flag.replace("_", "-")) if value is not None else None
         flags["logging_format"] = getattr(args, "logging_format", None)
         flags["verbosity"] = getattr(args, "verbosity", None)
-        conntrack = {key: getattr(args, _conntrack_dest(key), None) for _, key, _ in CONNTRACK_FLAGS}
-        flags["conntrack"] = {**base.conntrack, **{k: v for k, v in conntrack.items() if v is not None}}
         cfg = config.merge(base, flags)
+        cfg.conntrack = conntrack_settings.with_flags(cfg.conntrack, args)
         cfg.mode_options = {name: options.with_flags(config.options_of(cfg, name), args) for name in modes.names()}
         if sum(bool(x) for x in (cfg.manifests, cfg.kubeconfig, cfg.in_cluster)) > 1:
             raise config.ConfigError("give one source: --manifests, --kubeconfig or --in-cluster")

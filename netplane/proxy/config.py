@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import netaddr
 
 from netplane.kube import manifests
-from netplane.proxy import modes
+from netplane.proxy import conntrack_settings, modes
 from netplane.proxy import options as mode_options
 
 # kube-proxy's top-level fields netplane does not act on
@@ -62,13 +62,13 @@ KUBE_PROXY_SECTIONS = {
     "nftables": {"masqueradeAll", "masqueradeBit", "syncPeriod", "minSyncPeriod"},
     "ipvs": {"syncPeriod", "minSyncPeriod", "scheduler", "excludeCIDRs", "strictARP", "tcpTimeout",
              "tcpFinTimeout", "udpTimeout"},
-    "conntrack": {"maxPerCore", "min", "tcpEstablishedTimeout", "tcpCloseWaitTimeout", "tcpBeLiberal",
-                  "udpTimeout", "udpStreamTimeout"},
+    "conntrack": {"max", "maxPerCore", "min", "tcpEstablishedTimeout", "tcpCloseWaitTimeout", "tcpBeLiberal",
+                  "udpTimeout", "udpStreamTimeout"},      # max: older kube-proxy configs still carry it
     "clientConnection": {"kubeconfig", "acceptContentTypes", "contentType", "qps", "burst"},
 }
 SHARED_IN_SECTION = {"masqueradeAll", "masqueradeBit", "syncPeriod", "minSyncPeriod"}   # read from the mode's
 ACTED_IN_SECTION = {"clientConnection": {"kubeconfig"},                                 # whatever the mode
-                    "conntrack": KUBE_PROXY_SECTIONS["conntrack"]}
+                    "conntrack": conntrack_settings.KEYS | {"max"}}
 KINDS = ("KubeProxyConfiguration", "ProxyConfiguration")
 
 
@@ -98,7 +98,7 @@ class ProxyConfig:
     metrics_bind_address: str = "127.0.0.1:10249"
     logging_format: str = "text"                          # text (key=value) or json
     verbosity: int = 0                                   # kube-proxy's --v: 4 and up is debug
-    conntrack: dict = field(default_factory=dict)        # kube-proxy's conntrack: section, as written
+    conntrack: conntrack_settings.ConntrackSettings = field(default_factory=conntrack_settings.ConntrackSettings)
     ignored: list[str] = field(default_factory=list)     # kube-proxy fields in the file we do not use
 
 
@@ -134,7 +134,7 @@ def from_dict(doc: dict, where: str = "config") -> ProxyConfig:
     for key, schema in KUBE_PROXY_NESTED.items():
         _known(values.get(key), schema, key, where)
     cfg.ignored = sorted(k for k, v in values.items() if not _empty(v) and v not in KUBE_PROXY_DEFAULTS.get(k, ())) \
-        + _ignored_in_sections(sections, where, shared)
+        + _ignored_in_sections(sections, where, shared, _active_section(cfg))
     return cfg
 
 
@@ -188,11 +188,15 @@ def _take_sections(sections: dict[str, dict], cfg: ProxyConfig, where: str) -> s
                                                                f"{where}: {mode.section}")
         except mode_options.OptionError as err:
             raise ConfigError(str(err)) from None
-    cfg.conntrack = {k: v for k, v in sections.get("conntrack", {}).items() if not _empty(v)}
+    cfg.conntrack = conntrack_settings.from_section(sections.get("conntrack", {}), f"{where}: conntrack")
     connection = sections.get("clientConnection", {})
     if _set(connection, "kubeconfig"):
         cfg.kubeconfig = _typed(connection["kubeconfig"], str, f"{where}: clientConnection.kubeconfig")
     return _take_shared(sections, cfg, where)
+
+
+def _active_section(cfg: ProxyConfig) -> str:
+    return modes.get(cfg.mode).section if cfg.mode in modes.names() else ""
 
 
 def _take_shared(sections: dict[str, dict], cfg: ProxyConfig, where: str) -> str:
@@ -213,9 +217,10 @@ def _take_shared(sections: dict[str, dict], cfg: ProxyConfig, where: str) -> str
     return shared
 
 
-def _ignored_in_sections(sections: dict[str, dict], where: str, shared: str) -> list[str]:
-    """kube-proxy's fields in the sections that netplane does not act on;
-    a field neither kube-proxy nor a mode knows is an error."""
+def _ignored_in_sections(sections: dict[str, dict], where: str, shared: str, active: str) -> list[str]:
+    """kube-proxy's fields in the sections that netplane does not act on in
+    the `active` mode's section (the file's mode); a field neither
+    kube-proxy nor a mode knows is an error."""
     ignored = []
     for key, section in sorted(sections.items()):
         known = KUBE_PROXY_SECTIONS.get(key, set())
@@ -223,7 +228,9 @@ def _ignored_in_sections(sections: dict[str, dict], where: str, shared: str) -> 
         unknown = sorted(set(section) - known - own)
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) in {key}: {', '.join(unknown)}")
-        acted = own | (SHARED_IN_SECTION if key == shared else set()) | ACTED_IN_SECTION.get(key, set())
+        # another mode's own options (iptables.localhostNodePorts in the nftables mode) do nothing here
+        acted = (own if key == active else set()) | (SHARED_IN_SECTION if key == shared else set()) \
+            | ACTED_IN_SECTION.get(key, set())
         ignored += [f"{key}.{k}" for k in sorted(set(section) - acted) if not _empty(section[k])]
     return ignored
 

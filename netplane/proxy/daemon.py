@@ -13,10 +13,12 @@ import socket
 import time
 
 from netplane.errors import OperatorError
+from netplane.proxy import conntrack_settings, startup
 from netplane.proxy.config import Checked, ProxyConfig, options_of
 from netplane.proxy.dataplane import Dataplane, dataplane
 from netplane.proxy.health import HealthServer, HealthState
 from netplane.proxy.metrics import ProxyMetrics
+from netplane.proxy.nodes import NodeWatch
 from netplane.proxy.policy import Node
 from netplane.proxy.proxier import Proxier
 from netplane.proxy.service_health import HealthChecks
@@ -26,42 +28,93 @@ from netplane.proxy.syncloop import Schedule
 log = logging.getLogger("netplane.proxy")
 
 
-def settings(cfg: ProxyConfig, checked: Checked) -> Settings:
-    return Settings(Node(cfg.node_name or socket.gethostname().lower(), cfg.zone), checked.node_ips,
+NODE_WAIT = 5.0           # s the first sync waits for this node's Node object (its zone)
+
+
+def node_name(cfg: ProxyConfig) -> str:
+    return cfg.node_name or socket.gethostname().lower()
+
+
+def settings(cfg: ProxyConfig, checked: Checked, zone: str | None = None) -> Settings:
+    """The node's settings; `zone` is the Node's topology label (else --zone)."""
+    return Settings(Node(node_name(cfg), cfg.zone if zone is None else zone), checked.node_ips,
                     checked.cluster_cidrs, checked.nodeport_addresses, cfg.masquerade_all, cfg.masquerade_bit,
                     checked.service_cidrs)
 
 
-def make_dataplane(cfg: ProxyConfig, checked: Checked, **kwargs) -> Dataplane:
-    return dataplane(cfg.mode, settings(cfg, checked), options_of(cfg, cfg.mode), all_options=cfg.mode_options,
-                     **kwargs)
+def make_dataplane(cfg: ProxyConfig, checked: Checked, zone: str | None = None, **kwargs) -> Dataplane:
+    return dataplane(cfg.mode, settings(cfg, checked, zone), options_of(cfg, cfg.mode),
+                     all_options=cfg.mode_options, **kwargs)
 
 
-def source(cfg: ProxyConfig):
+def api_of(cfg: ProxyConfig):
+    """The API server's client, when the source is the API server."""
+    if cfg.manifests is not None:
+        return None
+    from netplane.kube import client
+
+    return client.api_client(None if cfg.in_cluster else cfg.kubeconfig)
+
+
+def source(cfg: ProxyConfig, api=None):
     from netplane.proxy.sources import KubeSource, ManifestSource
 
     if cfg.manifests is not None:
         return ManifestSource(cfg.manifests)
-    from netplane.kube import client
-
-    return KubeSource(client.api_client(None if cfg.in_cluster else cfg.kubeconfig))
+    return KubeSource(api or api_of(cfg))
 
 
 def run(cfg: ProxyConfig, checked: Checked, once: bool = False, wait_timeout: float = 30.0) -> int:
     schedule = Schedule(min_interval=cfg.min_sync_period, sync_interval=cfg.sync_period,
                         full_interval=cfg.full_sync_period)
-    dataplane = make_dataplane(cfg, checked)
-    health = HealthState(timeout=2 * cfg.sync_period)
-    checks = None if once else HealthChecks(dataplane.settings.node.name, health.healthy)
-    proxier = Proxier(source(cfg), dataplane, ProxyMetrics(), health, schedule, checks)
-    proxier.hold_gc()
-    proxier.source.start()
+    conntrack_settings.apply(cfg.conntrack)       # before the first rule, as kube-proxy does
+    api = api_of(cfg)
+    node = _watch_node(cfg, api)
     try:
-        if once:
-            return _once(proxier, wait_timeout)
-        return _serve(proxier, checked)
+        dataplane = make_dataplane(cfg, checked, zone=node.zone())
+        _announce(cfg, checked, dataplane)
+        health = HealthState(timeout=2 * cfg.sync_period)
+        checks = None if once else HealthChecks(dataplane.settings.node.name, health.healthy)
+        proxier = Proxier(source(cfg, api), dataplane, ProxyMetrics(), health, schedule, checks)
+        node.on_change(proxier.set_zone)
+        proxier.hold_gc()
+        proxier.source.start()
+        try:
+            return _once(proxier, wait_timeout) if once else _serve(proxier, checked, node)
+        finally:
+            proxier.source.stop()
     finally:
-        proxier.source.stop()
+        node.stop()
+
+
+def _watch_node(cfg: ProxyConfig, api) -> NodeWatch:
+    """This node's Node object, from the same source as the Services: its
+    zone label (topology hints), and whether it is being deleted (/healthz)."""
+    name = node_name(cfg)
+    node = NodeWatch.from_config(cfg, name, api=api).start()
+    if not node.wait(NODE_WAIT):
+        log.warning("node %s not read yet; zone %r until it is", name, node.zone(),
+                    extra={"node": name, "errors": node.errors})
+    return node
+
+
+def _announce(cfg: ProxyConfig, checked: Checked, plane: Dataplane) -> None:
+    """The startup summary (what the proxy runs with, in fields), then what
+    an operator should know before the first sync: a missing --cluster-cidr,
+    br_netfilter off."""
+    startup.summary(cfg, checked, plane.settings, iptables_backend=_iptables_backend(cfg)).emit(log)
+    for notice in startup.warnings(cfg, plane.settings):
+        notice.emit(log)
+
+
+def _iptables_backend(cfg: ProxyConfig) -> str | None:
+    """The iptables backend (detected once per process, logged with its
+    reason), for the modes that write iptables rules."""
+    if cfg.mode != "iptables":
+        return None
+    from netplane.proxy.iptables import backend
+
+    return backend.resolve(options_of(cfg, cfg.mode).backend)
 
 
 def _once(proxier: Proxier, wait_timeout: float) -> int:
@@ -90,15 +143,17 @@ def _listening(path: str, address: tuple[str, int], start):
                             f"still running on this node? stop it first, or move us with {flag})") from None
 
 
-def _serve(proxier: Proxier, checked: Checked) -> int:
+def _serve(proxier: Proxier, checked: Checked, node: NodeWatch) -> int:
     servers = []
     if checked.healthz:
-        servers.append(_listening("/healthz", checked.healthz,
-                                  lambda: HealthServer(checked.healthz, proxier.health).start()))
+        servers.append(_listening("/healthz", checked.healthz, lambda: HealthServer(
+            checked.healthz, proxier.health, node_eligible=node.eligible, metrics=proxier.metrics).start()))
         log.info("serving /healthz and /livez on %s:%d", *checked.healthz)
     if checked.metrics:
-        servers.append(_listening("/metrics", checked.metrics, lambda: proxier.metrics.serve(*checked.metrics)))
-        log.info("serving /metrics on %s:%d", *checked.metrics)
+        mode = proxier.dataplane.mode.name
+        servers.append(_listening("/metrics", checked.metrics,
+                                  lambda: proxier.metrics.serve(*checked.metrics, mode=mode)))
+        log.info("serving /metrics and /proxyMode on %s:%d", *checked.metrics)
 
     def on_signal(signum, _frame) -> None:
         log.info("received %s, stopping (the rules stay in place)", signal.Signals(signum).name)
@@ -106,7 +161,7 @@ def _serve(proxier: Proxier, checked: Checked) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("proxy running: mode %s, node %s", proxier.dataplane.mode.name, proxier.dataplane.settings.node.name)
+    log.info("proxy running", extra={"mode": proxier.dataplane.mode.name, "node": proxier.dataplane.settings.node.name})
     try:
         proxier.run()
     finally:

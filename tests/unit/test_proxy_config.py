@@ -2,6 +2,7 @@
 import pytest
 
 from netplane.cli import main
+from netplane.proxy.conntrack_settings import ConntrackSettings
 from netplane.proxy import config
 from netplane.proxy.config import ConfigError
 
@@ -32,8 +33,9 @@ winkernel: {networkName: vxlan0}
     assert cfg.cluster_cidrs == ["10.244.0.0/16", "fd00:10:244::/56"] and cfg.node_name == "node7"
     assert cfg.kubeconfig == "/etc/kubernetes/proxy.conf" and cfg.masquerade_all and cfg.masquerade_bit == 15
     assert cfg.sync_period == 90 and cfg.min_sync_period == 0.5
-    assert cfg.ignored == ["winkernel", "iptables.localhostNodePorts", "nftables.masqueradeBit"]
-    assert cfg.conntrack == {"maxPerCore": 32768}
+    assert cfg.ignored == ["winkernel", "ipvs.scheduler", "nftables.masqueradeBit"]   # not the iptables mode's own
+    assert cfg.mode_options["iptables"].localhost_nodeports is True
+    assert cfg.conntrack.max_per_core == 32768
 
 
 def test_a_modes_options_come_from_its_section_and_its_flags_win(tmp_path, capsys):
@@ -251,7 +253,7 @@ winkernel:
 def test_the_config_kubeadm_writes_loads_with_nothing_reported_ignored(tmp_path):
     cfg = config.load_file(write(tmp_path, KUBEADM_CONFIG))
     assert cfg.kubeconfig == "/var/lib/kube-proxy/kubeconfig.conf" and cfg.cluster_cidrs == ["10.244.0.0/16"]
-    assert cfg.ignored == [] and cfg.conntrack == {} and cfg.logging_format == "text"
+    assert cfg.ignored == [] and cfg.conntrack == ConntrackSettings() and cfg.logging_format == "text"
     config.check(cfg, ["iptables"])
 
 
@@ -274,3 +276,10 @@ def test_a_source_flag_replaces_the_files_source(tmp_path):
     assert (cfg.manifests, cfg.kubeconfig, cfg.in_cluster) == (None, None, True)
     args = cli._parser().parse_args(["proxy", "--config", path])
     assert cli.proxy.proxy_config(args)[0].kubeconfig == "/var/lib/kube-proxy/kubeconfig.conf"   # the file's
+
+
+def test_another_modes_own_options_are_reported_ignored(tmp_path):
+    cfg = config.load_file(write(tmp_path, "mode: nftables\niptables: {localhostNodePorts: true, layout: compact}\n"))
+    assert cfg.ignored == ["iptables.layout", "iptables.localhostNodePorts"]
+    cfg = config.load_file(write(tmp_path, "mode: iptables\niptables: {localhostNodePorts: false, layout: compact}\n"))
+    assert cfg.ignored == []
