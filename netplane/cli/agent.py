@@ -6,6 +6,7 @@ from netplane.agent.ports import DEFAULT_HEALTHZ_ADDRESS, DEFAULT_METRICS_ADDRES
 from netplane.cni import config
 from netplane.cni.errors import CniError
 from netplane.cli.common import UsageError, configure_logging_from
+from netplane.logs import FORMATS
 from netplane.errors import require_net_admin
 
 
@@ -39,6 +40,8 @@ def add_parser(sub) -> None:
                          help=f"serve Prometheus /metrics here ('' turns it off; default {DEFAULT_METRICS_ADDRESS})")
     p.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-file", help="log here instead of stderr")
+    p.add_argument("--logging-format", choices=FORMATS, default="text",
+                   help="text (key=value, default) or json (one object per line)")
     p.set_defaults(func=_agent)
 
 
@@ -49,7 +52,7 @@ def _agent(args) -> int:
     healthz = _bind_address(args.healthz_bind_address, "--healthz-bind-address")
     metrics = _bind_address(args.metrics_bind_address, "--metrics-bind-address")
     network = _pod_network(args)
-    configure_logging_from(args)
+    configure_logging_from(args, log_format=args.logging_format)
     if args.pod_cidr:
         cidrs = _flag(config.parse_subnets, args.pod_cidr, "--pod-cidr")
         mtu = _flag(config.parse_mtu, args.mtu, "--mtu") if args.mtu is not None else None

@@ -16,6 +16,12 @@ def cases(tmp) -> list[tuple[str, list[str], str]]:
     manifests.mkdir()
     a_file.write_text("")
     m = ["--manifests", str(manifests)]
+
+    def config(text: str) -> str:
+        path = tmp / f"config-{abs(hash(text))}.yaml"
+        path.write_text(text)
+        return str(path)
+
     return [
         ("agent-log-level", ["agent", "--log-level", "bogus"], "--log-level"),
         ("proxy-log-level", ["proxy", *m, "--log-level", "bogus"], "--log-level"),
@@ -34,6 +40,22 @@ def cases(tmp) -> list[tuple[str, list[str], str]]:
                                 "--subnet", "banana"], "subnet"),
         ("demo-pods", ["demo", "--pods", "1"], "--pods"),
         ("bench-services", ["bench", "proxy", "--services", "0"], "--services"),
+        ("proxy-logging-format", ["proxy", *m, "--logging-format", "xml"], "--logging-format"),
+        ("agent-logging-format", ["agent", "--logging-format", "xml"], "--logging-format"),
+        ("proxy-conntrack-min", ["proxy", *m, "--conntrack-min", "many"], "--conntrack-min"),
+        ("proxy-conntrack-timeout", ["proxy", *m, "--conntrack-tcp-timeout-established", "soon"],
+         "--conntrack-tcp-timeout-established"),
+        ("proxy-iptables-backend", ["proxy", *m, "--iptables-backend", "xtables"], "--iptables-backend"),
+        ("proxy-localhost-nodeports", ["proxy", *m, "--iptables-localhost-nodeports=maybe"],
+         "--iptables-localhost-nodeports"),
+        ("proxy-config-nested-typo", ["proxy", *m, "--config", config("logging: {optoins: {}}\n")], "optoins"),
+        ("proxy-config-conntrack", ["proxy", *m, "--config", config("conntrack: {min: lots}\n")], "conntrack.min"),
+        ("compile-manifests-missing", ["compile", "--manifests", "/nonexistent/x.yaml"], "/nonexistent/x.yaml"),
+        ("explain-address", ["explain", "banana", "10.96.0.10:80"], "banana"),
+        ("explain-port", ["explain", "10.0.0.1", "10.96.0.10:99999/tcp"], "99999"),
+        ("explain-proto", ["explain", "10.0.0.1", "10.96.0.10:80/icmp"], "icmp"),
+        ("explain-netns", ["explain", "10.0.0.1", "10.96.0.10:80", "--netns", "no-such-ns"], "no-such-ns"),
+        ("agent-healthz-address", ["agent", "--healthz-bind-address", "10266"], "--healthz-bind-address"),
         ("proxy-as-nobody", [*NOBODY, "proxy", *m], "CAP_NET_ADMIN"),
         ("agent-as-nobody", [*NOBODY, "agent"], "CAP_NET_ADMIN"),
     ]
