@@ -84,7 +84,7 @@ class FamilySyncer:
 class Dataplane:
     def __init__(self, mode: modes.Mode, settings: Settings, options=None, *, applier=None,
                  local_addresses=None, clean_conntrack=conntrack.clean, sweep: bool = True,
-                 all_options: dict | None = None) -> None:
+                 all_options: dict | None = None, prepare: bool = True) -> None:
         self.mode, self.settings = mode, settings
         self.options = options if options is not None else mode.options()
         # every mode's configured options: a sweep finds another mode's objects where it was told
@@ -94,8 +94,8 @@ class Dataplane:
         self.local_addresses = local_addresses or _local_addresses
         self.syncers = {f: FamilySyncer(mode, f, settings, self.options, make(f, self.options), self.local_addresses)
                         for f in settings.families}
-        for s in self.syncers.values():         # a mode's slow set-up may start now (the eBPF compile)
-            getattr(s.applier, "prepare", lambda: None)()
+        for s in self.syncers.values() if prepare else ():   # a mode's slow set-up may start now (the eBPF
+            getattr(s.applier, "prepare", lambda: None)()        # compile); not for a dry run, which applies nothing
         self.clean_conntrack = clean_conntrack if mode.cleans_conntrack else None
         self.last_full = False                             # whether the last sync was full (metrics, logs, tests)
         self.spent: dict[int, tuple[bool, float]] = {}     # family -> (full, seconds) of the last sync

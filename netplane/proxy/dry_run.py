@@ -74,7 +74,7 @@ def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None)
         for what, why in sorted(snap.skipped.items()):
             problems.append(_warn(f"skipping {what}: {why}"))
         addresses = NodeAddresses(checked.node_ips)
-        plane = make_dataplane(cfg, checked, sweep=False, local_addresses=addresses)
+        plane = make_dataplane(cfg, checked, sweep=False, prepare=False, local_addresses=addresses)
         problems += [_warn(line) for line in unmatched_nodeport_filters(plane.settings, addresses)]
         policies = {f: family_policies(snap.ports, f, plane.settings.node) for f in plane.settings.families}
         timing["categorize"] = _lap(started, timing)
