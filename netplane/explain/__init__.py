@@ -2,7 +2,9 @@
 
     packet.py       the packet asked about (SRC DST:PORT/PROTO), checked
     compiled.py     --manifests: the mode's fake kernel, programmed by a compile
-    live.py         the live kernel read into the same form (iptables, nftables)
+    live.py         the live kernel read into the same form (all four modes)
+    live_ebpf.py    the eBPF mode's pinned maps, read-only (nothing loaded or attached)
+    live_ipvs.py    the IPVS mode's own virtual servers (an admin's are left out)
     kernel.py       one family's state of a mode, and the mode's tracer over it
     iptables.py     the iptables tracer with chances and the rules crossed
     names.py        which Service (and which of its frontends) the packet hit

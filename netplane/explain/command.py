@@ -23,9 +23,10 @@ def explain(packet: Packet, cfg, checked, *, manifests: str | None, mode: str | 
     else:
         if netns:
             enter(netns)
-        kernel = live.kernel(mode or live.detect(packet.family, cfg.mode_options), packet.family)
+        kernel = live.kernel(mode or live.detect(packet.family, cfg.mode_options), packet.family,
+                             cfg.mode_options, checked.cluster_cidrs)
         frontend = None
-        where = "live state" + (f" of network namespace {netns}" if netns else " of this network namespace")
+        where = live.where(kernel, netns)
     verdict = kernel.trace(packet)
     frontend = frontend or names.from_steps(kernel.mode, [s for b in verdict.branches for s in b.steps])
     return Explanation(packet, kernel.mode, where, verdict, frontend, cidr, names_known=manifests is not None)

@@ -9,24 +9,40 @@
 - nftables: `nft -j list table` for the base chains and the sets and maps
   with their elements; `nft list table` for the rules' text, which the
   tracer parses as it parses the renderer's.
-The eBPF and IPVS modes are not read live yet: --manifests explains them.
+- ebpf: the maps pinned under the mode's pin path (live_ebpf.py), which
+  are the machine's bpffs, not the network namespace's: where() says which
+  path was read.
+- ipvs: the table `netplane-ipvs` as for nftables, the mode's own virtual
+  and real servers (live_ipvs.py); np-ipvs0's addresses are among this
+  namespace's, so local.
 """
 import json
 import re
 import shlex
 import subprocess
+from dataclasses import dataclass
 
 import netaddr
 from pyroute2 import IPRoute
 
 from netplane.errors import OperatorError
+from netplane.explain import live_ebpf, live_ipvs
 from netplane.explain.kernel import Kernel
 from netplane.proxy import modes
 from netplane.proxy.iptables.chains import PREFIX
+from netplane.proxy.ipvs.names import TABLE as IPVS_TABLE
 from netplane.proxy.nftables.names import FAMILY, TABLE
 
 BUILTIN = {"nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"), "filter": ("INPUT", "FORWARD", "OUTPUT")}
-READABLE = ("iptables", "nftables")
+# detect() looks for the modes whose state is the network namespace's first:
+# the eBPF mode's pins are the machine's, there whichever namespace asks
+PER_NAMESPACE = ("iptables", "nftables", "ipvs")
+PER_MACHINE = ("ebpf",)
+
+
+@dataclass
+class LiveKernel(Kernel):
+    read_from: str = ""             # what was read, when it is not this namespace's (the eBPF pins)
 
 
 def local_addresses() -> tuple[str, ...]:
@@ -36,9 +52,10 @@ def local_addresses() -> tuple[str, ...]:
 
 def detect(family: int, options: dict) -> str:
     """The one mode whose state is installed here (each mode's applier says:
-    present()). The modes read live are looked for first: the eBPF mode's
-    pinned maps are per machine, not per network namespace."""
-    for group in (READABLE, [m for m in modes.names() if m not in READABLE]):
+    present()). The modes whose state is the network namespace's are looked
+    for first: the eBPF mode's pinned maps are per machine."""
+    known = PER_NAMESPACE + PER_MACHINE
+    for group in (PER_NAMESPACE, PER_MACHINE, [m for m in modes.names() if m not in known]):
         found = [name for name in group if _present(name, family, options)]
         if len(found) == 1:
             return found[0]
@@ -56,13 +73,36 @@ def _present(name: str, family: int, options: dict) -> bool:
         return False
 
 
-def kernel(mode: str, family: int) -> Kernel:
+def kernel(mode: str, family: int, options: dict | None = None, cluster_cidrs=()) -> LiveKernel:
+    """`options`: mode name -> its options (the config's mode_options; the
+    defaults where absent); `cluster_cidrs`: the eBPF mode traces a source
+    in them as a pod's socket on this node."""
     if mode == "iptables":
-        return Kernel(mode, family, iptables_tables(family), local_addresses())
+        return LiveKernel(mode, family, iptables_tables(family), local_addresses())
     if mode == "nftables":
-        return Kernel(mode, family, nft_table(FAMILY[family], TABLE), local_addresses())
-    raise OperatorError(f"netplane explain cannot read the {mode} mode's live state yet: "
+        return LiveKernel(mode, family, nft_table(FAMILY[family], TABLE), local_addresses())
+    if mode == "ebpf":
+        pin = _options("ebpf", options).pin_path
+        return LiveKernel(mode, family, live_ebpf.read(pin), local_addresses(), tuple(cluster_cidrs),
+                          read_from=f"maps pinned under {pin}")
+    if mode == "ipvs":
+        servers = live_ipvs.read(family, _options("ipvs", options))
+        return LiveKernel(mode, family, (nft_table(FAMILY[family], IPVS_TABLE), servers), local_addresses())
+    raise OperatorError(f"netplane explain cannot read the {mode} mode's live state: "
                         f"explain what it would do with --manifests DIR --mode {mode}")
+
+
+def where(kernel: Kernel, netns: str | None) -> str:
+    """What the answer was read from, for the `proxy` line."""
+    namespace = f"network namespace {netns}" if netns else "this network namespace"
+    read_from = getattr(kernel, "read_from", "")
+    if read_from:
+        return f"live {read_from} (a bpffs: the machine's, not {namespace}'s)"
+    return f"live state of {namespace}"
+
+
+def _options(mode: str, options: dict | None):
+    return (options or {}).get(mode) or modes.get(mode).options()
 
 
 # -- iptables ---------------------------------------------------------------------------------
@@ -128,8 +168,10 @@ def nft_table(family: str, name: str) -> dict:
         for kind in ("set", "map"):
             if kind in item:
                 s = item[kind]
-                table["sets"][s["name"]] = {"body": "", "elements": dict(_element(e, kind == "map")
-                                                                        for e in s.get("elem", []))}
+                elements = dict(_element(e, kind == "map") for e in s.get("elem", []))
+                if s.get("map") == "mark":           # JSON gives marks in decimal; the compile writes hex
+                    elements = {k: tuple(f"{int(x):#x}" for x in v) for k, v in elements.items()}
+                table["sets"][s["name"]] = {"body": "", "elements": elements}
     return table
 
 
@@ -143,8 +185,20 @@ def _rule_texts(text: str) -> dict[str, list[str]]:
         elif line == "}":
             current = None
         elif current is not None and line and not line.startswith("type "):
-            current.append(line)
+            current.append(_nft_as_written(line))
     return chains
+
+
+def _nft_as_written(rule: str) -> str:
+    """nft lists `meta mark & 0xfff00000 == 0x4e500000` as `meta mark
+    0x4e500000/12`, and pads hex values to 8 digits (`0x00004000`): back to
+    what the proxy wrote, the form the tracer reads (and the compile says)."""
+    def masked(match) -> str:
+        bits = int(match.group(3))
+        mask = ((1 << bits) - 1) << (32 - bits)
+        return f"{match.group(1)} mark & {mask:#x} == {match.group(2)}"
+    rule = re.sub(r"\b(meta|ct) mark (0x[0-9a-f]+)/(\d+)\b", masked, rule)
+    return re.sub(r"\b0x0+(?=[0-9a-f])", "0x", rule)
 
 
 def _element(item, is_map: bool):

@@ -5,14 +5,25 @@ words and in JSON; and the live readers' parsing of iptables-save and nft's
 listing. Node n1 (192.168.200.11) in cluster CIDR 10.244.0.0/16."""
 import json
 
+import netaddr
 import pytest
 import yaml
 
+from netplane import testing
 from netplane.cli import explain
 from netplane.cli.common import Parser
 from netplane.errors import OperatorError
-from netplane.explain import live
+from netplane.explain import live, live_ebpf, live_ipvs
+from netplane.explain.kernel import Kernel
+from netplane.explain.packet import Packet
 from netplane.proxy import build as b
+from netplane.proxy.ebpf.mode import EbpfOptions
+from netplane.proxy.ipvs import names as ipvs_names
+from netplane.proxy.ipvs.plan import Key, VirtualServer
+from netplane.proxy.policy import Node, family_policies
+from netplane.proxy.settings import Settings
+from netplane.proxy.state import snapshot
+from netplane.testing.ipvs_trace import IpvsTracer
 
 MODES = ["iptables", "nftables", "ebpf", "ipvs"]
 NODE_IP, POD, OUTSIDE = "192.168.200.11", "10.244.1.9", "192.168.200.99"
@@ -176,3 +187,114 @@ def test_nft_json_elements_are_read_as_the_fake_holds_them():
              "\t\tjump services\n\t}\n}\n"
     assert live._rule_texts(listed) == {"services": ["ip daddr . meta l4proto . th dport vmap @service-ips"],
                                         "nat-output": ["jump services"]}
+
+
+# -- the eBPF and IPVS modes' live readers, over the fakes' shapes --------------------------------
+
+CIDR = netaddr.IPNetwork("10.244.0.0/16")
+SETTINGS = Settings(Node("n1"), (netaddr.IPAddress(NODE_IP),), (CIDR,))
+LOCAL = (NODE_IP, "127.0.0.1", "::1")
+ADMINS = Key("TCP", "203.0.113.5", 80)            # an admin's virtual server (keepalived), not the proxy's
+OBJECTS = [b.service("web", "10.96.0.10", PORTS, type="NodePort"), b.endpoint_slice("web", BOTH, EP_PORTS),
+           b.service("local", "10.96.0.12", [dict(PORTS[0], nodePort=30082)], type="LoadBalancer",
+                     externalTrafficPolicy="Local", ingress=["192.0.2.10"], loadBalancerSourceRanges=["198.51.100.0/24"]),
+           b.endpoint_slice("local", [b.endpoint("10.244.1.7", "n1"), b.endpoint("10.244.2.7", "n2")], EP_PORTS),
+           b.service("empty", "10.96.0.11", [dict(PORTS[0], nodePort=30081)], type="NodePort")]
+TRACED = [(POD, "10.96.0.10", 80), (OUTSIDE, "10.96.0.10", 80), (OUTSIDE, NODE_IP, 30080), (POD, NODE_IP, 30082),
+          (OUTSIDE, "192.0.2.10", 80), ("198.51.100.7", "192.0.2.10", 80), (POD, "10.96.0.11", 80),
+          (NODE_IP, "10.96.0.10", 80), (POD, "203.0.113.5", 80), (POD, "10.96.0.99", 80)]
+
+
+def programmed(mode: str):
+    """The mode's fake kernel, programmed through its real applier from OBJECTS."""
+    services = [o for o in OBJECTS if o["kind"] == "Service"]
+    slices = [o for o in OBJECTS if o["kind"] != "Service"]
+    policies = {4: family_policies(snapshot(services, slices).ports, 4, Node("n1"))}
+    return testing.get(mode).program(SETTINGS, policies, LOCAL)
+
+
+def traced(trace) -> list:
+    """Each TRACED packet's verdict, with its ways (which Verdict's equality leaves out)."""
+    return [(v, v.branches) for v in (trace(src, "tcp", dst, port) for src, dst, port in TRACED)]
+
+
+def test_ipvs_live_reader_keeps_the_modes_own_virtual_servers_and_traces_as_the_fake_kernel():
+    applier = programmed("ipvs").kernel[4]
+    fake, table = applier.kernel, applier.nft.tables["ip"]
+    fake.apply([(ADMINS, VirtualServer())], [], [("add", ADMINS, ("10.0.0.7", 80), 1)], [])
+    # what the kernel's read_back() holds: the dump, np-ipvs0's addresses, the recorded node-port servers
+    recorded = {Key(proto.upper(), address, int(port))
+                for address, proto, port in table["sets"][ipvs_names.NODEPORT_SERVERS]["elements"]}
+    installed = {"servers": fake.servers(), "addresses": applier.device.addresses(4), "recorded": recorded}
+    held = live_ipvs.held(installed)
+    assert set(held.services) == set(fake.services) - {ADMINS}
+    assert Key("TCP", NODE_IP, 30080) in held.services          # a node-port server: ours as recorded
+    local = LOCAL + tuple(sorted(applier.device.addresses(4)))
+    del fake.services[ADMINS], fake.real[ADMINS]                  # the proxy's own, for the reference trace
+    assert traced(IpvsTracer(table, local, held).trace) == traced(IpvsTracer(table, local, fake).trace)
+    # a node-port server not recorded in the set is no Service of ours (it could be an admin's)
+    assert Key("TCP", NODE_IP, 30080) not in live_ipvs.held(dict(installed, recorded=set())).services
+
+
+def test_ebpf_pinned_maps_trace_as_the_fake_maps_they_are_read_into():
+    done = programmed("ebpf")
+    fake = done.kernel[4]
+    pinned = live_ebpf.PinnedMaps("/pins", services=dict(fake.services), backends=dict(fake.backends),
+                                  nodeports=dict(fake.nodeports), source_ranges=dict(fake.source_ranges),
+                                  tables=live_ebpf.Tables(fake.tables))
+    assert pinned.tables, "the node port and the load-balancer IP are served through Maglev tables"
+    kernel = Kernel("ebpf", 4, pinned, LOCAL, (CIDR,))
+
+    def trace(src, proto, dst, port):
+        return kernel.trace(Packet(src, dst, port, proto))
+    assert traced(trace) == traced(done.trace)
+
+
+def test_ebpf_live_read_names_the_pin_path_it_found_empty(tmp_path):
+    missing = str(tmp_path / "pins")
+    with pytest.raises(OperatorError, match=f"no eBPF maps pinned under {missing}"):
+        live.kernel("ebpf", 4, {"ebpf": EbpfOptions(pin_path=missing)}, (CIDR,))
+    (tmp_path / "pins").mkdir()
+    with pytest.raises(OperatorError, match=f"{missing} holds no pinned map services"):
+        live.kernel("ebpf", 4, {"ebpf": EbpfOptions(pin_path=missing)}, (CIDR,))
+
+
+def test_the_proxy_line_names_the_pin_path_for_ebpf_and_the_namespace_otherwise():
+    pinned = live.LiveKernel("ebpf", 4, None, (), read_from="maps pinned under /sys/fs/bpf/np")
+    assert live.where(pinned, None).startswith("live maps pinned under /sys/fs/bpf/np (")
+    assert "not network namespace n1's" in live.where(pinned, "n1")
+    assert live.where(live.LiveKernel("ipvs", 4, None, ()), None) == "live state of this network namespace"
+    assert live.where(live.LiveKernel("nftables", 4, None, ()), "n1") == "live state of network namespace n1"
+
+
+@pytest.mark.parametrize("present, found", [
+    ({"ebpf", "nftables"}, "nftables"),      # the machine's pins do not hide this namespace's own mode
+    ({"ebpf"}, "ebpf"),
+    ({"ipvs"}, "ipvs"),
+])
+def test_detect_looks_for_the_namespaces_own_modes_before_the_machines_ebpf_pins(monkeypatch, present, found):
+    monkeypatch.setattr(live, "_present", lambda name, family, options: name in present)
+    assert live.detect(4, {}) == found
+
+
+def test_detect_refuses_two_modes_of_one_namespace(monkeypatch):
+    monkeypatch.setattr(live, "_present", lambda name, family, options: name in ("nftables", "ipvs"))
+    with pytest.raises(OperatorError, match=r"several modes is here \(nftables, ipvs\).*--mode"):
+        live.detect(4, {})
+
+
+def test_nft_listing_is_read_back_into_the_rules_the_ipvs_mode_wrote():
+    listed = ("table ip netplane-ipvs {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n"
+              "\t\tct state new meta mark 0x4e500000/12 accept\n\t}\n\tchain postrouting {\n"
+              "\t\tct mark & 0x00004000 == 0x00004000 masquerade fully-random\n\t}\n}\n")
+    assert live._rule_texts(listed) == {
+        "input": ["ct state new meta mark & 0xfff00000 == 0x4e500000 accept"],
+        "postrouting": ["ct mark & 0x4000 == 0x4000 masquerade fully-random"]}
+
+
+def test_a_mark_map_is_read_with_the_marks_in_hex_as_the_compile_writes_them(monkeypatch):
+    listing = {"nftables": [{"map": {"name": "local-shortcut", "type": ["ipv4_addr", "inet_proto", "inet_service"],
+                                     "map": "mark", "elem": [[{"concat": ["192.0.2.10", "tcp", 80]}, 1313865729]]}}]}
+    monkeypatch.setattr(live, "_run", lambda argv: json.dumps(listing) if "-j" in argv else "")
+    held = live.nft_table("ip", ipvs_names.TABLE)["sets"][ipvs_names.SHORTCUT]["elements"]
+    assert held == {("192.0.2.10", "tcp", "80"): ("0x4e500001",)}
