@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
                    help="shortest time between syncs, e.g. 1s (default 1s)")
     p.add_argument("--full-sync-period", help="time between full syncs, e.g. 1h (default 1h)")
     p.add_argument("--healthz-bind-address", help="host:port for /healthz and /livez (default 0.0.0.0:10256; '' off)")
-    p.add_argument("--metrics-bind-address", help="host:port for /metrics (default 127.0.0.1:10249; '' off)")
+    p.add_argument("--metrics-bind-address", help="host:port for /metrics and /proxyMode (default 127.0.0.1:10249; '' off)")
     p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="default INFO")
     p.add_argument("--v", type=int, dest="verbosity", help="kube-proxy's verbosity: 4 and up is --log-level DEBUG")

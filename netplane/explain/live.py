@@ -3,7 +3,7 @@
 `--netns` entered.
 
 - iptables: iptables-save's nat and filter tables (the backend that holds
-  our NP- chains: the system's default, else legacy or nft), our chains
+  our NP- chains: nft, else legacy; whole dumps, which create nothing), our chains
   whole and the built-in chains' jumps into them. Other software's rules
   are left out: this explains what the proxy does, not the whole firewall.
 - nftables: `nft -j list table` for the base chains and the sets and maps
@@ -110,12 +110,25 @@ def _options(mode: str, options: dict | None):
 
 def iptables_tables(family: int) -> dict[str, dict[str, list[str]]]:
     prefix = "iptables" if family == 4 else "ip6tables"
-    for save in (f"{prefix}-save", f"{prefix}-legacy-save", f"{prefix}-nft-save"):
-        tables = {t: _saved_chains(_run([save, "-t", t], missing_ok=True)) for t in BUILTIN}
+    # whole dumps, never `-t TABLE`: naming a table to iptables-legacy-save creates it in the kernel
+    for save in (f"{prefix}-nft-save", f"{prefix}-legacy-save"):
+        tables = _tables_of(_run([save], missing_ok=True))
         if any(name.startswith(PREFIX) for chains in tables.values() for name in chains):
             return {t: _ours(t, chains) for t, chains in tables.items()}
     raise OperatorError(f"no netplane chains in {prefix}-save's nat or filter table here "
                         "(neither the nft nor the legacy backend holds any)")
+
+
+def _tables_of(dump: str) -> dict[str, dict[str, list[str]]]:
+    """iptables-save's whole output split by table (`*nat` ... `COMMIT`): nat and filter's chains."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in dump.splitlines():
+        if line.startswith("*"):
+            current = sections.setdefault(line[1:].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {table: _saved_chains("\n".join(sections.get(table, []))) for table in BUILTIN}
 
 
 def _saved_chains(text: str) -> dict[str, list[str]]:

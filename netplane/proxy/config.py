@@ -70,6 +70,7 @@ SHARED_IN_SECTION = {"masqueradeAll", "masqueradeBit", "syncPeriod", "minSyncPer
 ACTED_IN_SECTION = {"clientConnection": {"kubeconfig"},                                 # whatever the mode
                     "conntrack": conntrack_settings.KEYS | {"max"}}
 KINDS = ("KubeProxyConfiguration", "ProxyConfiguration")
+HEALTHZ_PORT, METRICS_PORT = 10256, 10249           # kube-proxy's, for an address given without one
 
 
 class ConfigError(ValueError):
@@ -94,8 +95,8 @@ class ProxyConfig:
     sync_period: float = 30.0
     min_sync_period: float = 1.0
     full_sync_period: float = 3600.0
-    healthz_bind_address: str = "0.0.0.0:10256"
-    metrics_bind_address: str = "127.0.0.1:10249"
+    healthz_bind_address: str = f"0.0.0.0:{HEALTHZ_PORT}"
+    metrics_bind_address: str = f"127.0.0.1:{METRICS_PORT}"
     logging_format: str = "text"                          # text (key=value) or json
     verbosity: int = 0                                   # kube-proxy's --v: 4 and up is debug
     conntrack: conntrack_settings.ConntrackSettings = field(default_factory=conntrack_settings.ConntrackSettings)
@@ -350,8 +351,8 @@ def check(cfg: ProxyConfig, modes: list[str]) -> Checked:
         raise ConfigError("the minimum sync period is longer than the sync period")
     services = tuple(_network(c, "service CIDR") for c in cfg.service_cidrs)
     return Checked(node_ips, cidrs, _nodeport_networks(cfg.nodeport_addresses, node_ips), services,
-                   bind_address(cfg.healthz_bind_address, "healthz bind address"),
-                   bind_address(cfg.metrics_bind_address, "metrics bind address"))
+                   bind_address(cfg.healthz_bind_address, "healthz bind address", HEALTHZ_PORT),
+                   bind_address(cfg.metrics_bind_address, "metrics bind address", METRICS_PORT))
 
 
 def _nodeport_networks(values: list[str], node_ips) -> tuple[netaddr.IPNetwork, ...]:
@@ -383,13 +384,25 @@ def _network(text: str, what: str) -> netaddr.IPNetwork:
     return net
 
 
-def bind_address(text: str, what: str) -> tuple[str, int] | None:
-    """"host:port" or "[v6]:port"; "" turns the server off."""
+def bind_address(text: str, what: str, default_port: int | None = None) -> tuple[str, int] | None:
+    """"host:port" or "[v6]:port"; "" turns the server off. With a
+    `default_port`, a bare address takes it, as kube-proxy's
+    healthzBindAddress: 0.0.0.0 means 0.0.0.0:10256."""
     if text == "":
         return None
+    if default_port is not None and _is_address(text.strip("[]")):
+        return text.strip("[]"), default_port
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{what} {text!r}: expected host:port")
     _address(host, what)
     return host, int(port)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        netaddr.IPAddress(text)
+        return True
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return False

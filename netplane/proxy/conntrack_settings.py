@@ -8,9 +8,10 @@ kube-proxy's defaults; a zero leaves the kernel's value alone.
 
 What is written (kube-proxy's cmd/kube-proxy/app and pkg/proxy/conntrack):
 - nf_conntrack_max = maxPerCore x CPUs (the machine's, not this process'
-  affinity), at least `min`, at most 2^20; only when the kernel's is lower,
-  so a host tuned higher keeps its value. The hash table follows:
-  /sys/module/nf_conntrack/parameters/hashsize is raised to max/4.
+  affinity), at least `min`. Unlike kube-proxy, which writes it exactly,
+  only when the kernel's is lower: a host tuned higher keeps its value.
+  The hash table follows: /sys/module/nf_conntrack/parameters/hashsize is
+  raised to max/4, as kube-proxy raises it.
 - each timeout, and tcpBeLiberal, when set and different from the kernel's.
 
 Where: the network namespace the proxy runs in. The timeouts are per
@@ -33,7 +34,6 @@ from netplane.errors import OperatorError
 
 log = logging.getLogger("netplane.proxy")
 
-MAX_CAP = 1 << 20           # kube-proxy's cap on maxPerCore x CPUs (memory on many-core machines)
 HASHSIZE = "module/nf_conntrack/parameters/hashsize"
 # the kernel says "not here" with these: read-only sysctl outside the initial
 # namespace (EACCES), hashsize outside it (EOPNOTSUPP), a read-only /sys or /proc
@@ -152,11 +152,10 @@ def _config_error(message: str) -> Exception:
 # -- writing them -------------------------------------------------------------------------
 
 def conntrack_max(settings: ConntrackSettings, ncpu: int) -> int:
-    """The table size kube-proxy asks for: maxPerCore x CPUs, at least min, at most MAX_CAP; 0 = none."""
+    """The table size kube-proxy asks for: maxPerCore x CPUs, at least min; 0 = none."""
     if settings.max_per_core <= 0:
         return 0
-    scaled = settings.max_per_core * ncpu
-    return MAX_CAP if scaled > MAX_CAP else max(scaled, settings.min)
+    return max(settings.max_per_core * ncpu, settings.min)
 
 
 def apply(settings: ConntrackSettings, proc_root: str = "/proc/sys", ncpu: int | None = None,

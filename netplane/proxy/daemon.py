@@ -12,11 +12,12 @@ import signal
 import socket
 import time
 
-from netplane.errors import OperatorError
+from netplane.observe_http import where
 from netplane.proxy import conntrack_settings, startup
 from netplane.proxy.config import Checked, ProxyConfig, options_of
 from netplane.proxy.dataplane import Dataplane, dataplane
-from netplane.proxy.health import HealthServer, HealthState
+from netplane.proxy.health import HealthState
+from netplane.proxy.health import serve as serve_health
 from netplane.proxy.metrics import ProxyMetrics
 from netplane.proxy.nodes import NodeWatch
 from netplane.proxy.policy import Node
@@ -65,37 +66,56 @@ def source(cfg: ProxyConfig, api=None):
 
 
 def run(cfg: ProxyConfig, checked: Checked, once: bool = False, wait_timeout: float = 30.0) -> int:
+    """The daemon (or one sync, `once`). Its ports are bound before anything
+    touches the kernel: a port kube-proxy still holds stops the start there."""
     schedule = Schedule(min_interval=cfg.min_sync_period, sync_interval=cfg.sync_period,
                         full_interval=cfg.full_sync_period)
-    conntrack_settings.apply(cfg.conntrack)       # before the first rule, as kube-proxy does
+    health, metrics = HealthState(timeout=2 * cfg.sync_period), ProxyMetrics()
     api = api_of(cfg)
-    node = _watch_node(cfg, api)
+    node = NodeWatch.from_config(cfg, node_name(cfg), api=api).start()
+    servers = []
     try:
+        servers = [] if once else _listen(cfg, checked, health, metrics, node)
+        conntrack_settings.apply(cfg.conntrack)       # before the first rule, as kube-proxy does
+        _wait_for(node)
         dataplane = make_dataplane(cfg, checked, zone=node.zone())
         _announce(cfg, checked, dataplane)
-        health = HealthState(timeout=2 * cfg.sync_period)
         checks = None if once else HealthChecks(dataplane.settings.node.name, health.healthy)
-        proxier = Proxier(source(cfg, api), dataplane, ProxyMetrics(), health, schedule, checks)
+        proxier = Proxier(source(cfg, api), dataplane, metrics, health, schedule, checks)
         node.on_change(proxier.set_zone)
+        proxier.set_zone(node.zone())                 # had the label moved since the dataplane was made
         proxier.hold_gc()
         proxier.source.start()
         try:
-            return _once(proxier, wait_timeout) if once else _serve(proxier, checked, node)
+            return _once(proxier, wait_timeout) if once else _serve(proxier)
         finally:
             proxier.source.stop()
     finally:
         node.stop()
+        for server in servers:
+            server.stop()
 
 
-def _watch_node(cfg: ProxyConfig, api) -> NodeWatch:
+def _wait_for(node: NodeWatch) -> None:
     """This node's Node object, from the same source as the Services: its
-    zone label (topology hints), and whether it is being deleted (/healthz)."""
-    name = node_name(cfg)
-    node = NodeWatch.from_config(cfg, name, api=api).start()
+    zone label (topology hints) should be known to the first sync."""
     if not node.wait(NODE_WAIT):
-        log.warning("node %s not read yet; zone %r until it is", name, node.zone(),
-                    extra={"node": name, "errors": node.errors})
-    return node
+        log.warning("node %s not read yet; zone %r until it is", node.name, node.zone(),
+                    extra={"node": node.name, "errors": node.errors})
+
+
+def _listen(cfg: ProxyConfig, checked: Checked, health: HealthState, metrics: ProxyMetrics,
+            node: NodeWatch) -> list:
+    """/healthz and /livez (503 while the Node is being deleted), /metrics
+    and /proxyMode; a taken port is one line naming the flag and kube-proxy."""
+    servers = []
+    if checked.healthz:
+        servers.append(serve_health(checked.healthz, health, node_eligible=node.eligible, metrics=metrics))
+        log.info("serving /healthz and /livez", extra={"address": where(checked.healthz)})
+    if checked.metrics:
+        servers.append(metrics.serve(*checked.metrics, mode=cfg.mode))
+        log.info("serving /metrics and /proxyMode", extra={"address": where(checked.metrics)})
+    return servers
 
 
 def _announce(cfg: ProxyConfig, checked: Checked, plane: Dataplane) -> None:
@@ -132,29 +152,7 @@ def _once(proxier: Proxier, wait_timeout: float) -> int:
     return 0
 
 
-def _listening(path: str, address: tuple[str, int], start):
-    """Start a server before the first sync touches the kernel; a taken
-    port (kube-proxy still running, during a migration) is one line."""
-    try:
-        return start()
-    except OSError as exc:
-        flag = "--healthz-bind-address" if path == "/healthz" else "--metrics-bind-address"
-        raise OperatorError(f"cannot serve {path} on {address[0]}:{address[1]}: {exc.strerror} (is kube-proxy "
-                            f"still running on this node? stop it first, or move us with {flag})") from None
-
-
-def _serve(proxier: Proxier, checked: Checked, node: NodeWatch) -> int:
-    servers = []
-    if checked.healthz:
-        servers.append(_listening("/healthz", checked.healthz, lambda: HealthServer(
-            checked.healthz, proxier.health, node_eligible=node.eligible, metrics=proxier.metrics).start()))
-        log.info("serving /healthz and /livez on %s:%d", *checked.healthz)
-    if checked.metrics:
-        mode = proxier.dataplane.mode.name
-        servers.append(_listening("/metrics", checked.metrics,
-                                  lambda: proxier.metrics.serve(*checked.metrics, mode=mode)))
-        log.info("serving /metrics and /proxyMode on %s:%d", *checked.metrics)
-
+def _serve(proxier: Proxier) -> int:
     def on_signal(signum, _frame) -> None:
         log.info("received %s, stopping (the rules stay in place)", signal.Signals(signum).name)
         proxier.stop()
@@ -162,12 +160,7 @@ def _serve(proxier: Proxier, checked: Checked, node: NodeWatch) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("proxy running", extra={"mode": proxier.dataplane.mode.name, "node": proxier.dataplane.settings.node.name})
-    try:
-        proxier.run()
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+    proxier.run()
     return 0
 
 

@@ -13,7 +13,9 @@ import json
 import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from netplane import observe_http
+from netplane.observe_http import Answer
 
 
 class HealthState:
@@ -47,40 +49,26 @@ def _rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-class HealthServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], state: HealthState, node_eligible=lambda: True,
-                 metrics=None) -> None:
-        self.state, self.node_eligible = state, node_eligible
-        self.metrics = metrics           # a ProxyMetrics (its probed(path, code)), or None
-        super().__init__(address, _Handler)
-
-    def start(self) -> "HealthServer":
-        threading.Thread(target=self.serve_forever, name="healthz", daemon=True).start()
-        return self
+# a port taken at start is most likely kube-proxy's, mid-migration
+TAKEN_HINT = "is kube-proxy still running on this node? stop it first"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: HealthServer
+def routes(state: HealthState, node_eligible=lambda: True, metrics=None) -> dict:
+    """/healthz (503 also while the node is being deleted) and /livez;
+    `metrics`, a ProxyMetrics, counts the answers by code."""
+    def answer(path: str):
+        def probe(_headers) -> Answer:
+            eligible = node_eligible()
+            code = 200 if state.healthy() and (eligible or path == "/livez") else 503
+            if metrics is not None:
+                metrics.probed(path, code)
+            return Answer(code, "application/json", json.dumps(state.body(eligible)).encode())
+        return probe
+    return {path: answer(path) for path in ("/healthz", "/livez")}
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path not in ("/healthz", "/livez"):
-            self.send_error(404)
-            return
-        eligible = self.server.node_eligible()
-        ok = self.server.state.healthy() and (eligible or path == "/livez")
-        body = json.dumps(self.server.state.body(eligible)).encode()
-        code = 200 if ok else 503
-        if self.server.metrics is not None:
-            self.server.metrics.probed(path, code)
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
-    def log_message(self, *args) -> None:       # probes every few seconds: not worth a log line each
-        pass
+def serve(address: tuple[str, int], state: HealthState, node_eligible=lambda: True, metrics=None):
+    """Serve /healthz and /livez on a thread (404 elsewhere); returns the
+    server. A taken port is one line naming the flag (and kube-proxy)."""
+    return observe_http.serve(address, routes(state, node_eligible, metrics), "--healthz-bind-address",
+                              TAKEN_HINT)

@@ -195,12 +195,12 @@ class ProxyMetrics:
         server (its .server_address has the port; shutdown() and
         server_close() stop it). A taken port is one line naming the flag."""
         from netplane import observe_http
+        from netplane.proxy import health
 
         name = (mode or self.mode or "").encode()
         routes = {"/metrics": observe_http.metrics_route(self.registry),
                   "/proxyMode": lambda _headers: observe_http.Answer(200, "text/plain; charset=utf-8", name)}
-        return observe_http.serve((address, port), routes, "--metrics-bind-address",
-                                  "is kube-proxy still running on this node? stop it first")
+        return observe_http.serve((address, port), routes, "--metrics-bind-address", health.TAKEN_HINT)
 
 
 class NoLocalEndpoints:

@@ -76,8 +76,8 @@ class Proxier:
             log.info("waiting for the source's first complete read")
             return
         started = time.monotonic()
-        full, self._rethink = full or not self.policies or self._rethink, False
         with self._lock:     # a change that arrives after this stays pending for the next sync
+            full, self._rethink = full or not self.policies or self._rethink, False
             pending, taken = dict(self._pending), self.tracker.take()
             states = dict(self.tracker.ports) if full else {n: self.tracker.ports.get(n) for n in taken.changed}
             skipped = self.tracker.skipped_reasons()

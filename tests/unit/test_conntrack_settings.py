@@ -75,7 +75,7 @@ def test_bad_flags_name_the_flag(argv, message):
 @pytest.mark.parametrize("per_core, minimum, ncpu, expected", [
     (32768, 131072, 2, 131072),          # the floor
     (32768, 131072, 8, 262144),          # scaled
-    (32768, 131072, 64, 1 << 20),        # capped, as kube-proxy caps it
+    (32768, 131072, 64, 2097152),        # no cap: kube-proxy has none
     (0, 131072, 8, 0),                   # 0: leave the kernel's alone
 ])
 def test_conntrack_max(per_core, minimum, ncpu, expected):

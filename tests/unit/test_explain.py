@@ -298,3 +298,17 @@ def test_a_mark_map_is_read_with_the_marks_in_hex_as_the_compile_writes_them(mon
     monkeypatch.setattr(live, "_run", lambda argv: json.dumps(listing) if "-j" in argv else "")
     held = live.nft_table("ip", ipvs_names.TABLE)["sets"][ipvs_names.SHORTCUT]["elements"]
     assert held == {("192.0.2.10", "tcp", "80"): ("0x4e500001",)}
+
+
+def test_a_whole_iptables_save_dump_is_split_by_table():
+    """The live reader asks for whole dumps: `-t nat` would create the table in a legacy backend."""
+    from netplane.explain.live import _tables_of
+
+    dump = ("*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j MARK --set-mark 1\nCOMMIT\n"
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:NP-SERVICES - [0:0]\n"
+            "-A PREROUTING -m comment --comment \"netplane service portals\" -j NP-SERVICES\nCOMMIT\n"
+            "*filter\n:INPUT ACCEPT [0:0]\n:NP-FIREWALL - [0:0]\nCOMMIT\n")
+    tables = _tables_of(dump)
+    assert set(tables) == {"nat", "filter"}
+    assert tables["nat"]["NP-SERVICES"] == [] and tables["nat"]["PREROUTING"][0].endswith("-j NP-SERVICES")
+    assert "NP-FIREWALL" in tables["filter"] and "PREROUTING" not in tables["filter"]

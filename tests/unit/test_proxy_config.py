@@ -283,3 +283,10 @@ def test_another_modes_own_options_are_reported_ignored(tmp_path):
     assert cfg.ignored == ["iptables.layout", "iptables.localhostNodePorts"]
     cfg = config.load_file(write(tmp_path, "mode: iptables\niptables: {localhostNodePorts: false, layout: compact}\n"))
     assert cfg.ignored == []
+
+
+def test_a_bind_address_without_a_port_takes_kube_proxys_port():
+    checked = config.check(config.ProxyConfig(healthz_bind_address="0.0.0.0", metrics_bind_address="::1"),
+                           ["iptables"])
+    assert (checked.healthz, checked.metrics) == (("0.0.0.0", 10256), ("::1", 10249))
+    assert config.check(config.ProxyConfig(healthz_bind_address="[::]:10300"), ["iptables"]).healthz == ("::", 10300)

@@ -73,6 +73,9 @@ class Recorder:
         self.last_full = changed is None
         self.calls.append((policies, None if changed is None else set(changed)))
 
+    def move_to_zone(self, zone):
+        self.settings = Settings(Node(self.settings.node.name, zone))
+
 
 class StaticSource:
     """A source the test drives: it delivers changes when told to."""
@@ -186,3 +189,21 @@ def test_the_kube_source_lists_and_watches_both_kinds(fake, api):
         assert [(c.kind, c.key) for c in delivered[-1]] == [("EndpointSlice", "default/a-ipv4")]
     finally:
         source.stop()
+
+
+def test_a_zone_change_redecides_every_port_in_one_full_sync():
+    """The Node's topology label moved: hints now pick the other zone's endpoint."""
+    source, backend = StaticSource(), Recorder(Settings(Node("n1", "za")))
+    proxier = Proxier(source, backend)
+    source.put(b.service("a", "10.96.0.1", [{"port": 80}], trafficDistribution="PreferClose"),
+               b.endpoint_slice("a", [b.endpoint("10.244.1.5", "n1", zone="za", hints=["za"]),
+                                      b.endpoint("10.244.2.5", "n2", zone="zb", hints=["zb"])], [{"port": 8080}]))
+    proxier.sync(full=True)
+    cluster = lambda: [str(e.ip) for e in backend.calls[-1][0][4][PortName("default", "a")].cluster]  # noqa: E731
+    assert cluster() == ["10.244.1.5"]
+    proxier.set_zone("za")                                   # the same zone: nothing to redo
+    proxier.sync(full=False)
+    assert backend.calls[-1][1] == set()
+    proxier.set_zone("zb")
+    proxier.sync(full=False)
+    assert backend.calls[-1][1] is None and cluster() == ["10.244.2.5"]

@@ -5,7 +5,8 @@ import urllib.request
 
 import pytest
 
-from netplane.proxy.health import HealthServer, HealthState
+from netplane.proxy import health
+from netplane.proxy.health import HealthState
 from netplane.proxy.metrics import ProxyMetrics
 
 
@@ -47,7 +48,7 @@ def get(url):
 def server():
     clock, eligible = Clock(), {"value": True}
     state = HealthState(timeout=60, clock=clock)
-    srv = HealthServer(("127.0.0.1", 0), state, node_eligible=lambda: eligible["value"]).start()
+    srv = health.serve(("127.0.0.1", 0), state, node_eligible=lambda: eligible["value"])
     yield f"http://127.0.0.1:{srv.server_address[1]}", state, clock, eligible
     srv.shutdown()
     srv.server_close()

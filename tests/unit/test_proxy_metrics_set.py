@@ -12,7 +12,8 @@ from netplane.kube.changes import Change, object_key
 from netplane.proxy import build as b
 from netplane.proxy import modes
 from netplane.proxy.dataplane import Dataplane
-from netplane.proxy.health import HealthServer, HealthState
+from netplane.proxy import health
+from netplane.proxy.health import HealthState
 from netplane.proxy.iptables.mode import IptablesApplier, IptablesOptions
 from netplane.proxy.metrics import ProxyMetrics
 from netplane.proxy.policy import Node, family_policies
@@ -258,7 +259,7 @@ def test_metrics_only_on_its_path_and_the_proxy_mode_beside_it():
 def test_healthz_and_livez_answers_are_counted_by_code():
     metrics, clock = ProxyMetrics(), {"now": 1000.0}
     state = HealthState(timeout=60, clock=lambda: clock["now"])
-    server = HealthServer(("127.0.0.1", 0), state, metrics=metrics).start()
+    server = health.serve(("127.0.0.1", 0), state, metrics=metrics)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         state.updated()

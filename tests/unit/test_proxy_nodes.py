@@ -143,7 +143,8 @@ def test_healthz_drains_the_node_while_it_is_being_deleted(fake, tmp_path):
     from urllib.error import HTTPError
     from urllib.request import urlopen
 
-    from netplane.proxy.health import HealthServer, HealthState
+    from netplane.proxy import health
+    from netplane.proxy.health import HealthState
 
     def probe(path):
         try:
@@ -158,7 +159,7 @@ def test_healthz_drains_the_node_while_it_is_being_deleted(fake, tmp_path):
     assert watch.wait(3) and watch.zone() == "zone-a"      # known when wait() returns: the first sync uses it
     state = HealthState(timeout=60)
     state.updated()
-    server = HealthServer(("127.0.0.1", 0), state, node_eligible=watch.eligible).start()
+    server = health.serve(("127.0.0.1", 0), state, node_eligible=watch.eligible)
     try:
         assert probe("/healthz") == (200, True)
         fake.put(NODES, node("n1", deleting=True))
