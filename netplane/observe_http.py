@@ -8,6 +8,7 @@ import errno
 import socket
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping
 
@@ -83,6 +84,13 @@ def serve(address: tuple[str, int], routes: Mapping[str, Route], flag: str, take
 def where(address: tuple[str, int]) -> str:
     """host:port as an operator writes it, [v6]:port for IPv6."""
     return f"[{address[0]}]:{address[1]}" if ":" in address[0] else f"{address[0]}:{address[1]}"
+
+
+def rfc3339(ts: float) -> str:
+    """A time in a JSON body (the proxy's /healthz, the agent's): RFC 3339 in
+    UTC with a "Z", to the microsecond. Go's time.Time, which kube-proxy's
+    body holds, writes up to nanoseconds; readers of RFC 3339 take both."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def metrics_route(registry: CollectorRegistry) -> Route:

@@ -15,7 +15,6 @@
 import json
 import logging
 import time
-from datetime import datetime, timezone
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
@@ -23,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from netplane import __version__
-from netplane.observe_http import Answer, PathServer, metrics_route, serve, where
+from netplane.observe_http import Answer, PathServer, metrics_route, rfc3339, serve, where
 
 log = logging.getLogger("netplane.agent")
 
@@ -95,9 +94,9 @@ class AgentHealth:
         cni = self.cni_serving()
         body = {"cni": "serving" if cni else "not serving"}
         if self.network is None:
-            return cni, body | {"currentTime": _rfc3339(self.clock())}
+            return cni, body | {"currentTime": rfc3339(self.clock())}
         network_ok, body["podNetwork"] = self._pod_network()
-        return cni and network_ok, body | {"currentTime": _rfc3339(self.clock())}
+        return cni and network_ok, body | {"currentTime": rfc3339(self.clock())}
 
     def _pod_network(self) -> tuple[bool, dict]:
         report = self.network.last_report
@@ -109,7 +108,7 @@ class AgentHealth:
         if stale and not error:
             error = f"no pass for {self.clock() - ended:.0f} s (expected one every {self.network.resync_interval:g} s)"
         return report.succeeded and not stale, {"ready": report.succeeded, "peers": len(report.peers),
-                                                "lastReconcile": _rfc3339(ended), "lastError": error}
+                                                "lastReconcile": rfc3339(ended), "lastError": error}
 
 
 class Observer:
@@ -155,7 +154,7 @@ class Observer:
         return _json(code, body)
 
     def livez(self, _headers) -> Answer:
-        return _json(200, {"currentTime": _rfc3339(self.health.clock())})
+        return _json(200, {"currentTime": rfc3339(self.health.clock())})
 
 
 def result_of(reply) -> str:
@@ -170,7 +169,3 @@ def result_of(reply) -> str:
 
 def _json(code: int, body: dict) -> Answer:
     return Answer(code, "application/json", json.dumps(body).encode())
-
-
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

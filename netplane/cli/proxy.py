@@ -1,4 +1,5 @@
 """`netplane proxy`: the service proxy's flags and config, checked before it starts."""
+import argparse
 import logging
 import os
 
@@ -25,7 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--metrics-bind-address", help="host:port for /metrics and /proxyMode (default 127.0.0.1:10249; '' off)")
     p.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="default INFO")
-    p.add_argument("--v", type=int, dest="verbosity", help="kube-proxy's verbosity: 4 and up is --log-level DEBUG")
+    p.add_argument("--v", type=verbosity, dest="verbosity",
+                   help="kube-proxy's verbosity, 0 or more: 4 and up is --log-level DEBUG")
     p.add_argument("--log-file", help="log here instead of stderr")
     p.add_argument("--logging-format", choices=FORMATS,
                    help="text (key=value, default) or json (one object per line, as kube-proxy's)")
@@ -35,6 +37,16 @@ def add_parser(sub) -> None:
                                                       "network namespace at start)"))
     p.set_defaults(func=_proxy)
 
+
+def verbosity(text: str) -> int:
+    """--v as kube-proxy reads it: a whole number, 0 or more (klog's level is unsigned)."""
+    try:
+        level = int(text)
+    except ValueError:
+        level = -1
+    if level < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a verbosity: use a whole number, 0 or more")
+    return level
 
 
 def add_options(p) -> None:
@@ -93,8 +105,8 @@ def _proxy(args) -> int:
     cfg, checked = proxy_config(args)
     configure_logging_from(args, cfg.verbosity, cfg.logging_format)
     require_net_admin("netplane proxy")
-    for field in cfg.ignored:
-        logging.getLogger("netplane.proxy").warning("config: ignoring kube-proxy field %s", field)
+    if cfg.ignored:
+        logging.getLogger("netplane.proxy").warning("config: ignoring kube-proxy fields", extra={"fields": cfg.ignored})
     if args.cleanup:
         for line in daemon.cleanup(cfg, checked):
             print(f"removed {line}")

@@ -6,8 +6,7 @@
     live_ebpf.py    the eBPF mode's pinned maps, read-only (nothing loaded or attached)
     live_ipvs.py    the IPVS mode's own virtual servers (an admin's are left out)
     kernel.py       one family's state of a mode, and the mode's tracer over it
-    iptables.py     the iptables tracer with chances and the rules crossed
-    names.py        which Service (and which of its frontends) the packet hit
+    names.py        which Service (and which of its frontends) the packet hit, or which are on its address
     explanation.py  the answer as a value (and --json), with the exit code
     words.py        the answer in words
     command.py      the command's steps

@@ -19,6 +19,7 @@ def explain(packet: Packet, cfg, checked, *, manifests: str | None, mode: str | 
             raise OperatorError(f"manifests {manifests}: no such file or directory")
         kernel, policies = compiled.kernel(cfg, checked, packet.family)
         frontend = names.from_policies(policies, packet, kernel.local)
+        on_address = names.on_address_from_policies(policies, packet, kernel.local)
         where = f"as compiled from {manifests}"
     else:
         if netns:
@@ -26,10 +27,12 @@ def explain(packet: Packet, cfg, checked, *, manifests: str | None, mode: str | 
         kernel = live.kernel(mode or live.detect(packet.family, cfg.mode_options), packet.family,
                              cfg.mode_options, checked.cluster_cidrs)
         frontend = None
+        on_address = names.on_address_from_rules(kernel.mode, kernel.state, packet)
         where = live.where(kernel, netns)
     verdict = kernel.trace(packet)
     frontend = frontend or names.from_steps(kernel.mode, [s for b in verdict.branches for s in b.steps])
-    return Explanation(packet, kernel.mode, where, verdict, frontend, cidr, names_known=manifests is not None)
+    return Explanation(packet, kernel.mode, where, verdict, frontend, cidr, names_known=manifests is not None,
+                       on_address=on_address)
 
 
 def enter(name: str) -> None:

@@ -2,7 +2,7 @@
 tracer, with the Service it hit, in a form words.py prints and --json dumps.
 
 Exit codes (for scripts): 0 the packet reaches an endpoint; 1 it is
-rejected or dropped; 3 it is not a Service address and passes untouched;
+rejected or dropped; 3 no Service port matches it and it passes untouched;
 2 is the CLI's bad input."""
 import re
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ class Explanation:
     frontend: Frontend | None
     cluster_cidr: netaddr.IPNetwork | None = None
     names_known: bool = False           # the Services were read (--manifests): no frontend means no Service
+    on_address: tuple[str, ...] = ()    # the Service ports served on the destination address ("ns/name:port 80/tcp")
 
     @property
     def outcome(self) -> str:
@@ -90,6 +91,7 @@ class Explanation:
                        "protocol": self.packet.proto},
             "mode": self.mode, "from": self.source, "outcome": self.outcome, "exit_code": self.exit_code,
             "service": self.frontend.service if self.frontend else None,
+            "on_address": list(self.on_address),
             "frontend": (self.frontend.kind or None) if self.frontend else None,
             "endpoints": [{"endpoint": ep, "weight": round(w, 6), "masquerade": ep in v.masqueraded_to,
                            "steps": self.after_choice(ep, all_steps=True)} for ep, w in weights.items()],

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from netplane.errors import OperatorError
-from netplane.explain.iptables import WeighingTracer
 from netplane.explain.packet import Packet
 from netplane.testing.ebpf import trace_maps
+from netplane.testing.iptables_trace import Tracer as IptablesTracer
 from netplane.testing.ipvs_trace import IpvsTracer
 from netplane.testing.nftables_trace import Tracer as NftTracer
 from netplane.testing.verdict import Verdict
@@ -32,7 +32,7 @@ class Kernel:
         args = (packet.src, packet.proto, packet.dst, packet.port)
         try:
             if self.mode == "iptables":
-                return WeighingTracer(self.state, self.local).trace(*args)
+                return IptablesTracer(self.state, self.local).trace(*args)
             if self.mode == "nftables":
                 return NftTracer(self.state, self.local).trace(*args)
             if self.mode == "ebpf":

@@ -28,6 +28,7 @@ from pyroute2 import IPRoute
 from netplane.errors import OperatorError
 from netplane.explain import live_ebpf, live_ipvs
 from netplane.explain.kernel import Kernel
+from netplane.explain.privilege import NEEDS_ROOT, denied
 from netplane.proxy import modes
 from netplane.proxy.iptables.chains import PREFIX
 from netplane.proxy.ipvs.names import TABLE as IPVS_TABLE
@@ -53,24 +54,31 @@ def local_addresses() -> tuple[str, ...]:
 def detect(family: int, options: dict) -> str:
     """The one mode whose state is installed here (each mode's applier says:
     present()). The modes whose state is the network namespace's are looked
-    for first: the eBPF mode's pinned maps are per machine."""
+    for first: the eBPF mode's pinned maps are per machine. A mode that
+    could not be looked for for lack of privilege stops the search: that
+    is what to say, not that nothing is here."""
     known = PER_NAMESPACE + PER_MACHINE
     for group in (PER_NAMESPACE, PER_MACHINE, [m for m in modes.names() if m not in known]):
-        found = [name for name in group if _present(name, family, options)]
+        looked = {name: _present(name, family, options) for name in group}
+        found = [name for name, present in looked.items() if present]
         if len(found) == 1:
             return found[0]
         if found:
             raise OperatorError(f"the state of several modes is here ({', '.join(found)}): choose one with --mode")
+        refused = [name for name, present in looked.items() if present is None]
+        if refused:
+            raise OperatorError(f"cannot read the {'/'.join(refused)} state here: permission denied; {NEEDS_ROOT}")
     raise OperatorError(f"no proxy mode's IPv{family} state in this network namespace: is netplane proxy "
                         "running here? (on the lab, use --netns NODE or ip netns exec NODE)")
 
 
-def _present(name: str, family: int, options: dict) -> bool:
+def _present(name: str, family: int, options: dict) -> bool | None:
+    """Whether the mode's state is here; None: not allowed to look."""
     mode = modes.get(name)
     try:
         return bool(mode.applier(family, options.get(name) or mode.options()).present())
-    except Exception:       # a mode this machine cannot even look for (no nft, no ipvs module) is absent
-        return False
+    except Exception as err:    # a mode this machine cannot even look for (no nft, no ipvs module) is absent
+        return None if denied(err) else False
 
 
 def kernel(mode: str, family: int, options: dict | None = None, cluster_cidrs=()) -> LiveKernel:
@@ -250,6 +258,8 @@ def _value(value):
 
 
 def _run(argv: list[str], missing_ok: bool = False) -> str:
+    """A tool's output. `missing_ok`: "" when it is not installed or fails,
+    but never when it was refused for lack of privilege."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
@@ -257,9 +267,10 @@ def _run(argv: list[str], missing_ok: bool = False) -> str:
             return ""
         raise OperatorError(f"{argv[0]} is not installed here") from None
     if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[0]
+        if denied(why):
+            raise OperatorError(f"{why if why.startswith(argv[0]) else argv[0] + ': ' + why}; {NEEDS_ROOT}")
         if missing_ok:
             return ""
-        raise OperatorError(f"{' '.join(argv)} failed: {done.stderr.strip() or done.returncode}")
+        raise OperatorError(f"{' '.join(argv)} failed: {why}")
     return done.stdout
-
-

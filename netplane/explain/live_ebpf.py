@@ -17,9 +17,11 @@ The maps change under a running proxy; a read that caught a sync half-way
 """
 import ctypes
 import os
+import stat
 from dataclasses import dataclass
 
 from netplane.errors import OperatorError
+from netplane.explain.privilege import CODES, NEEDS_ROOT
 from netplane.proxy.ebpf import loader, maglev, view
 
 MAP_INFO_WORDS = 64                  # struct bpf_map_info, with room for the kernel's later fields
@@ -47,7 +49,7 @@ class PinnedMaps:
 
 def read(pin: str) -> PinnedMaps:
     """Every map the tracer needs, from the pins under `pin`."""
-    if not os.path.isdir(pin):
+    if not _is_dir(pin):
         raise OperatorError(f"no eBPF maps pinned under {pin}: is the proxy running in ebpf mode with "
                             "this --ebpf-pin-path (ebpf.pinPath)?")
     lib = _libbcc()
@@ -57,6 +59,16 @@ def read(pin: str) -> PinnedMaps:
         raise OperatorError(f"the eBPF maps under {pin} changed while they were read (a sync?): {broken}; "
                             "run it again")
     return PinnedMaps(pin, tables=_tables(lib, pin), **maps)
+
+
+def _is_dir(pin: str) -> bool:
+    """os.path.isdir, but a bpffs closed to this user (/sys/fs/bpf is root's) says so."""
+    try:
+        return stat.S_ISDIR(os.stat(pin).st_mode)
+    except PermissionError as err:
+        raise OperatorError(f"cannot look under {pin}: {err.strerror}; {NEEDS_ROOT}") from None
+    except OSError:
+        return False
 
 
 def _path(pin: str, name: str) -> str:
@@ -86,7 +98,7 @@ def _open(lib, path: str) -> int:
     fd = lib.bpf_obj_get(path.encode())
     if fd < 0:
         code = ctypes.get_errno()
-        hint = " (root is needed)" if code in (1, 13) else ""
+        hint = f"; {NEEDS_ROOT}" if code in CODES else ""
         raise OperatorError(f"cannot open the pinned map {path}: {os.strerror(code)}{hint}")
     return fd
 

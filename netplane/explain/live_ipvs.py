@@ -11,6 +11,7 @@ The nftables table around them is read by live.nft_table.
 from dataclasses import dataclass
 
 from netplane.errors import OperatorError
+from netplane.explain.privilege import NEEDS_ROOT, denied
 from netplane.proxy import modes
 from netplane.proxy.ipvs import compile as ipvs_compile
 from netplane.proxy.ipvs.plan import Dest, Key, VirtualServer
@@ -38,7 +39,8 @@ def read(family: int, options) -> HeldIpvs:
     try:
         installed = applier.read_back()
     except IpvsError as err:
-        raise OperatorError(f"reading IPVS: {err}") from None
+        raise OperatorError(f"reading IPVS: {err}" + (f"; {NEEDS_ROOT}" if denied(err) else "")) from None
     except OSError as err:
-        raise OperatorError(f"reading IPVS or np-ipvs0: {err.strerror or err} (root is needed)") from None
+        raise OperatorError(f"reading IPVS or np-ipvs0: {err.strerror or err}"
+                            + (f"; {NEEDS_ROOT}" if denied(err) else "")) from None
     return held(installed)

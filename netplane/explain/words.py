@@ -3,7 +3,8 @@ from netplane.explain.explanation import Explanation
 
 VERDICT = {"reject": "REJECTED: the client gets a refusal at once (ICMP port unreachable, or a TCP reset)",
            "drop": "DROPPED: nothing answers, the client times out",
-           "untouched": "not a Service address: passes untouched (the proxy does not translate it)"}
+           "untouched": "passes untouched (the proxy does not translate it)"}
+LISTED = 4          # Service ports named on a missed address; the rest are counted
 
 
 def render(x: Explanation) -> str:
@@ -11,6 +12,7 @@ def render(x: Explanation) -> str:
              f"proxy      {x.mode} mode, {x.source}"]
     if x.outcome != "untouched":
         lines.append(f"service    {_service(x)}")
+        lines += _served(x) if x.frontend is None and x.names_known else []
     lines += _verdict(x)
     if x.outcome == "endpoint":
         lines += _masquerade(x)
@@ -23,13 +25,33 @@ def render(x: Explanation) -> str:
 
 def _service(x: Explanation) -> str:
     if x.frontend is None and x.names_known:
-        return "none: no Service port has this address, port and protocol"
+        return f"none: {_missed(x)}"
     if x.frontend is None or not x.frontend.service:
         return f"not named (the {x.mode} mode's kernel state holds addresses, not names; see 'decided by')"
     return x.frontend.service + (f" ({x.frontend.kind})" if x.frontend.kind else "")
 
 
+def _missed(x: Explanation) -> str:
+    """No Service port is at the packet's address, port and protocol ("not a
+    Service address" only when the Services were read and none has it)."""
+    p = x.packet
+    if x.names_known and not x.on_address:
+        return "not a Service address"
+    return f"no Service port matches {'[' + p.dst + ']' if p.family == 6 else p.dst}:{p.port}/{p.proto}"
+
+
+def _served(x: Explanation) -> list[str]:
+    """What the address serves instead, when known."""
+    if not x.on_address:
+        return []
+    more = len(x.on_address) - LISTED
+    return [f"           {x.packet.dst} serves {', '.join(x.on_address[:LISTED])}"
+            + (f" and {more} more" if more > 0 else "")]
+
+
 def _verdict(x: Explanation) -> list[str]:
+    if x.outcome == "untouched":
+        return [f"verdict    {_missed(x)}: {VERDICT[x.outcome]}"] + _served(x)
     if x.outcome != "endpoint":
         return [f"verdict    {VERDICT[x.outcome]}"]
     weights = x.weights()

@@ -171,6 +171,8 @@ def _take_logging(values: dict, cfg: ProxyConfig, where: str) -> None:
             raise ConfigError(f"{where}: logging.format {cfg.logging_format!r}: choose text or json")
     if _set(section, "verbosity"):
         cfg.verbosity = _typed(section["verbosity"], int, f"{where}: logging.verbosity")
+        if cfg.verbosity < 0:
+            raise ConfigError(f"{where}: logging.verbosity: expected 0 or more, got {cfg.verbosity}")
     rest = {k: v for k, v in section.items() if k not in ("format", "verbosity")}
     values["logging"] = rest
 

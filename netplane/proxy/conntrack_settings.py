@@ -23,6 +23,7 @@ host's sysctl (kube-proxy, with hostNetwork, sets it from the host's
 namespace): the proxy still runs. A timeout that cannot be written stops
 the start, in one line, as it stops kube-proxy's.
 """
+import argparse
 import dataclasses
 import errno
 import logging
@@ -85,12 +86,18 @@ def from_section(section: dict, where: str) -> ConntrackSettings:
 
 def add_flags(parser) -> None:
     """kube-proxy's --conntrack-* flags; values are checked by with_flags()."""
+    from netplane.proxy.options import go_bool
+
     for f in FIELDS:
-        if f.metadata["kind"] == "bool":        # kube-proxy's bool flag: bare, or =true|false
-            parser.add_argument(f.metadata["flag"], dest=_dest(f), nargs="?", const="true", default=None,
-                                metavar="BOOL", help=f"conntrack: {f.metadata['key']} (default false)")
+        flag = f.metadata["flag"]
+        if f.metadata["kind"] == "bool":        # as options.py's bool flags: bare, =true|false, or --no-
+            parser.add_argument(flag, dest=_dest(f), nargs="?", const=True, default=None, type=go_bool,
+                                metavar="BOOL", help=f"conntrack: {f.metadata['key']} (or {flag}=true|false, as "
+                                                     f"kube-proxy takes it; default false)")
+            parser.add_argument("--no-" + flag.lstrip("-"), dest=_dest(f), action="store_false", default=None,
+                                help=argparse.SUPPRESS)
         else:
-            parser.add_argument(f.metadata["flag"], dest=_dest(f), default=None,
+            parser.add_argument(flag, dest=_dest(f), default=None,
                                 help=f"conntrack: {f.metadata['key']} (default {_shown(f)}; 0 leaves it alone)")
 
 
@@ -109,13 +116,11 @@ def _shown(f) -> str:
     return f"{f.default}s" if f.metadata["kind"] == "duration" else str(f.default)
 
 
-def _parsed_flag(f, text: str):
+def _parsed_flag(f, text):
     """A flag's text as the config file would hold the value."""
     if f.metadata["kind"] == "count":
         return int(text) if re.fullmatch(r"-?\d+", text.strip()) else text
-    if f.metadata["kind"] == "bool":
-        return {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}.get(text.lower(), text)
-    return text
+    return text                         # a bool flag's value is already one (go_bool)
 
 
 def _value(f, value, where: str):
@@ -165,8 +170,7 @@ def apply(settings: ConntrackSettings, proc_root: str = "/proc/sys", ncpu: int |
     also logged. Raises ConntrackError, one line, when a timeout cannot be set."""
     netfilter = os.path.join(proc_root, "net", "netfilter")
     if not os.path.exists(os.path.join(netfilter, "nf_conntrack_max")):
-        log.warning("conntrack settings not applied: the nf_conntrack module is not loaded (no %s)", netfilter,
-                    extra={"proc": netfilter})
+        log.warning("conntrack settings not applied: the nf_conntrack module is not loaded", extra={"proc": netfilter})
         return []
     changed = _apply_max(settings, netfilter, sys_root, ncpu or os.cpu_count() or 1)
     for f in FIELDS:
@@ -199,9 +203,9 @@ def _raise_to(path: str, name: str, wanted: int) -> list[str]:
     except OSError as err:
         if err.errno not in _NOT_OURS:
             raise ConntrackError(f"cannot set {name} to {wanted}: {err.strerror}") from None
-        log.warning("%s is %d, below the %d that conntrack.maxPerCore and conntrack.min ask for, and only the "
-                    "host can raise it (kube-proxy sets it from the host's network namespace): set it on the host, "
-                    "or conntrack.maxPerCore: 0 to leave it", name, current, wanted,
+        log.warning("conntrack: a host-wide value is below what conntrack.maxPerCore and conntrack.min ask for, and "
+                    "only the host can raise it (kube-proxy sets it from the host's network namespace): set it on "
+                    "the host, or conntrack.maxPerCore: 0 to leave it",
                     extra={"sysctl": name, "value": current, "wanted": wanted, "error": err.strerror})
         return []
     return [_changed(name, wanted, current)]
@@ -210,7 +214,7 @@ def _raise_to(path: str, name: str, wanted: int) -> list[str]:
 def _set_exactly(netfilter: str, sysctl: str, wanted: int) -> list[str]:
     path, name = os.path.join(netfilter, sysctl), f"net.netfilter.{sysctl}"
     if not os.path.exists(path):        # a protocol module not loaded: nothing to tune yet
-        log.warning("conntrack: %s does not exist, not set", name, extra={"sysctl": name})
+        log.warning("conntrack: no such sysctl (its protocol module is not loaded), not set", extra={"sysctl": name})
         return []
     current = _read(path)
     if current == wanted:

@@ -9,18 +9,21 @@ objects, with no kernel touched, and what a CI lint needs to know of it.
   file that does not parse), and a node-port address filter that matches
   none of the node's addresses, which leaves the plan without node ports.
   compile runs on a CI machine, not on the node: the filter is matched
-  against the node IPs when they are given, else this machine's addresses.
+  against the node IPs when they are given (with loopback, which every
+  node has), else this machine's addresses.
 """
 import logging
 import platform
 import time
 from dataclasses import dataclass, field
 
+import netaddr
+
 from netplane.gcpause import cyclic_gc_paused
 from netplane.proxy.config import Checked, ProxyConfig
 from netplane.proxy.daemon import make_dataplane, source
 from netplane.proxy.policy import family_policies
-from netplane.proxy.settings import Settings, nodeport_addresses
+from netplane.proxy.settings import nodeport_addresses
 from netplane.proxy.state import snapshot
 
 log = logging.getLogger("netplane.proxy")
@@ -38,21 +41,25 @@ class DryRun:
         return self.plan + "".join(line + "\n" for line in self.kernel_side)
 
 
+LOOPBACK = (netaddr.IPAddress("127.0.0.1"), netaddr.IPAddress("::1"))
+
+
 class NodeAddresses:
     """The addresses node ports are matched against (a Dataplane's
-    `local_addresses`): the node IPs when given, else this machine's, read
-    once and only if a node-port filter needs them."""
+    `local_addresses`): the node IPs when given, with loopback, which every
+    node has (so a filter holding 127.0.0.1 is planned as on the node); else
+    this machine's. Read once and only if a node-port filter needs them."""
 
     def __init__(self, node_ips) -> None:
         self.given = list(node_ips)
-        self.origin = "from --node-ip" if self.given else "this machine's, as no --node-ip was given"
+        self.origin = "from --node-ip, and loopback" if self.given else "this machine's, as no --node-ip was given"
         self._read: list | None = None
 
     def __call__(self) -> list:
         if self._read is None:
             from netplane.proxy.dataplane import _local_addresses
 
-            self._read = self.given or _local_addresses()
+            self._read = [*self.given, *LOOPBACK] if self.given else _local_addresses()
         return self._read
 
 
@@ -75,7 +82,7 @@ def compile_plan(cfg: ProxyConfig, checked: Checked, timing: dict | None = None)
             problems.append(_warn(f"skipping {what}: {why}"))
         addresses = NodeAddresses(checked.node_ips)
         plane = make_dataplane(cfg, checked, sweep=False, prepare=False, local_addresses=addresses)
-        problems += [_warn(line) for line in unmatched_nodeport_filters(plane.settings, addresses)]
+        problems += [_warn(line) for line in unmatched_nodeport_filters(plane, addresses)]
         policies = {f: family_policies(snap.ports, f, plane.settings.node) for f in plane.settings.families}
         timing["categorize"] = _lap(started, timing)
         # per family, as Dataplane.dry_run, but keeping the plans: their contexts say what the applier adds
@@ -90,18 +97,36 @@ def _warn(line: str) -> str:
     return line
 
 
-def unmatched_nodeport_filters(settings: Settings, addresses: NodeAddresses) -> list[str]:
+def unmatched_nodeport_filters(plane, addresses: NodeAddresses) -> list[str]:
     """Per family whose --nodeport-addresses CIDRs match none of the node's
-    addresses, one line naming the filter, the addresses and their origin."""
-    found = []
+    addresses node ports answer on, one line naming the filter, the
+    addresses and their origin."""
+    settings, found = plane.settings, []
     for family in settings.families:
-        cidrs = [str(n) for n in settings.nodeport_addresses if n.version == family]
-        if cidrs and not nodeport_addresses(settings, family, addresses()):
-            seen = [str(ip) for ip in addresses() if ip.version == family]
-            found.append(f"node-port address filter (--nodeport-addresses) {', '.join(cidrs)} matches none of "
-                         f"the node's IPv{family} addresses, {', '.join(seen) or 'none'} ({addresses.origin}): "
-                         f"the IPv{family} plan has no node ports")
+        cidrs = ", ".join(str(n) for n in settings.nodeport_addresses if n.version == family)
+        if not cidrs:
+            continue
+        matched = nodeport_addresses(settings, family, addresses())
+        seen = ", ".join(str(ip) for ip in addresses() if ip.version == family) or "none"
+        if not matched:
+            found.append(f"node-port address filter (--nodeport-addresses) {cidrs} matches none of the node's "
+                         f"IPv{family} addresses, {seen} ({addresses.origin}): the IPv{family} plan has no node ports")
+        elif not _answering(plane, family, matched):
+            found.append(f"node-port address filter (--nodeport-addresses) {cidrs} matches only loopback among the "
+                         f"node's IPv{family} addresses, {seen} ({addresses.origin}), and the iptables mode serves "
+                         f"node ports there only with localhostNodePorts, for IPv4: the IPv{family} plan has no "
+                         f"node ports")
     return found
+
+
+def _answering(plane, family: int, matched) -> tuple:
+    """The matched addresses node ports answer on: the iptables mode leaves
+    loopback out unless its localhost node ports are on (IPv4 only)."""
+    from netplane.proxy.iptables import localnet
+
+    if plane.mode.name == "iptables" and not localnet.wanted(plane.options.localhost_nodeports, family, matched):
+        return tuple(ip for ip in matched if not ip.is_loopback())
+    return matched
 
 
 def kernel_side(plane, plans: dict) -> list[str]:

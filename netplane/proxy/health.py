@@ -12,7 +12,6 @@ kubeproxy_proxy_livez_total) when the server is given the metrics.
 import json
 import threading
 import time
-from datetime import datetime, timezone
 
 from netplane import observe_http
 from netplane.observe_http import Answer
@@ -41,12 +40,10 @@ class HealthState:
             return not self.oldest_pending or self.clock() - self.oldest_pending < self.timeout
 
     def body(self, node_eligible: bool) -> dict:
-        return {"lastUpdated": _rfc3339(self.last_updated), "currentTime": _rfc3339(self.clock()),
+        return {"lastUpdated": observe_http.rfc3339(self.last_updated),
+                "currentTime": observe_http.rfc3339(self.clock()),
                 "nodeEligible": node_eligible}
 
-
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 # a port taken at start is most likely kube-proxy's, mid-migration

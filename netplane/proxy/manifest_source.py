@@ -21,6 +21,10 @@ A FILE is followed through its symlinks at every scan (its signature is
 its target's), so a ConfigMap volume's swap of `..data` is a change.
 An object defined by two files is taken from the last of them, in path
 order, and the duplicate is reported.
+
+The same walk, with the same rules, serves the proxy's Node
+(nodes.NodeFiles): a ManifestDir of kind Node, which leaves the files'
+problems to the Services' reader.
 """
 import logging
 import os
@@ -31,12 +35,17 @@ from netplane.kube.changes import Change, object_key
 log = logging.getLogger("netplane.proxy")
 SUFFIXES = (".yaml", ".yml", ".json")
 KINDS = ("Service", "EndpointSlice")
+CLUSTER_SCOPED = frozenset({"Node"})     # keyed by name alone, as the API server keys them
 Key = tuple[str, str]                    # (kind, namespace/name)
 
 
 class ManifestDir:
-    def __init__(self, path: str) -> None:
-        self.path = path
+    """The objects of `kinds` under `path`. `report=False` logs the files'
+    problems at debug level only (they stay in `errors`): for a second reader
+    of the same files, when the first one reports them."""
+
+    def __init__(self, path: str, kinds: tuple[str, ...] = KINDS, report: bool = True) -> None:
+        self.path, self.kinds, self.report = path, kinds, report
         self.errors: dict[str, str] = {}                    # file (or DIR) -> what is wrong with it
         self._files: dict[str, tuple[tuple, dict[Key, dict]]] = {}   # file -> (stat signature, its objects)
         self._defined_by: dict[Key, dict[str, dict]] = {}   # object -> file -> its text there
@@ -51,7 +60,7 @@ class ManifestDir:
         if self._absent:
             self._absent = False
             self.errors.pop(self.path, None)
-            log.info("%s is back; reading it again", self.path)
+            self._log(logging.INFO, "%s is back; reading it again", self.path)
         touched: dict[Key, dict | None] = {}
         for gone in set(self._files) - set(present):
             self._replace(gone, None, touched)
@@ -65,9 +74,14 @@ class ManifestDir:
         """The current objects of a kind (for one-shot reads), in key order."""
         return [self._winner(key) for key in sorted(self._defined_by) if key[0] == kind]
 
+    def object(self, kind: str, key: str) -> dict | None:
+        """One current object: `key` is namespace/name, or the name alone for
+        a cluster-scoped kind (a Node)."""
+        return self._winner((kind, key))
+
     def _missing(self) -> None:
         if not self._absent:
-            log.error("%s is missing; keeping the %d objects read from it until it is back", self.path,
+            self._log(logging.ERROR, "%s is missing; keeping the %d objects read from it until it is back", self.path,
                       len(self._defined_by))
         self._absent = True
         self.errors[self.path] = "missing; keeping the last good objects"
@@ -102,14 +116,17 @@ class ManifestDir:
             self.errors.pop(path, None)
         objects = {}
         for o in loaded:
-            if o["kind"] in KINDS:                         # load_file checked that each has a str kind
-                objects[(o["kind"], object_key(o))] = o
+            if o["kind"] in self.kinds:                    # load_file checked that each has a str kind
+                objects[(o["kind"], object_key(o, namespaced=o["kind"] not in CLUSTER_SCOPED))] = o
         self._replace(path, (signature, objects), touched)
 
     def _report(self, path: str, error: str, what: str) -> None:
         if self.errors.get(path) != error:
-            log.error("%s %s: %s", what, path, error)
+            self._log(logging.ERROR, "%s %s: %s", what, path, error)
         self.errors[path] = error
+
+    def _log(self, level: int, message: str, *args) -> None:
+        log.log(level if self.report else logging.DEBUG, message, *args)
 
     def _replace(self, path: str, entry: tuple | None, touched: dict) -> None:
         """Put a file's new objects (None: the file is gone) in place of its old ones."""

@@ -18,16 +18,15 @@ Node objects in the manifests (a directory or one file), watched alike.
 A Node that does not parse keeps the last good one, and is logged once.
 """
 import logging
-import os
 import threading
 from collections.abc import Callable
 
 from netplane.kube.fields import InvalidObject, mapping, sequence
+from netplane.proxy.manifest_source import ManifestDir
 
 log = logging.getLogger("netplane.proxy")
 ZONE_LABEL = "topology.kubernetes.io/zone"
 TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
-SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class NodeWatch:
@@ -126,7 +125,8 @@ class NodeWatch:
                 label = self._label_zone if going else None
         except InvalidObject as err:
             if str(err) != self._bad:
-                log.error("ignoring Node %s: %s; keeping what was known of it", self.name, err)
+                log.error("ignoring an invalid Node; keeping what was known of it",
+                          extra={"node": self.name, "error": str(err)})
             self._bad = str(err)
             self._delivered.set()
             return
@@ -145,11 +145,12 @@ class NodeWatch:
     def _report(self, before: tuple[bool, str], after: tuple[bool, str]) -> None:
         if before[0] != after[0]:
             if after[0]:
-                log.warning("node %s is being deleted: /healthz answers 503 (nodeEligible false)", self.name)
+                log.warning("node is being deleted: /healthz answers 503 (nodeEligible false)",
+                            extra={"node": self.name})
             else:
-                log.info("node %s is eligible again", self.name)
+                log.info("node is eligible again", extra={"node": self.name})
         if before[1] != after[1]:
-            log.info("node %s is now in zone %r (was %r)", self.name, after[1], before[1])
+            log.info("node zone changed", extra={"node": self.name, "zone": after[1], "was": before[1]})
             for hook in self._hooks:
                 try:
                     hook(after[1])
@@ -172,53 +173,16 @@ def _read(node: dict) -> tuple[bool, str | None]:
 
 class NodeFiles:
     """The Node named `name` among the manifests under `path` (a directory,
-    or one file). A scan re-reads only the files whose signature changed; a
-    file that stops parsing keeps what it held (ManifestSource reports it);
-    a missing `path` changes nothing (as for ManifestDir: an accident, not
-    an intent). If several files define the Node, the last in path order wins."""
+    or one file), read by a ManifestDir of kind Node: the same walk and
+    rules as the Services' (hidden files and folders skipped, only changed
+    files re-read, a file that stops parsing keeps what it held, a missing
+    `path` keeps what was read, the last file in path order wins). The
+    files' problems are the Services' reader's to report."""
 
     def __init__(self, path: str, name: str) -> None:
-        self.path, self.name = path, name
-        self._files: dict[str, tuple[tuple, dict | None]] = {}     # file -> (signature, the Node there)
+        self.name = name
+        self.dir = ManifestDir(path, kinds=("Node",), report=False)
 
     def scan(self, deliver: Callable[[dict | None], None]) -> None:
-        if not os.path.exists(self.path):
-            return
-        present = dict(self._signatures())
-        for gone in set(self._files) - set(present):
-            del self._files[gone]
-        for path, signature in present.items():
-            if self._files.get(path, (None,))[0] != signature:
-                self._files[path] = (signature, self._node_in(path))
-        found = [node for _, (_, node) in sorted(self._files.items()) if node is not None]
-        deliver(found[-1] if found else None)
-
-    def _node_in(self, path: str) -> dict | None:
-        from netplane.kube import manifests
-
-        try:
-            objects = manifests.load_file(path, problems=[])
-        except manifests.ManifestError as err:
-            log.debug("no Node read from %s: %s", path, err)
-            return self._files.get(path, (None, None))[1]
-        found = [o for o in objects if o.get("kind") == "Node" and isinstance(o.get("metadata"), dict)
-                 and o["metadata"].get("name") == self.name]
-        return found[-1] if found else None
-
-    def _signatures(self):
-        if os.path.isfile(self.path):
-            yield from self._signature(self.path)
-            return
-        for root, dirs, files in os.walk(self.path):
-            dirs.sort()
-            for name in sorted(files):
-                if name.endswith(SUFFIXES) and not name.startswith("."):
-                    yield from self._signature(os.path.join(root, name))
-
-    @staticmethod
-    def _signature(path: str):
-        try:
-            st = os.stat(path)
-        except OSError:
-            return                       # removed while we looked
-        yield path, (st.st_ino, st.st_mtime_ns, st.st_size)
+        self.dir.scan()
+        deliver(self.dir.object("Node", self.name))

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from netplane import fastpath
+from netplane.observe_http import where
 from netplane.proxy import modes
 from netplane.proxy.config import Checked, ProxyConfig, options_of
 from netplane.proxy.settings import Settings
@@ -108,10 +109,7 @@ def source_of(cfg: ProxyConfig) -> dict:
 
 
 def _address(address: tuple[str, int] | None) -> str:
-    if address is None:
-        return "off"
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "off" if address is None else where(address)
 
 
 # -- the warnings ---------------------------------------------------------------------------

@@ -7,13 +7,20 @@ DNATed to (random choices are followed both ways), whether it is accepted,
 rejected or dropped, and whether it is masqueraded. It understands the
 matches and targets netplane's rules use, and fails loudly on any other, so
 a new rule shape cannot be silently misread.
+
+Every way through is also kept as a Branch, with its chance (the product of
+the `--probability` of the random choices it took, and of 1 - p of those it
+passed over) and the rules it matched, for `netplane explain`.
 """
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import netaddr
 
+from netplane.testing.verdict import Branch
 from netplane.testing.verdict import Verdict as Trace
+
+REFUSED = ("DROP", "REJECT")
 
 
 @dataclass
@@ -26,37 +33,46 @@ class _Packet:
     dnat: str = ""
     recent: frozenset = frozenset()      # recent lists that hold this source (affinity)
     masquerade: bool = False
+    weight: float = 1.0                  # the chance of this way (random choices split it)
+    trail: tuple = ()                    # "table chain: rule" for every rule it matched, in order
 
 
 class Tracer:
     def __init__(self, tables: dict[str, dict[str, list[str]]], local_addresses, recent=()) -> None:
+        self.texts = tables                                     # the rules as written, for the trail
         self.tables = {t: {n: [shlex.split(r) for r in rules] for n, rules in chains.items()}
                        for t, chains in tables.items()}
         self.local = {netaddr.IPAddress(a) for a in local_addresses}
         self.recent = frozenset(recent)
 
     def trace(self, src: str, proto: str, dst: str, port: int) -> Trace:
+        ways = self._ways(src, proto, dst, port)
+        verdicts = {w.verdict for w in ways}
+        assert len(verdicts) == 1, f"branches disagree on the verdict: {ways}"
+        return Trace(frozenset(w.endpoint for w in ways if w.endpoint), verdicts.pop(),
+                     all(w.masquerade for w in ways), frozenset(w.endpoint for w in ways if w.masquerade),
+                     tuple(ways))
+
+    def _ways(self, src: str, proto: str, dst: str, port: int) -> list[Branch]:
+        """Every way the first packet may go, through nat, filter and nat again."""
         src_ip = netaddr.IPAddress(src)
         from_node = src_ip in self.local
         start = _Packet(src_ip, netaddr.IPAddress(dst), proto.lower(), port, recent=self.recent)
-        results = set()
+        ways = []
         for p, verdict in self._walk("nat", "OUTPUT" if from_node else "PREROUTING", start):
-            if verdict in ("DROP", "REJECT"):
-                results.add(("", verdict, False))
+            if verdict in REFUSED:
+                ways.append(Branch("", verdict, False, p.weight, p.trail))
                 continue
             # the node's own packets cross OUTPUT, and INPUT too when addressed to the node
             local = p.dst in self.local
             hooks = (["OUTPUT"] + (["INPUT"] if local else [])) if from_node else (["INPUT"] if local else ["FORWARD"])
             for q, filter_verdict in self._filter(hooks, p):
-                if filter_verdict in ("DROP", "REJECT"):
-                    results.add(("", filter_verdict, False))
+                if filter_verdict in REFUSED:
+                    ways.append(Branch("", filter_verdict, False, q.weight, q.trail))
                     continue
                 for r, _ in self._walk("nat", "POSTROUTING", q):
-                    results.add((r.dnat, "ACCEPT", r.masquerade))
-        verdicts = {v for _, v, _ in results}
-        assert len(verdicts) == 1, f"branches disagree on the verdict: {results}"
-        return Trace(frozenset(e for e, _, _ in results if e), verdicts.pop(), all(m for _, _, m in results),
-                     frozenset(e for e, _, m in results if e and m))
+                    ways.append(Branch(r.dnat, "ACCEPT", r.masquerade, r.weight, r.trail))
+        return ways
 
     def _filter(self, hooks: list[str], p: _Packet):
         """The filter table's built-in chains in turn; a DROP or REJECT ends the way."""
@@ -64,7 +80,7 @@ class Tracer:
             yield p, None
             return
         for q, verdict in self._walk("filter", hooks[0], p):
-            if verdict in ("DROP", "REJECT"):
+            if verdict in REFUSED:
                 yield q, verdict
             else:
                 yield from self._filter(hooks[1:], q)
@@ -80,17 +96,24 @@ class Tracer:
             return
         words = rules[i]
         matched = self._matches(words, p)
-        if matched == "maybe":                         # a random choice: follow both ways
-            yield from self._target(table, rules, i, words, p)
-            yield from self._rules(table, rules, i + 1, p)
+        if matched == "maybe":                         # a random choice: follow both ways, each with its chance
+            chance = float(words[words.index("--probability") + 1])
+            yield from self._target(table, rules, i, words, self._step(p, table, i, words, chance))
+            yield from self._rules(table, rules, i + 1, replace(p, weight=p.weight * (1 - chance)))
         elif matched:
-            yield from self._target(table, rules, i, words, p)
+            yield from self._target(table, rules, i, words, self._step(p, table, i, words))
         else:
             yield from self._rules(table, rules, i + 1, p)
 
+    def _step(self, p: _Packet, table: str, i: int, words: list[str], chance: float = 1.0) -> _Packet:
+        """The packet past rule i (of the chain `-A CHAIN` names): its chance and trail."""
+        chain = words[1]
+        step = f"{table} {chain}: {self.texts[table][chain][i]}"
+        return replace(p, weight=p.weight * chance, trail=p.trail + (step,))
+
     def _target(self, table, rules, i, words, p):
         target = words[words.index("-j") + 1] if "-j" in words else ""
-        q = _Packet(**vars(p))
+        q = replace(p)
         if target in ("ACCEPT", "DROP", "REJECT"):
             yield q, target
         elif target == "RETURN":

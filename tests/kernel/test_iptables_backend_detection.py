@@ -40,7 +40,7 @@ def test_auto_follows_the_rules_already_in_legacy(node):
     sb, netns, manifests = node
     done = once(netns, manifests)
     assert done.returncode == 0, done.stderr
-    assert "iptables backend: legacy (it holds 3 rules, nft 0)" in done.stderr
+    assert 'msg="iptables backend" backend=legacy reason="it holds 3 rules, nft 0"' in done.stderr
     assert "NP-SERVICES" in saved(sb, netns, "legacy") and "default/s has no endpoints" in saved(sb, netns, "legacy")
     assert "NP-" not in saved(sb, netns, "nft")
 
@@ -49,6 +49,6 @@ def test_a_forced_backend_is_used_whatever_the_other_holds(node):
     sb, netns, manifests = node
     done = once(netns, manifests, "--iptables-backend", "nft")
     assert done.returncode == 0, done.stderr
-    assert "iptables backend: nft (set by iptables.backend)" in done.stderr
+    assert 'backend=nft reason="set by --iptables-backend / iptables.backend"' in done.stderr
     assert "default/s has no endpoints" in saved(sb, netns, "nft")
     assert "NP-" not in saved(sb, netns, "legacy") and "--dport 443 -j ACCEPT" in saved(sb, netns, "legacy")

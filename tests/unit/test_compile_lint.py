@@ -108,8 +108,20 @@ def test_a_node_port_filter_matching_none_of_the_node_ips_warns_and_fails_strict
     assert (code, err) == (0, []) and re.search(r"-A NP-SERVICES -d 192\.168\.1\.1/32 .*-j NP-NODEPORTS", out)
     code, out, err = compile_(capsys, "--manifests", folder, *NODE, "--nodeport-addresses", "10.0.0.0/8", "--strict")
     assert code == 1 and "-j NP-NODEPORTS" not in out and "10.96.0.10" in out     # node ports unreachable
-    assert re.search(r"10\.0\.0\.0/8 matches none of the node's IPv4 addresses, 192\.168\.1\.1 \(from --node-ip\)",
-                     err[0])
+    assert re.search(r"10\.0\.0\.0/8 matches none of the node's IPv4 addresses, 192\.168\.1\.1, 127\.0\.0\.1 "
+                     r"\(from --node-ip, and loopback\)", err[0])
+
+
+def test_a_loopback_filter_passes_strict_with_localhost_node_ports_and_fails_without(tmp_path, capsys):
+    # loopback is every node's address: with --node-ip it is counted, and planned, as on the node
+    folder = str(manifests(tmp_path, SERVICE, SLICE))
+    code, out, err = compile_(capsys, "--manifests", folder, *NODE, "--nodeport-addresses", "127.0.0.0/8", "--strict")
+    assert (code, err) == (0, []) and re.search(r"-A NP-SERVICES -d 127\.0\.0\.1/32 .*-j NP-NODEPORTS", out)
+    assert "route_localnet=1" in out
+    code, out, err = compile_(capsys, "--manifests", folder, *NODE, "--nodeport-addresses", "127.0.0.0/8", "--strict",
+                              "--iptables-localhost-nodeports=false")
+    assert code == 1 and "-j NP-NODEPORTS" not in out and "route_localnet" not in out
+    assert "127.0.0.0/8 matches only loopback among the node's IPv4 addresses" in err[0]
 
 
 def test_without_node_ips_the_filter_is_matched_against_this_machines_addresses(tmp_path, capsys):

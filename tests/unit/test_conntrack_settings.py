@@ -62,9 +62,27 @@ def test_flags_win_over_the_file():
     assert cs.with_flags(base, _args()) == base
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["--conntrack-tcp-be-liberal"], True), (["--conntrack-tcp-be-liberal=T"], True),
+    (["--conntrack-tcp-be-liberal=1"], True), (["--conntrack-tcp-be-liberal=FALSE"], False),
+    (["--conntrack-tcp-be-liberal=0"], False), (["--no-conntrack-tcp-be-liberal"], False)])
+def test_the_bool_flag_takes_go_spellings_and_a_no_form(argv, expected):
+    assert cs.with_flags(ConntrackSettings(tcp_be_liberal=not expected), _args(*argv)).tcp_be_liberal is expected
+
+
+def test_a_bad_bool_flag_is_refused_as_every_bool_flag_is(capsys):
+    from netplane.cli.common import Parser
+
+    parser = Parser(prog="netplane")
+    cs.add_flags(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--conntrack-tcp-be-liberal=maybe"])
+    [line] = capsys.readouterr().err.splitlines()
+    assert "--conntrack-tcp-be-liberal" in line and "'maybe' is not a boolean: use true or false" in line
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--conntrack-min", "many"], "--conntrack-min: expected a whole number, 0 or more, got 'many'"),
-    (["--conntrack-tcp-be-liberal=maybe"], "--conntrack-tcp-be-liberal: expected true or false, got 'maybe'"),
     (["--conntrack-udp-timeout", "soon"], "--conntrack-udp-timeout: 'soon' is not a duration"),
 ])
 def test_bad_flags_name_the_flag(argv, message):
@@ -156,6 +174,7 @@ def test_a_max_only_the_host_can_raise_is_a_warning(kernel, monkeypatch, caplog)
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.sysctl for r in warned] == ["net.netfilter.nf_conntrack_max", "nf_conntrack hashsize"]
     assert "only the host can raise it" in warned[0].getMessage() and warned[0].wanted == 131072
+    assert "131072" not in warned[0].getMessage()           # the values are fields, not repeated in prose
 
 
 def test_a_timeout_that_cannot_be_written_is_one_line(kernel, monkeypatch):

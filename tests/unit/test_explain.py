@@ -312,3 +312,125 @@ def test_a_whole_iptables_save_dump_is_split_by_table():
     assert set(tables) == {"nat", "filter"}
     assert tables["nat"]["NP-SERVICES"] == [] and tables["nat"]["PREROUTING"][0].endswith("-j NP-SERVICES")
     assert "NP-FIREWALL" in tables["filter"] and "PREROUTING" not in tables["filter"]
+
+
+# -- the iptables tracer's ways: chances and the rules crossed ---------------------------------------
+
+def test_the_iptables_tracer_weighs_each_random_choice_and_keeps_the_rules_each_way_matched():
+    from netplane.testing.iptables_trace import Tracer
+
+    svc = "-A NP-SVC-X -m statistic --mode random --probability 0.2500000000 -j NP-SEP-A"
+    tables = {"nat": {"PREROUTING": ["-A PREROUTING -d 10.96.0.10/32 -j NP-SVC-X"],
+                      "NP-SVC-X": [svc, "-A NP-SVC-X -j NP-SEP-B"],
+                      "NP-SEP-A": ["-A NP-SEP-A -p tcp -j DNAT --to-destination 10.244.1.5:8080"],
+                      "NP-SEP-B": ["-A NP-SEP-B -p tcp -j DNAT --to-destination 10.244.2.5:8080"]},
+              "filter": {}}
+    verdict = Tracer(tables, [NODE_IP]).trace(POD, "tcp", "10.96.0.10", 80)
+    ways = {b.endpoint: b for b in verdict.branches}
+    assert {ep: b.weight for ep, b in ways.items()} == {LOCAL_EP: 0.25, REMOTE_EP: 0.75}
+    assert ways[LOCAL_EP].steps == ("nat PREROUTING: -A PREROUTING -d 10.96.0.10/32 -j NP-SVC-X", f"nat NP-SVC-X: {svc}",
+                                    f"nat NP-SEP-A: {tables['nat']['NP-SEP-A'][0]}")
+    assert ways[REMOTE_EP].steps[1] == "nat NP-SVC-X: -A NP-SVC-X -j NP-SEP-B"      # the choice passed over is no step
+    assert verdict.endpoints == {LOCAL_EP, REMOTE_EP} and verdict.verdict == "ACCEPT"
+
+
+# -- what an address serves when the port misses ---------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_service_address_on_another_port_names_what_it_serves(capsys, tmp_path, mode):
+    path = manifests(tmp_path)
+    code, out, _ = run(capsys, POD, "10.96.0.10:81", "--manifests", path, "--mode", mode, "--node-name", "n1",
+                       "--node-ip", NODE_IP)
+    assert "no Service port matches 10.96.0.10:81/tcp" in out and "not a Service address" not in out
+    assert "10.96.0.10 serves default/web:http 80/tcp" in out
+    _, got = explained(capsys, mode, path, POD, "10.96.0.10:81/tcp")
+    assert got["on_address"] == ["default/web:http 80/tcp"]
+    code, out, _ = run(capsys, POD, f"{NODE_IP}:22", "--manifests", path, "--mode", mode, "--node-name", "n1",
+                       "--node-ip", NODE_IP)
+    assert f"{NODE_IP} serves default/web:http node port 30080/tcp" in out
+    code, out, _ = run(capsys, POD, "10.96.0.99:80", "--manifests", path, "--mode", mode, "--node-name", "n1",
+                       "--node-ip", NODE_IP)
+    assert code == 3 and "not a Service address: passes untouched" in out and "serves" not in out
+
+
+@pytest.mark.parametrize("layout", ["compact", "kube-proxy"])
+def test_live_iptables_rules_name_the_services_on_an_address(layout):
+    from netplane.explain import names
+
+    rules = programmed(f"iptables/{layout}").kernel[4].tables
+    on = lambda dst: names.on_address_from_rules("iptables", rules, Packet(POD, dst, 81, "tcp"))  # noqa: E731
+    assert on("10.96.0.10") == ("default/web:http 80/tcp",)
+    assert on("10.96.0.11") == ("default/empty:http 80/tcp",)       # only a REJECT rule (no endpoints) holds it
+    assert on("10.96.0.99") == ()
+    assert names.on_address_from_rules("nftables", {}, Packet(POD, "10.96.0.10", 81, "tcp")) == ()
+
+
+# -- manifests that do not parse ------------------------------------------------------------------
+
+@pytest.mark.parametrize("as_dir", [False, True])
+def test_manifests_that_do_not_parse_are_one_line_naming_the_file_and_exit_2(capsys, tmp_path, as_dir):
+    good = manifests(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: Service\nmetadata: {name: x\n")
+    code, out, err = run(capsys, POD, "10.96.0.10:80", "--manifests", str(tmp_path if as_dir else bad),
+                         "--node-name", "n1", "--node-ip", NODE_IP)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"{bad}: invalid YAML" in err and err.count(str(bad)) == 1 and "last good" not in err
+    assert good not in err
+
+
+def test_a_bad_item_of_a_list_is_skipped_with_a_warning_and_the_rest_explained(capsys, tmp_path):
+    path = tmp_path / "list.yaml"
+    items = [5] + [b.service("web", "10.96.0.10", PORTS)]
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+    code, out, err = run(capsys, POD, "10.96.0.10:80", "--manifests", str(path), "--node-name", "n1",
+                         "--node-ip", NODE_IP)
+    assert code == 1 and "service    default/web:http (cluster IP)" in out       # no endpoints: rejected
+    assert "item 0" in err and err.count(str(path)) == 1 and len(err.strip().splitlines()) == 1, err
+
+
+# -- live reads refused for lack of privilege ------------------------------------------------------
+
+def test_detect_says_root_is_needed_when_a_mode_could_not_be_looked_for(monkeypatch):
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    class Refusing:
+        def applier(self, family, options):
+            raise NetlinkError(1, "Operation not permitted")
+
+        def options(self):
+            return None
+    monkeypatch.setattr(live.modes, "get", lambda name: Refusing())
+    assert live._present("nftables", 4, {}) is None
+    with pytest.raises(OperatorError, match=r"iptables/nftables/ipvs state here: permission denied; root \("
+                                            r"CAP_NET_ADMIN\) is needed") as caught:
+        live.detect(4, {})
+    assert "is netplane proxy running" not in str(caught.value)
+
+
+def test_detect_without_any_modes_state_still_asks_whether_the_proxy_runs(monkeypatch):
+    monkeypatch.setattr(live, "_present", lambda name, family, options: False)
+    with pytest.raises(OperatorError, match="is netplane proxy running here"):
+        live.detect(4, {})
+
+
+def test_a_tool_refused_for_lack_of_privilege_says_root_is_needed_even_where_failure_is_allowed():
+    refused = ["sh", "-c", "echo 'iptables-save v1.8: Permission denied (you must be root)' >&2; exit 4"]
+    with pytest.raises(OperatorError, match=r"^sh: iptables-save v1.8: Permission denied .*CAP_NET_ADMIN"):
+        live._run(refused, missing_ok=True)
+    assert live._run(["sh", "-c", "echo 'no such table' >&2; exit 1"], missing_ok=True) == ""
+    with pytest.raises(OperatorError, match="no such table$"):
+        live._run(["sh", "-c", "echo 'no such table' >&2; exit 1"])
+
+
+@pytest.mark.parametrize("err, refused", [
+    (PermissionError(13, "Permission denied"), True),
+    (OSError(2, "No such file or directory"), False),
+    (RuntimeError("iptables-nft-save: Could not fetch rule set generation id: Permission denied (you must be root)"),
+     True),
+    (RuntimeError("the kernel has no IPVS (is the ip_vs module loaded?)"), False),
+])
+def test_privilege_failures_are_told_from_others(err, refused):
+    from netplane.explain.privilege import denied
+
+    assert denied(err) is refused

@@ -68,14 +68,25 @@ def test_the_choice_is_made_once_and_logged_once(caplog):
         assert backends.resolve("auto", detector) == "legacy"
         assert backends.resolve("auto", detector) == "legacy"
     assert len(detections) == 1
-    assert [r.getMessage() for r in caplog.records] == ["iptables backend: legacy (it holds 42 rules, nft 0)"]
+    [record] = caplog.records
+    assert (record.getMessage(), record.backend, record.reason) == ("iptables backend", "legacy",
+                                                                    "it holds 42 rules, nft 0")
     assert backends.chosen_backend() == backends.Choice("legacy", "it holds 42 rules, nft 0")
 
 
 def test_a_forced_backend_is_not_detected_but_still_logged(caplog):
     with caplog.at_level(logging.INFO, "netplane.proxy"):
         assert backends.resolve("nft", lambda: pytest.fail("detected")) == "nft"
-    assert "iptables backend: nft (set by iptables.backend)" in caplog.text
+    [record] = caplog.records
+    assert (record.backend, record.reason) == ("nft", "set by --iptables-backend / iptables.backend")
+
+
+def test_a_later_request_for_the_other_backend_keeps_the_first_and_says_so(caplog):
+    backends.resolve("nft", lambda: pytest.fail("detected"))
+    with caplog.at_level(logging.INFO, "netplane.proxy"):
+        assert backends.resolve("legacy") == "nft"
+    [record] = caplog.records
+    assert (record.levelname, record.asked, record.backend) == ("WARNING", "legacy", "nft")
 
 
 def test_every_binary_of_the_runner_is_the_chosen_backends():

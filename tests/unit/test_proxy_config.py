@@ -178,6 +178,16 @@ def test_kube_proxys_flag_names_carry_over():
     assert cli._parser().parse_args(["proxy", "--masquerade-all"]).masquerade_all is True
 
 
+@pytest.mark.parametrize("value", ["-3", "abc", "1.5"])
+def test_a_verbosity_below_zero_or_not_a_number_is_one_line(value, capsys):
+    from netplane import cli
+
+    with pytest.raises(SystemExit) as exited:        # the parser stops it: nothing starts
+        cli._parser().parse_args(["proxy", "--manifests", "/tmp", f"--v={value}"])
+    [line] = capsys.readouterr().err.splitlines()
+    assert exited.value.code == 2 and f"--v: '{value}' is not a verbosity: use a whole number, 0 or more" in line
+
+
 # What `kubeadm init` writes into the kube-proxy ConfigMap (kubeadm 1.31, every field at its zero value).
 KUBEADM_CONFIG = """
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -283,6 +293,14 @@ def test_another_modes_own_options_are_reported_ignored(tmp_path):
     assert cfg.ignored == ["iptables.layout", "iptables.localhostNodePorts"]
     cfg = config.load_file(write(tmp_path, "mode: iptables\niptables: {localhostNodePorts: false, layout: compact}\n"))
     assert cfg.ignored == []
+
+
+def test_the_ignored_fields_are_one_warning_listing_them(tmp_path, capsys):
+    conf = write(tmp_path, "mode: nftables\nwinkernel: {networkName: x}\niptables: {layout: compact}\n")
+    assert main(["proxy", "--config", conf]) == 2         # no source: it stops after the warning
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "level=warning" in line]
+    [warning] = warnings
+    assert 'msg="config: ignoring kube-proxy fields" fields=winkernel,iptables.layout' in warning
 
 
 def test_a_bind_address_without_a_port_takes_kube_proxys_port():

@@ -1,6 +1,7 @@
 """--manifests DIR: files in, per-object changes out, and a broken edit,
 a bad List item or a vanished directory loses nothing."""
 import json
+import logging
 import os
 import shutil
 import threading
@@ -247,3 +248,18 @@ def test_the_watcher_scans_a_file_rewritten_by_rename(tmp_path):
             assert seen.wait(5)
     finally:
         watcher.stop()
+
+
+def test_a_reader_of_other_kinds_keys_a_node_by_its_name_and_reports_problems_only_at_debug(tmp_path, caplog):
+    node = {"kind": "Node", "metadata": {"name": "n1", "namespace": "ignored"}}
+    write(tmp_path / "all.yaml", "\n---\n".join(json.dumps(o) for o in (SERVICE, node)))
+    assert summary(ManifestDir(str(tmp_path)).scan()) == [("Service", "default/web", False, True)]   # no Node
+    nodes = ManifestDir(str(tmp_path), kinds=("Node",), report=False)
+    assert summary(nodes.scan()) == [("Node", "n1", False, True)]       # cluster-scoped: no namespace in its key
+    assert nodes.object("Node", "n1") == node and nodes.object("Node", "n2") is None
+    with caplog.at_level(logging.INFO, "netplane.proxy"):
+        write(tmp_path / "all.yaml", "kind: [")                 # a file that stops parsing
+        assert nodes.scan() == [] and list(nodes.errors) == [str(tmp_path / "all.yaml")]
+        shutil.rmtree(tmp_path)                                 # and the whole directory gone
+        assert nodes.scan() == [] and str(tmp_path) in nodes.errors
+    assert nodes.object("Node", "n1") == node and not caplog.records

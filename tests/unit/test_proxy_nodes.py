@@ -1,12 +1,15 @@
 """The proxy's Node watch: nodeEligible and the zone, from the API server
 (only this node, by field selector) or from Node manifests."""
 import json
+import logging
+import os
 import threading
 import time
 
+from netplane import logs
 from netplane.kube.client import NODES
 from netplane.proxy.config import ProxyConfig
-from netplane.proxy.nodes import TO_BE_DELETED_TAINT, ZONE_LABEL, NodeWatch
+from netplane.proxy.nodes import TO_BE_DELETED_TAINT, ZONE_LABEL, NodeFiles, NodeWatch
 
 FAST = {"watch_timeout": 1, "backoff_initial": 0.05, "backoff_max": 0.2}
 
@@ -76,8 +79,21 @@ def test_a_malformed_node_keeps_what_was_known(caplog):
     watch.set_node(bad)
     watch.set_node(bad)
     assert watch.zone() == "zone-a" and not watch.eligible()
-    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
-        "ignoring Node n1: spec.taints is not a list; keeping what was known of it"]
+    [error] = [r for r in caplog.records if r.levelname == "ERROR"]       # once, not at every update
+    assert (error.getMessage(), error.node, error.error) == (
+        "ignoring an invalid Node; keeping what was known of it", "n1", "spec.taints is not a list")
+
+
+def test_what_changed_is_logged_with_the_node_and_zone_as_fields(caplog):
+    watch = NodeWatch("n1", fallback_zone="z0")
+    with caplog.at_level(logging.INFO, "netplane.proxy"):
+        watch.set_node(node("n1", zone="zone-a", deleting=True))
+        watch.set_node(node("n1", zone="zone-a"))
+    said = [(r.levelname, r.getMessage(), logs.fields_of(r)) for r in caplog.records]
+    assert said == [
+        ("WARNING", "node is being deleted: /healthz answers 503 (nodeEligible false)", {"node": "n1"}),
+        ("INFO", "node zone changed", {"node": "n1", "zone": "zone-a", "was": "z0"}),
+        ("INFO", "node is eligible again", {"node": "n1"})]
 
 
 def test_from_the_api_it_watches_only_its_own_node(fake, api):
@@ -126,6 +142,33 @@ def check_manifest_feed(watch, nodes, whole_dir):
     if whole_dir:                                           # the file gone: no Node, eligible
         nodes.unlink()
         wait_for(lambda: watch.eligible() and watch.zone() == "")
+
+
+def test_from_a_configmap_volume_the_node_is_read_through_the_links_only(tmp_path, caplog):
+    """A ConfigMap volume: the files are links into ..data, a link to the
+    hidden ..2026_* folder that holds them. Each Node is read once: the
+    hidden copy is not another definition (which would be warned about)."""
+    stamp = tmp_path / "..2026_12_01_05_00_00.1"
+    stamp.mkdir()
+    (stamp / "node.yaml").write_text(json.dumps(node("n1", zone="z1")))
+    os.symlink(stamp.name, tmp_path / "..data")
+    os.symlink("..data/node.yaml", tmp_path / "node.yaml")
+    files = NodeFiles(str(tmp_path), "n1")
+    seen = []
+    with caplog.at_level(logging.DEBUG, "netplane.proxy"):
+        files.scan(seen.append)
+    assert seen == [node("n1", zone="z1")] and not caplog.records      # no "Node n1 is defined in" twice
+
+
+def test_a_file_that_stops_parsing_keeps_the_node_and_leaves_the_error_to_the_services_reader(tmp_path, caplog):
+    (tmp_path / "node.yaml").write_text(json.dumps(node("n1", zone="z1")))
+    files, seen = NodeFiles(str(tmp_path), "n1"), []
+    files.scan(seen.append)
+    (tmp_path / "node.yaml").write_text("kind: [")
+    with caplog.at_level(logging.INFO, "netplane.proxy"):
+        files.scan(seen.append)
+    assert seen == [node("n1", zone="z1")] * 2 and not caplog.records
+    assert "node.yaml" in files.dir.errors[str(tmp_path / "node.yaml")]        # kept, at debug level only
 
 
 def test_from_manifests_without_the_node_uses_the_flag(tmp_path):

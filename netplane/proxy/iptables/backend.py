@@ -89,11 +89,12 @@ def resolve(requested: str, detector=None) -> str:
     global _chosen
     with _lock:
         if _chosen is None:
-            _chosen = (detector or detect)() if requested == AUTO else Choice(requested, "set by iptables.backend")
-            log.info("iptables backend: %s (%s)", _chosen.backend, _chosen.reason)
+            _chosen = (detector or detect)() if requested == AUTO else \
+                Choice(requested, "set by --iptables-backend / iptables.backend")
+            log.info("iptables backend", extra={"backend": _chosen.backend, "reason": _chosen.reason})
         elif requested not in (AUTO, _chosen.backend):
-            log.warning("iptables backend %s asked for after %s was chosen; keeping %s",
-                        requested, _chosen.backend, _chosen.backend)
+            log.warning("iptables backend asked for after another was chosen; keeping the first",
+                        extra={"asked": requested, "backend": _chosen.backend})
         return _chosen.backend
 
 
