@@ -1,7 +1,7 @@
 """`netplane explain`: what the proxy does to a packet, in words (or --json).
 
 Exit code: 0 the packet reaches an endpoint; 1 it is rejected or dropped;
-3 it is not a Service address and passes untouched; 2 bad input."""
+3 no Service port matches it and it passes untouched; 2 bad input."""
 import sys
 
 from netplane.cli.proxy import add_options, proxy_config

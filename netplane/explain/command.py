@@ -19,20 +19,27 @@ def explain(packet: Packet, cfg, checked, *, manifests: str | None, mode: str | 
             raise OperatorError(f"manifests {manifests}: no such file or directory")
         kernel, policies = compiled.kernel(cfg, checked, packet.family)
         frontend = names.from_policies(policies, packet, kernel.local)
-        on_address = names.on_address_from_policies(policies, packet, kernel.local)
         where = f"as compiled from {manifests}"
     else:
         if netns:
             enter(netns)
         kernel = live.kernel(mode or live.detect(packet.family, cfg.mode_options), packet.family,
                              cfg.mode_options, checked.cluster_cidrs)
-        frontend = None
-        on_address = names.on_address_from_rules(kernel.mode, kernel.state, packet)
+        frontend, policies = None, None
         where = live.where(kernel, netns)
     verdict = kernel.trace(packet)
     frontend = frontend or names.from_steps(kernel.mode, [s for b in verdict.branches for s in b.steps])
     return Explanation(packet, kernel.mode, where, verdict, frontend, cidr, names_known=manifests is not None,
-                       on_address=on_address)
+                       on_address=() if frontend else _served_instead(kernel, policies, packet))
+
+
+def _served_instead(kernel, policies: dict | None, packet: Packet) -> tuple[str, ...]:
+    """No Service port matched: those on its address (from the manifests'
+    Services, or the live iptables rules' comments; other live modes hold
+    addresses only)."""
+    if policies is not None:
+        return names.on_address_from_policies(policies, packet, kernel.local)
+    return names.on_address_from_rules(kernel.mode, kernel.state, packet)
 
 
 def enter(name: str) -> None:

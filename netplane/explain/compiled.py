@@ -1,15 +1,16 @@
 """`netplane explain --manifests`: the state a compile of those manifests
 would install, held by the mode's fake kernel. The path is the proxy's
-own (source -> snapshot -> policies, as daemon.compile_plan), then the
-mode's harness programs its fake kernel through the real applier."""
+own (the manifests read by the ManifestDir its source watches -> snapshot
+-> policies, as daemon.compile_plan), then the mode's harness programs its
+fake kernel through the real applier."""
 import logging
-from contextlib import contextmanager
 
 from netplane import testing
 from netplane.errors import OperatorError
 from netplane.explain.kernel import Kernel
 from netplane.kube import manifests
-from netplane.proxy import daemon, manifest_source
+from netplane.proxy import daemon
+from netplane.proxy.manifest_source import ManifestDir
 from netplane.proxy.nftables.names import FAMILY
 from netplane.proxy.policy import family_policies
 from netplane.proxy.state import snapshot
@@ -37,45 +38,28 @@ def kernel(cfg, checked, family: int) -> tuple[Kernel, dict]:
     return _held(cfg.mode, family, programmed, local, settings), policies[family]
 
 
-def _objects(cfg):
+def _objects(cfg) -> tuple[list[dict], list[dict]]:
     """The Services and EndpointSlices of the manifests, read once. A file
     that does not parse is bad input: a one-shot has no last good objects to
     keep (as the watching proxy does), and explaining without it would
     answer about other Services than the operator's."""
-    src = daemon.source(cfg)
-    with _unlogged(manifest_source.log):
-        src.scan()
-    unreadable = [why for where, why in sorted(src.errors.items()) if _unparsable(where)]
+    found = ManifestDir(cfg.manifests, report=False)     # not the watcher's lines: what is wrong is said here, once
+    found.scan()
+    unreadable = [why for why in map(_unparsable, sorted(found.errors)) if why]
     if unreadable:
         raise OperatorError(f"cannot read the manifests: {'; '.join(unreadable)}")
-    for why in sorted(src.errors.values()):
+    for why in sorted(found.errors.values()):
         log.warning("manifests: %s", why)     # a bad item of a List: skipped, the file's others count
-    found = src.objects()
-    if found is None:
-        raise OperatorError(f"manifests {cfg.manifests}: nothing could be read")
-    return found
+    return found.objects("Service"), found.objects("EndpointSlice")
 
 
-def _unparsable(path: str) -> bool:
-    """Whether the file fails as a whole (not only some of its items)."""
+def _unparsable(path: str) -> str | None:
+    """Why the file fails as a whole (not only some of its items), or None."""
     try:
         manifests.load_file(path, [])
-    except manifests.ManifestError:
-        return True
-    return False
-
-
-@contextmanager
-def _unlogged(logger: logging.Logger):
-    """The watcher's error lines ("keeping the last good objects of ...")
-    speak of a watch; the one-shot says what is wrong itself, once."""
-    def watcher_errors(record: logging.LogRecord) -> bool:
-        return not (record.pathname == manifest_source.__file__ and record.levelno >= logging.ERROR)
-    logger.addFilter(watcher_errors)
-    try:
-        yield
-    finally:
-        logger.removeFilter(watcher_errors)
+    except manifests.ManifestError as err:
+        return str(err)
+    return None
 
 
 def _held(mode: str, family: int, programmed, local: tuple, settings) -> Kernel:

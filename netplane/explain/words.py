@@ -12,7 +12,7 @@ def render(x: Explanation) -> str:
              f"proxy      {x.mode} mode, {x.source}"]
     if x.outcome != "untouched":
         lines.append(f"service    {_service(x)}")
-        lines += _served(x) if x.frontend is None and x.names_known else []
+        lines += _served(x)
     lines += _verdict(x)
     if x.outcome == "endpoint":
         lines += _masquerade(x)

@@ -434,3 +434,16 @@ def test_privilege_failures_are_told_from_others(err, refused):
     from netplane.explain.privilege import denied
 
     assert denied(err) is refused
+
+
+@pytest.mark.parametrize("mode, served", [("iptables", True), ("ebpf", False)])
+def test_live_words_never_claim_an_address_is_no_services(capsys, monkeypatch, mode, served):
+    """Live, iptables' comments name what the address serves; eBPF maps hold no names,
+    so a miss is said as one, without "not a Service address"."""
+    held = programmed("iptables/compact" if mode == "iptables" else mode).kernel[4]
+    state = held.tables if mode == "iptables" else held
+    monkeypatch.setattr(live, "kernel", lambda *args: live.LiveKernel(mode, 4, state, LOCAL, (CIDR,)))
+    code, out, _ = run(capsys, POD, "10.96.0.10:81", "--mode", mode)
+    assert code == 3 and "no Service port matches 10.96.0.10:81/tcp: passes untouched" in out
+    assert "not a Service address" not in out
+    assert ("10.96.0.10 serves default/web:http 80/tcp" in out) is served
