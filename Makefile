@@ -43,6 +43,7 @@ test-vm: setup
 bench: setup
 	$(VENV)/bin/netplane bench proxy --out benchmarks/results/bench_proxy
 	$(VENV)/bin/python benchmarks/cni_latency.py
+	$(VENV)/bin/python benchmarks/proxy_start.py
 	$(VENV)/bin/python benchmarks/pod_network_throughput.py
 	$(VENV)/bin/python benchmarks/proxy_iptables.py
 	$(VENV)/bin/python benchmarks/proxy_compile.py
