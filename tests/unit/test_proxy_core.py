@@ -5,13 +5,13 @@ import time
 
 import pytest
 
-from netplane.kube.changes import Change, object_key
 from netplane.kube.client import ENDPOINTSLICES, SERVICES
 from netplane.proxy import build as b
 from netplane.proxy.settings import Settings
 from netplane.proxy.conntrack import Flow, stale_flows
 from netplane.proxy.model import PortName
 from netplane.proxy.proxier import Proxier
+from netplane.testing.driven_source import DrivenSource
 from netplane.proxy.sources import KubeSource, ManifestSource
 from netplane.proxy.state import snapshot
 from netplane.proxy.policy import Node, family_policies
@@ -77,25 +77,10 @@ class Recorder:
         self.settings = Settings(Node(self.settings.node.name, zone))
 
 
-class StaticSource:
-    """A source the test drives: it delivers changes when told to."""
-
-    def __init__(self):
-        self.ready, self.objects = False, {"Service": {}, "EndpointSlice": {}}
-        self.on_events = lambda changes: None
-
-    def put(self, *objs):
-        changes = []
-        for obj in objs:
-            kind, key = obj["kind"], object_key(obj)
-            changes.append(Change(kind, key, self.objects[kind].get(key), obj))
-            self.objects[kind][key] = obj
-        self.ready = True
-        self.on_events(changes)
 
 
 def test_the_proxier_waits_for_the_source_then_syncs_full_then_partial():
-    source = StaticSource()
+    source = DrivenSource()
     backend = Recorder(Settings(Node("n1"), cluster_cidrs=()))
     proxier = Proxier(source, backend)
     proxier.sync(full=True)
@@ -117,7 +102,7 @@ def test_the_proxier_waits_for_the_source_then_syncs_full_then_partial():
 
 
 def test_after_a_failed_sync_the_changes_are_kept_so_nothing_is_lost():
-    source = StaticSource()
+    source = DrivenSource()
     source.put(b.service("a", "10.96.0.1", [{"port": 80}]))
     backend = Recorder(Settings(Node("n1")))
     proxier = Proxier(source, backend)
@@ -135,7 +120,7 @@ def test_after_a_failed_sync_the_changes_are_kept_so_nothing_is_lost():
 
 
 def test_network_programming_latency_is_observed_per_change():
-    source = StaticSource()
+    source = DrivenSource()
     proxier = Proxier(source, Recorder(Settings(Node("n1"))))
     source.put(b.service("a", "10.96.0.1", [{"port": 80}]), b.endpoint_slice("a", ["10.244.1.5"], [{"port": 80}]))
     proxier.sync(full=True)
@@ -193,7 +178,7 @@ def test_the_kube_source_lists_and_watches_both_kinds(fake, api):
 
 def test_a_zone_change_redecides_every_port_in_one_full_sync():
     """The Node's topology label moved: hints now pick the other zone's endpoint."""
-    source, backend = StaticSource(), Recorder(Settings(Node("n1", "za")))
+    source, backend = DrivenSource(), Recorder(Settings(Node("n1", "za")))
     proxier = Proxier(source, backend)
     source.put(b.service("a", "10.96.0.1", [{"port": 80}], trafficDistribution="PreferClose"),
                b.endpoint_slice("a", [b.endpoint("10.244.1.5", "n1", zone="za", hints=["za"]),

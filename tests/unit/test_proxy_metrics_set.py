@@ -8,7 +8,6 @@ import urllib.request
 import netaddr
 import pytest
 
-from netplane.kube.changes import Change, object_key
 from netplane.proxy import build as b
 from netplane.proxy import modes
 from netplane.proxy.dataplane import Dataplane
@@ -18,6 +17,7 @@ from netplane.proxy.iptables.mode import IptablesApplier, IptablesOptions
 from netplane.proxy.metrics import ProxyMetrics
 from netplane.proxy.policy import Node, family_policies
 from netplane.proxy.proxier import Proxier
+from netplane.testing.driven_source import DrivenSource
 from netplane.proxy.settings import Settings
 from netplane.proxy.state import snapshot
 from netplane.testing import ipvs as ipvs_testing
@@ -29,21 +29,6 @@ SETTINGS = Settings(Node("n1"), (netaddr.IPAddress("192.168.200.11"),), (netaddr
 V4 = {"ip_family": "IPv4"}
 
 
-class Source:
-    """A source the test drives: it delivers changes when told to."""
-
-    def __init__(self):
-        self.ready, self.objects = False, {"Service": {}, "EndpointSlice": {}}
-        self.on_events = lambda changes: None
-
-    def put(self, *objs):
-        changes = []
-        for obj in objs:
-            kind, key = obj["kind"], object_key(obj)
-            changes.append(Change(kind, key, self.objects[kind].get(key), obj))
-            self.objects[kind][key] = obj
-        self.ready = True
-        self.on_events(changes)
 
 
 def iptables_plane(clean_conntrack=None):
@@ -66,7 +51,7 @@ def web_slice(name, *endpoints):
 
 @pytest.fixture
 def proxy():
-    source = Source()
+    source = DrivenSource()
     proxier = Proxier(source, iptables_plane())
     return source, proxier, proxier.dataplane.appliers[4].runner
 
@@ -174,7 +159,7 @@ def test_no_local_endpoints_counts_local_policies_without_a_local_endpoint(proxy
 
 
 def test_conntrack_cleanup_is_timed_and_its_deletions_counted():
-    source = Source()
+    source = DrivenSource()
     proxier = Proxier(source, iptables_plane(clean_conntrack=lambda family, policies: 3))
     source.put(b.service("dns", "10.96.0.10", [{"name": "dns", "port": 53, "protocol": "UDP"}]),
                b.endpoint_slice("dns", ["10.244.1.5"], [{"name": "dns", "port": 5353, "protocol": "UDP"}]))
