@@ -9,41 +9,20 @@ never the machine's /sys/fs/bpf or its root cgroup."""
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
-import yaml
 
 from netplane.lab import cgroups
-from netplane.proxy import build as b
 from netplane.proxy.ebpf import mode as ebpf_mode
+from netplane.testing.explain_cases import CLI, NODE, NODE_LINKS, comparable, write_manifests
 
-CLI = [sys.executable, "-m", "netplane"]
-NODE = ["--node-name", "n1", "--node-ip", "192.168.200.11", "--cluster-cidr", "10.244.0.0/16"]
-PORTS = [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]
-EP_PORTS = [{"name": "http", "port": 8080, "protocol": "TCP"}]
 PACKETS = [                                          # (source, destination, outcome)
     ("10.244.1.9", "10.96.0.10:80/tcp", "endpoint"),             # a pod to a cluster IP, two endpoints
     ("192.168.200.99", "192.168.200.11:30080/tcp", "endpoint"),  # a node port from outside: the Maglev table
     ("10.244.1.9", "10.96.0.11:80/tcp", "reject"),               # no endpoints
     ("10.244.1.9", "10.96.0.99:80/tcp", "untouched"),            # not a Service
 ]
-
-
-def write_manifests(path) -> None:
-    both = [b.endpoint("10.244.1.5", "n1"), b.endpoint("10.244.2.5", "n2")]
-    objects = [b.service("web", "10.96.0.10", PORTS, type="NodePort"),
-               b.endpoint_slice("web", both, EP_PORTS),
-               b.service("empty", "10.96.0.11", [dict(PORTS[0], nodePort=30081)], type="NodePort")]
-    path.write_text(yaml.safe_dump_all(objects))
-
-
-def comparable(answer: dict) -> dict:
-    """What both must agree on (the live maps hold addresses, not the Services' names)."""
-    out = {k: answer[k] for k in ("outcome", "exit_code", "masquerade", "decided_by")}
-    out["endpoints"] = [{k: e[k] for k in ("endpoint", "weight", "masquerade", "steps")} for e in answer["endpoints"]]
-    return out
 
 
 @pytest.fixture
@@ -54,10 +33,8 @@ def node(sb, tmp_path):
     if reason:
         pytest.skip(reason)
     netns = sb.netns("explain-ebpf")
-    sb.run(netns, ["ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"])
-    sb.run(netns, ["ip", "addr", "add", "192.168.200.11/24", "dev", "v0"])
-    for link in ("v0", "v1"):
-        sb.run(netns, ["ip", "link", "set", link, "up"])
+    for argv in NODE_LINKS:
+        sb.run(netns, argv)
     bpffs = tmp_path / "bpf"
     bpffs.mkdir()
     holder = sb.spawn(netns, ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -80,7 +57,7 @@ def node(sb, tmp_path):
 def test_live_maps_answer_as_the_compile_of_the_same_manifests_and_say_the_pin_path(node, tmp_path):
     run, cgroup, pin = node
     manifests = tmp_path / "services.yaml"
-    write_manifests(manifests)
+    write_manifests(manifests, local=False)
     ebpf = ["--ebpf-cgroup-path", cgroup, "--ebpf-pin-path", pin]
     once = run([*CLI, "proxy", "--once", "--manifests", str(manifests), "--mode", "ebpf", *NODE, *ebpf,
                 "--healthz-bind-address", "", "--metrics-bind-address", ""], timeout=240)
