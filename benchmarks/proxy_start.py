@@ -9,8 +9,8 @@ conntrack timeouts in the node's namespace, detects the iptables backend
 checks br_netfilter. This measures what that adds, end to end, as an
 operator meets it (the command, not an inner loop).
 
-Each sample: a fresh network namespace (loopback and a dummy device with
-the node IP), the command run in it (`python -S` with the tree first on
+Each sample: a fresh network namespace (loopback and a veth pair, one end
+with the node IP), the command run in it (`python -S` with the tree first on
 PYTHONPATH, then the venv's site-packages, so each tree runs its own code
 and nothing else differs), then a check that the kernel holds every
 Service (iptables: one NP-SVC chain per port; nftables: one service-ips
@@ -87,10 +87,10 @@ def held(sb: sandbox.Sandbox, netns: str, mode: str) -> int:
 
 def one(sb: sandbox.Sandbox, tree: Path, mode: str, services: int, path: Path, n: int) -> float:
     netns = sb.netns(f"start{n}")
-    sb.run(netns, ["ip", "link", "set", "lo", "up"], check=True)
-    sb.run(netns, ["ip", "link", "add", "node0", "type", "dummy"], check=True)
-    sb.run(netns, ["ip", "addr", "add", f"{NODE_IP}/24", "dev", "node0"], check=True)
-    sb.run(netns, ["ip", "link", "set", "node0", "up"], check=True)
+    for argv in (["ip", "link", "set", "lo", "up"], ["ip", "link", "add", "node0", "type", "veth", "peer", "node1"],
+                 ["ip", "addr", "add", f"{NODE_IP}/24", "dev", "node0"], ["ip", "link", "set", "node0", "up"],
+                 ["ip", "link", "set", "node1", "up"]):
+        sb.run(netns, argv)
     site = next(Path(p) for p in sys.path if p.endswith("site-packages"))
     env = {**os.environ, "PYTHONPATH": f"{tree}:{site}"}
     argv = [sys.executable, "-S", "-m", "netplane", "proxy", "--once", "--mode", mode, "--manifests", str(path),
