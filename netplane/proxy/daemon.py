@@ -1,9 +1,11 @@
 """`netplane proxy`: the node daemon, and the one-shot jobs beside it
 (--once and --cleanup; `netplane compile` is dry_run.py).
 
-The daemon runs the Proxier's sync loop on the main thread, the source on
-its own thread, and serves /healthz and /livez (default 0.0.0.0:10256) and
-/metrics (default 127.0.0.1:10249). SIGTERM or SIGINT stops it; the rules
+The daemon binds its ports first (/healthz and /livez, default
+0.0.0.0:10256; /metrics and /proxyMode, default 127.0.0.1:10249), then
+writes kube-proxy's conntrack settings, reads its Node (zone, eligibility),
+and runs the Proxier's sync loop on the main thread, the source and the
+Node watch on their own threads. SIGTERM or SIGINT stops it; the rules
 stay in the kernel, so services keep working while it restarts (as with
 kube-proxy); `--cleanup` removes them.
 """
